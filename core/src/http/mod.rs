@@ -1,0 +1,12 @@
+//! HTTP/1.1 subset: request head parser, response head encoder, ranges, conditionals, dates.
+//!
+//! Views borrow the caller's buffer; encoders follow `encoded_len()` + `encode(&mut [u8])`.
+
+pub mod conditional;
+pub mod date;
+pub mod etag;
+pub mod method;
+pub mod range;
+pub mod request;
+pub mod response;
+pub mod status;

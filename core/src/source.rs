@@ -1,0 +1,200 @@
+//! Where files come from: the [`FileSource`] trait, and [`StaticSource`], a table of files baked
+//! into the program (flash on a board, fixtures in tests).
+//!
+//! A source answers for [`SafePath`]s only, so it never sees a path that could leave its root.
+
+use crate::path::SafePath;
+
+/// What a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+    /// Anything else (device, fifo, socket): never served.
+    Other,
+}
+
+/// The identity and version of a file's content.
+///
+/// Two reads of a file with equal versions are assumed to give the same bytes; the cache and the
+/// `ETag` rely on it. On the host it is (size, modification time in ns, device + inode); a board
+/// with files in flash uses the table index and a build stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileVersion {
+    /// Size in bytes.
+    pub len: u64,
+    /// Modification stamp, in nanoseconds on the host.
+    pub stamp: u64,
+    /// Identity of the file (inode and device folded together on the host).
+    pub id: u64,
+}
+
+/// What a source knows about a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metadata {
+    /// File, folder or other.
+    pub kind: FileKind,
+    /// Identity and version; `len` is the size for a file.
+    pub version: FileVersion,
+    /// Modification time in seconds since the Unix epoch, when the platform has one
+    /// (used for `Last-Modified` and `If-Modified-Since`).
+    pub modified: Option<u64>,
+}
+
+/// Why a source could not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// No such file, or one the server must not reveal (outside the root, hidden).
+    NotFound,
+    /// The file exists but may not be read.
+    Forbidden,
+    /// An I/O failure on the server's side.
+    Io,
+}
+
+impl core::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::NotFound => "not found",
+            Self::Forbidden => "forbidden",
+            Self::Io => "i/o error",
+        })
+    }
+}
+
+impl core::error::Error for SourceError {}
+
+/// A tree of files under a root.
+///
+/// Every method takes `&self`: a host source is shared by threads, a board's lives in a static.
+pub trait FileSource {
+    /// An open file, from which `read_at` reads the version `open` reported.
+    type File;
+    /// A rendered folder listing (see [`FileSource::listing`]).
+    type Listing: AsRef<[u8]>;
+
+    /// The metadata of `path`, following links that stay inside the root.
+    ///
+    /// # Errors
+    /// [`SourceError::NotFound`] when the path does not exist or must not be revealed.
+    fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError>;
+
+    /// Opens the file at `path` and returns it with the metadata of what was opened.
+    ///
+    /// # Errors
+    /// As [`FileSource::metadata`]; also when `path` is not a regular file.
+    fn open(&self, path: &SafePath<'_>) -> Result<(Self::File, Metadata), SourceError>;
+
+    /// Reads up to `buf.len()` bytes at `offset`; `Ok(0)` means the end of the file.
+    ///
+    /// # Errors
+    /// [`SourceError::Io`] on a read failure.
+    fn read_at(&self, file: &Self::File, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError>;
+
+    /// Renders the listing of the folder at `path` in the given style.
+    ///
+    /// # Errors
+    /// [`SourceError::NotFound`] where the source has no listings (the default).
+    fn listing(&self, path: &SafePath<'_>, style: ListingStyle) -> Result<Self::Listing, SourceError> {
+        let _ = (path, style);
+        Err(SourceError::NotFound)
+    }
+}
+
+/// The two forms of a folder listing (PROTOCOL.md, "Listings").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingStyle {
+    /// A small HTML page.
+    Html,
+    /// One `name<TAB>size` line per entry, for the client.
+    Text,
+}
+
+/// One file of a [`StaticSource`].
+#[derive(Debug, Clone, Copy)]
+pub struct StaticFile {
+    /// The path below the root, without a leading slash (`"img/logo.png"`).
+    pub path: &'static str,
+    /// The content.
+    pub data: &'static [u8],
+    /// Modification time in seconds since the Unix epoch, if known.
+    pub modified: Option<u64>,
+}
+
+/// A read-only file set in memory: files baked into flash with `include_bytes!`, or fixtures.
+///
+/// Folders are implied by the files' paths. It has no listings.
+#[derive(Debug, Clone, Copy)]
+pub struct StaticSource {
+    files: &'static [StaticFile],
+}
+
+impl StaticSource {
+    /// A source over `files`.
+    pub const fn new(files: &'static [StaticFile]) -> Self {
+        Self { files }
+    }
+
+    /// The files of this source.
+    pub const fn files(&self) -> &'static [StaticFile] {
+        self.files
+    }
+
+    fn file_metadata(index: usize, file: &StaticFile) -> Metadata {
+        Metadata {
+            kind: FileKind::File,
+            version: FileVersion {
+                len: file.data.len() as u64,
+                stamp: file.modified.unwrap_or(0),
+                id: index as u64 + 1,
+            },
+            modified: file.modified,
+        }
+    }
+}
+
+impl FileSource for StaticSource {
+    type File = usize;
+    type Listing = &'static [u8];
+
+    fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+        let want = path.as_bytes();
+        for (i, f) in self.files.iter().enumerate() {
+            let have = f.path.as_bytes();
+            if have == want {
+                return Ok(Self::file_metadata(i, f));
+            }
+            let is_dir = want.is_empty()
+                || (have.len() > want.len() && have.starts_with(want) && have[want.len()] == b'/');
+            if is_dir {
+                return Ok(Metadata {
+                    kind: FileKind::Dir,
+                    version: FileVersion::default(),
+                    modified: None,
+                });
+            }
+        }
+        Err(SourceError::NotFound)
+    }
+
+    fn open(&self, path: &SafePath<'_>) -> Result<(usize, Metadata), SourceError> {
+        let want = path.as_bytes();
+        self.files
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.path.as_bytes() == want)
+            .map(|(i, f)| (i, Self::file_metadata(i, f)))
+            .ok_or(SourceError::NotFound)
+    }
+
+    fn read_at(&self, file: &usize, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {
+        let data = self.files.get(*file).ok_or(SourceError::Io)?.data;
+        let start = usize::try_from(offset).map_or(data.len(), |o| o.min(data.len()));
+        let n = buf.len().min(data.len() - start);
+        buf[..n].copy_from_slice(&data[start..start + n]);
+        Ok(n)
+    }
+}

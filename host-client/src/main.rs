@@ -1,0 +1,3 @@
+//! satchel-client (in progress).
+
+fn main() {}

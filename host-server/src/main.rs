@@ -1,0 +1,3 @@
+//! satchel-server (in progress).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Harness for satchel's end-to-end tests (in progress).
