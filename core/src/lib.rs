@@ -36,6 +36,8 @@ extern crate std;
 pub mod cache;
 pub mod http;
 pub mod io;
+pub mod client;
+pub mod listing;
 pub mod mime;
 pub mod path;
 pub mod serve;
