@@ -86,6 +86,26 @@ impl core::fmt::Display for EncodeError {
 
 impl core::error::Error for EncodeError {}
 
+/// Why [`ResponseHead::write_to`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteError<E> {
+    /// The head cannot be encoded; nothing was written.
+    Encode(EncodeError),
+    /// The writer failed.
+    Io(E),
+}
+
+impl<E: core::fmt::Debug> core::fmt::Display for WriteError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Encode(e) => core::fmt::Display::fmt(e, f),
+            Self::Io(e) => write!(f, "writing the response head: {e:?}"),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug> core::error::Error for WriteError<E> {}
+
 /// A response head: the status line and the fields satchel sends.
 ///
 /// Fields are emitted in this fixed order, each only when set: `Date`, `Content-Type`,
@@ -168,25 +188,13 @@ impl<'a> ResponseHead<'a> {
     /// Writes the head to `w`, piece by piece (wrap an unbuffered transport in a buffer, or
     /// [`ResponseHead::encode`] into one).
     ///
-    /// A head whose `content_type`, `location` or `allow` holds a control character is written
-    /// without those fields, since they would split the head; [`ResponseHead::encode`] reports
-    /// the same head as [`EncodeError::InvalidFieldValue`] instead.
-    ///
     /// # Errors
-    /// The writer's error.
-    pub fn write_to<W: embedded_io::Write>(&self, w: &mut W) -> Result<(), W::Error> {
-        let mut sink = IoSink(w);
-        if self.check_values().is_ok() {
-            self.emit(&mut sink)
-        } else {
-            Self {
-                content_type: self.content_type.filter(|v| valid_value(v.as_bytes())),
-                location: self.location.filter(|v| valid_value(v)),
-                allow: self.allow.filter(|v| valid_value(v.as_bytes())),
-                ..*self
-            }
-            .emit(&mut sink)
-        }
+    /// [`WriteError::Encode`] with [`EncodeError::InvalidFieldValue`] as for
+    /// [`ResponseHead::encode`], before anything is written; [`WriteError::Io`] when the writer
+    /// fails (part of the head may have been written).
+    pub fn write_to<W: embedded_io::Write>(&self, w: &mut W) -> Result<(), WriteError<W::Error>> {
+        self.check_values().map_err(WriteError::Encode)?;
+        self.emit(&mut IoSink(w)).map_err(WriteError::Io)
     }
 
     fn check_values(&self) -> Result<(), EncodeError> {
@@ -306,7 +314,10 @@ struct Cursor<'b> {
 impl Sink for Cursor<'_> {
     type Error = EncodeError;
     fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        let end = self.pos + bytes.len();
+        let end = self
+            .pos
+            .checked_add(bytes.len())
+            .ok_or(EncodeError::BufferTooSmall)?;
         let dst = self
             .buf
             .get_mut(self.pos..end)
@@ -335,21 +346,18 @@ struct Decimal {
 
 impl Decimal {
     fn new(mut n: u64) -> Self {
-        let mut d = Self {
-            buf: [b'0'; 20],
-            start: 20,
-        };
-        loop {
-            // 20 digits hold u64::MAX, so `start` never underflows: the loop ends when n is 0.
-            d.start -= 1;
-            if let Some(slot) = d.buf.get_mut(d.start) {
-                *slot = b'0' + (n % 10) as u8;
-            }
+        let mut buf = [b'0'; 20];
+        let mut start = buf.len();
+        // 20 digits hold u64::MAX, so the loop always ends on `n == 0`.
+        for slot in buf.iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            start -= 1;
             n /= 10;
-            if n == 0 || d.start == 0 {
-                return d;
+            if n == 0 {
+                break;
             }
         }
+        Self { buf, start }
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -597,16 +605,26 @@ mod tests {
     }
 
     #[test]
-    fn write_to_drops_invalid_values() {
+    fn write_to_refuses_invalid_values_before_writing() {
         let head = ResponseHead {
             location: Some(b"/x\r\nEvil: 1"),
             ..ResponseHead::new(StatusCode::FOUND)
         };
         let mut out = [0u8; 128];
         let mut w: &mut [u8] = &mut out;
-        head.write_to(&mut w).unwrap();
-        let written = 128 - w.len();
-        assert_eq!(&out[..written], b"HTTP/1.1 302 Found\r\n\r\n");
+        assert_eq!(
+            head.write_to(&mut w),
+            Err(WriteError::Encode(EncodeError::InvalidFieldValue))
+        );
+        assert_eq!(w.len(), 128);
+    }
+
+    #[test]
+    fn write_to_reports_a_full_writer() {
+        let head = ResponseHead::new(StatusCode::OK);
+        let mut out = [0u8; 8];
+        let mut w: &mut [u8] = &mut out;
+        assert!(matches!(head.write_to(&mut w), Err(WriteError::Io(_))));
     }
 
     #[test]
