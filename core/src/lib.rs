@@ -34,9 +34,9 @@
 extern crate std;
 
 pub mod cache;
+pub mod client;
 pub mod http;
 pub mod io;
-pub mod client;
 pub mod listing;
 pub mod mime;
 pub mod path;

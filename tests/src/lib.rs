@@ -5,6 +5,8 @@
 //! command does); [`bin_path`] refuses a binary older than the sources so a stale build cannot
 //! pass for the current code.
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,8 +76,8 @@ pub fn bin_path(name: &str) -> PathBuf {
         "satchel-client" => "host-client",
         other => other,
     };
-    let sources = newest_mtime(&root.join("core/src"))
-        .max(newest_mtime(&root.join(package).join("src")));
+    let sources =
+        newest_mtime(&root.join("core/src")).max(newest_mtime(&root.join(package).join("src")));
     assert!(
         built >= sources,
         "{} is older than its sources: run `cargo build --workspace --bins` before the tests",
