@@ -310,7 +310,7 @@ impl From<ParseError> for Stop {
 struct Cursor<'b> {
     buf: &'b [u8],
     pos: usize,
-    /// `min(buf.len(), max_head)`: the head must end before this offset.
+    /// `min(buf.len(), max_head)`: the head, line endings included, must fit before it.
     end: usize,
     /// Whether `end` is the head limit rather than the end of the input.
     end_is_limit: bool,
@@ -371,6 +371,7 @@ struct RequestLine<'b> {
     version: Version,
 }
 
+/// [`parse_request`] with `Partial` as an early exit, so `?` works throughout.
 fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<(Request<'b>, usize), Stop> {
     let mut cur = Cursor::new(buf, limits.max_head);
 
