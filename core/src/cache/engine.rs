@@ -228,6 +228,17 @@ fn hash_key(key: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
+/// Which of `shards` shards (`shards > 0`) a host keeps `key` in; 0 when `shards` is 0.
+///
+/// Uses the hash's high bits, spread evenly by a multiply-shift, because each shard's index
+/// uses the low bits: choosing shards by `hash % shards` would leave all keys of a shard in a
+/// fraction of its buckets.
+pub fn shard_index(key: &[u8], shards: usize) -> usize {
+    let high = hash_key(key) >> 32;
+    // high < 2^32 and shards as u64 < 2^64, so the product fits u128 and the result < shards.
+    ((u128::from(high) * shards as u128) >> 32) as usize
+}
+
 fn fingerprint(h: u64) -> u32 {
     ((h >> 32) as u32) | 1
 }
@@ -259,7 +270,9 @@ where
             s.next = if i + 1 < n { (i + 1) as u32 } else { NONE };
         }
         buckets.as_mut().fill(Bucket::new());
-        let small_target = store.capacity() / 100 * usize::from(config.small_percent.min(100));
+        let percent = usize::from(config.small_percent.min(100));
+        let cap = store.capacity();
+        let small_target = cap / 100 * percent + cap % 100 * percent / 100;
         Ok(Self {
             store,
             slots,
@@ -512,13 +525,13 @@ where
         self.ghost_clock = self.ghost_clock.wrapping_add(1);
     }
 
-    /// Whether `h` is in the ghost queue (one of the last `slots` keys put there and not
+    /// Whether `h` is in the ghost queue (among the last `slots` keys put there and not
     /// overwritten since); consumes it.
     fn ghost_take(&mut self, h: u64) -> bool {
         let window = self.slots.as_ref().len() as u32;
         let (mask, clock) = (self.mask(), self.ghost_clock);
         let b = &mut self.buckets.as_mut()[h as usize & mask];
-        let hit = b.ghost_fp == fingerprint(h) && clock.wrapping_sub(b.ghost_at) < window;
+        let hit = b.ghost_fp == fingerprint(h) && clock.wrapping_sub(b.ghost_at) <= window;
         if hit {
             b.ghost_fp = 0;
         }
@@ -645,6 +658,55 @@ where
             return true;
         }
         false
+    }
+
+    /// Asserts the structural invariants: queues, index, free list and byte accounting agree.
+    #[cfg(test)]
+    pub(super) fn check_invariants(&self) {
+        let (slots, buckets) = (self.slots.as_ref(), self.buckets.as_ref());
+        let mut charged = 0;
+        for (q, f) in [(Queue::Small, &self.small), (Queue::Main, &self.main)] {
+            let (mut n, mut bytes, mut prev, mut i) = (0, 0, NONE, f.head);
+            while i != NONE {
+                let s = &slots[i as usize];
+                assert_eq!(s.queue, q);
+                assert_eq!(s.prev, prev);
+                assert!(s.entry.is_some());
+                n += 1;
+                bytes += s.charge;
+                prev = i;
+                i = s.next;
+            }
+            assert_eq!((n, bytes, prev), (f.len, f.bytes, f.tail));
+            charged += bytes;
+        }
+        let live = self.small.len + self.main.len;
+        let (mut free, mut i) = (0, self.free);
+        while i != NONE {
+            assert_eq!(slots[i as usize].queue, Queue::Free);
+            free += 1;
+            i = slots[i as usize].next;
+        }
+        assert_eq!(free + live, slots.len());
+        let mask = self.mask();
+        let mut indexed = 0;
+        for (b, bucket) in buckets.iter().enumerate() {
+            if bucket.slot == NONE {
+                continue;
+            }
+            indexed += 1;
+            let s = &slots[bucket.slot as usize];
+            assert_ne!(s.queue, Queue::Free);
+            // Every bucket between the entry's home and its bucket is occupied.
+            let mut j = s.hash as usize & mask;
+            while j != b {
+                assert_ne!(buckets[j].slot, NONE, "probe chain broken");
+                j = (j + 1) & mask;
+            }
+        }
+        assert_eq!(indexed, live);
+        assert!(self.store.used() >= charged);
+        assert!(self.store.used() <= self.store.capacity());
     }
 }
 
@@ -923,6 +985,40 @@ mod tests {
     }
 
     #[test]
+    fn shard_index_spreads_keys_and_stays_in_range() {
+        let mut counts = [0usize; 8];
+        for i in 0..8000u32 {
+            let k = shard_index(std::format!("dir/file{i}.html").as_bytes(), 8);
+            counts[k] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
+        assert_eq!(shard_index(b"x", 1), 0);
+        assert_eq!(shard_index(b"x", 0), 0);
+    }
+
+    #[test]
+    fn index_survives_heavy_churn() {
+        let mut c = arena(100_000, 64, Config::for_capacity(100_000));
+        for round in 0..20u32 {
+            for i in 0..100u32 {
+                let key = (i * 7919 + round).to_le_bytes();
+                match i % 3 {
+                    0 => drop(c.invalidate(&key)),
+                    _ => stored(&mut c, &key, u64::from(round), 1, 10),
+                }
+                c.check_invariants();
+            }
+        }
+        let live = (0..100u32)
+            .filter(|i| i % 3 != 0 && hit(&mut c, &(i * 7919 + 19).to_le_bytes(), 19).is_some())
+            .count();
+        assert_eq!(live, c.stats().entries.min(66));
+    }
+
+    #[test]
     fn rejects_bad_tables() {
         let store = || ArenaStore::new(vec![0u8; 10], vec![Region::new(); 4]).unwrap();
         let slots = |n: usize| (0..n).map(|_| Slot::<u32>::new()).collect::<Vec<_>>();
@@ -1053,7 +1149,7 @@ mod tests {
     fn arc_store_shards_behind_mutexes() {
         use std::sync::Mutex;
         let shards: Vec<Mutex<Shard>> = (0..4).map(|_| Mutex::new(shard(1000))).collect();
-        let shard_of = |key: &[u8]| (hash_key(key) % 4) as usize;
+        let shard_of = |key: &[u8]| shard_index(key, 4);
         std::thread::scope(|s| {
             for t in 0..4u8 {
                 let shards = &shards;

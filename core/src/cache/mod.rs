@@ -68,8 +68,8 @@
 //!
 //! A `Cache` is `&mut self` and not internally locked. A host builds `N` shards, each a `Cache`
 //! over an `Arc<[u8]>` store with `1/N` of the bytes and entries, behind its own `Mutex`, and
-//! picks the shard from a hash of the path; threads serving different files rarely meet on a
-//! lock. A hit holds the shard lock only to look up and clone the `Arc`; the socket write
+//! picks the shard from a hash of the path ([`shard_index`]); threads serving different files
+//! rarely meet on a lock. A hit holds the shard lock only to look up and clone the `Arc`; the socket write
 //! happens after the lock is released, from bytes that can never change, so a response is
 //! never a torn mix of two versions. Such a store never pins, so no release is needed either.
 //!
@@ -86,7 +86,7 @@ mod sim;
 use core::cell::RefCell;
 
 pub use arena::{ArenaError, ArenaHandle, ArenaStore, Region};
-pub use engine::{Bucket, Cache, CacheError, Config, InsertError, Slot};
+pub use engine::{shard_index, Bucket, Cache, CacheError, Config, InsertError, Slot};
 pub use store::{Fill, Store, StoreError};
 
 use crate::source::{FileVersion, SourceError};
@@ -324,12 +324,17 @@ mod tests {
         Release,
     }
 
+    /// Mostly the current version, sometimes an older or newer one.
+    fn version() -> impl Strategy<Value = u64> {
+        prop_oneof![4 => Just(0u64), 1 => 1..3u64]
+    }
+
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0..10u8, 0..3u64, any::<bool>()).prop_map(|(key, ver, hold)| Op::Get { key, ver, hold }),
-            4 => (0..10u8, 0..3u64, 0..150usize, any::<u8>(), prop::bool::weighted(0.1), any::<bool>())
+            4 => (0..16u8, version(), any::<bool>()).prop_map(|(key, ver, hold)| Op::Get { key, ver, hold }),
+            4 => (0..16u8, version(), 0..150usize, any::<u8>(), prop::bool::weighted(0.1), any::<bool>())
                 .prop_map(|(key, ver, len, salt, fail, hold)| Op::Insert { key, ver, len, salt, fail, hold }),
-            1 => (0..10u8).prop_map(|key| Op::Invalidate { key }),
+            1 => (0..16u8).prop_map(|key| Op::Invalidate { key }),
             2 => Just(Op::Release),
         ]
     }
@@ -356,7 +361,7 @@ mod tests {
         #[test]
         fn behaves_like_a_map(
             capacity in 40..400usize,
-            entries in 1..8usize,
+            entries in 1..12usize,
             large in 10..400usize,
             ops in prop::collection::vec(op(), 1..120),
         ) {
@@ -429,6 +434,7 @@ mod tests {
                         }
                     }
                 }
+                c.borrow().check_invariants();
                 let st = c.stats();
                 prop_assert!(st.bytes_used <= capacity);
                 prop_assert!(st.entries <= entries);
