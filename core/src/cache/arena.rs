@@ -10,8 +10,8 @@
 //! and the next compaction recovers it. Nothing is lost for good, whatever the sequence of
 //! operations.
 //!
-//! Compaction costs one `memmove` of the live bytes, paid only by an insertion that found no
-//! hole; lookups never pay it. This store is meant for boards and tests (arenas of kilobytes to
+//! Finding a hole walks the regions, and compaction costs one `memmove` of the live bytes; both
+//! are paid only by insertions that find no room after the last region, never by lookups. This store is meant for boards and tests (arenas of kilobytes to
 //! a few megabytes); a host stores each entry in its own `Arc<[u8]>` instead.
 //!
 //! # Pin rule
