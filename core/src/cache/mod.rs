@@ -22,8 +22,8 @@
 //! which plain LRU does. Among the scan-resistant policies it was chosen because it needs no
 //! per-hit list surgery (a hit only bumps a counter: cheap under a shard lock, no pointer
 //! writes), only FIFO links, a 2-bit counter per entry and a fingerprint table for the ghost,
-//! all fixed-size; and it matches or beats LRU, ARC and TinyLFU on large production trace
-//! collections. The ghost here is direct-mapped in the index's buckets (a fingerprint and an
+//! all fixed-size; and its authors found it to match or beat state-of-the-art policies on
+//! thousands of production traces. The ghost here is direct-mapped in the index's buckets (a fingerprint and an
 //! age per bucket), so it takes no extra storage; collisions only make it forget early.
 //!
 //! Hit ratios against plain LRU, from `cargo run -p satchel-core --release --example hit_ratio`
