@@ -959,6 +959,23 @@ mod tests {
     }
 
     #[test]
+    fn a_one_slot_cache_still_remembers_a_deferred_file() {
+        // Regression: the ghost forgot the key put there just before when it had one slot.
+        let mut c = arena(
+            60,
+            1,
+            Config {
+                max_entry_bytes: 60,
+                large_bytes: 10,
+                small_percent: 10,
+            },
+        );
+        assert_eq!(put(&mut c, b"k", 1, 1, 57), Err(InsertError::Deferred));
+        stored(&mut c, b"k", 1, 1, 57);
+        assert_eq!(c.stats().bytes_used, 60);
+    }
+
+    #[test]
     fn a_scan_does_not_flush_the_hot_set() {
         let mut c = arena(10_000, 256, Config::for_capacity(10_000));
         let hot = |i: u32| i.to_le_bytes();
