@@ -41,6 +41,8 @@ pub mod listing;
 pub mod mime;
 pub mod path;
 pub mod serve;
+#[cfg(feature = "smoltcp")]
+pub mod smoltcp;
 pub mod source;
 pub mod time;
 
