@@ -6,6 +6,7 @@
 //! pass for the current code.
 
 pub mod raw;
+pub mod smol;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

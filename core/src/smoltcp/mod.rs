@@ -204,6 +204,11 @@ impl<'s, S: Site, const N: usize, const TX: usize, const STAGE: usize> Server<'s
         })
     }
 
+    /// The site served.
+    pub fn site(&self) -> &'s S {
+        self.site
+    }
+
     /// The port served.
     pub fn port(&self) -> u16 {
         self.port
