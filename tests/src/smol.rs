@@ -481,32 +481,66 @@ pub fn exchange<T: TcpClientStack>(
     addr: SocketAddr,
     request: &[u8],
 ) -> Result<Vec<u8>, String> {
-    let mut conn = NalConn::open(stack, addr)?;
-    conn.send(request)?;
-    let bytes = conn.response_bytes(request.starts_with(b"HEAD "))?;
-    conn.close();
-    Ok(bytes)
+    exchange_many(stack, addr, request, 1)
 }
 
-/// The same over a host TCP socket (to satchel-server).
-pub fn exchange_std(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+/// `requests` (pipelined: `count` of them, all of the same method) on a new connection; the
+/// raw bytes of `count` responses, or of what came before the server closed.
+///
+/// # Errors
+/// As [`NalConn`]'s calls.
+pub fn exchange_many<T: TcpClientStack>(
+    stack: &mut T,
+    addr: SocketAddr,
+    requests: &[u8],
+    count: usize,
+) -> Result<Vec<u8>, String> {
+    let head_only = requests.starts_with(b"HEAD ");
+    let mut conn = NalConn::open(stack, addr)?;
+    conn.send(requests)?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let bytes = conn.response_bytes(head_only)?;
+        if bytes.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&bytes);
+    }
+    conn.close();
+    Ok(out)
+}
+
+/// [`exchange_many`] over a host TCP socket (to satchel-server).
+///
+/// # Panics
+/// When the server cannot be reached or sends nothing within [`WAIT`].
+pub fn exchange_std(addr: SocketAddr, requests: &[u8], count: usize) -> Vec<u8> {
     use std::io::Write as _;
     let mut stream = std::net::TcpStream::connect_timeout(&addr, WAIT).expect("connect");
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    stream.write_all(request).expect("send");
-    let head_only = request.starts_with(b"HEAD ");
+    stream.write_all(requests).expect("send");
+    let head_only = requests.starts_with(b"HEAD ");
     let mut buf = Vec::new();
+    let mut out = Vec::new();
     let mut chunk = [0u8; 16384];
-    loop {
-        if let Some(n) = framed_len(&buf, head_only) {
-            buf.truncate(n);
-            return buf;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return buf,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+    let mut eof = false;
+    for _ in 0..count {
+        loop {
+            if let Some(n) = framed_len(&buf, head_only) {
+                out.extend(buf.drain(..n));
+                break;
+            }
+            if eof {
+                out.append(&mut buf);
+                return out;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => eof = true,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
         }
     }
+    out
 }
 
 /// `bytes` without its `Date` header line (the one field that may differ between two servers).
