@@ -54,9 +54,14 @@ pub fn core_instant(t: SmolInstant) -> Instant {
     Instant::from_millis(u64::try_from(t.total_millis()).unwrap_or(0))
 }
 
-/// The smoltcp instant for a core instant.
+/// The smoltcp instant for a core instant (smoltcp counts microseconds in an `i64`, so instants
+/// past about 292,000 years saturate).
 pub fn smol_instant(t: Instant) -> SmolInstant {
-    SmolInstant::from_millis(i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
+    let micros = i64::try_from(t.as_millis())
+        .ok()
+        .and_then(|ms| ms.checked_mul(1000))
+        .unwrap_or(i64::MAX);
+    SmolInstant::from_micros(micros)
 }
 
 /// Receive and transmit buffers for `N` TCP sockets, `RX` and `TX` bytes each.
@@ -500,7 +505,380 @@ fn copy_transmit<S: Site>(
         }
     };
     if got == 0 {
-        return None;
+        // The head (if any) still goes out; the next round finds the source short again.
+        return (h > 0).then_some(h);
     }
     Some(h + got)
+}
+
+#[cfg(test)]
+mod tests {
+    use core::cell::RefCell;
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    use ::smoltcp::iface::{Config as IfaceConfig, Interface, SocketStorage};
+    use ::smoltcp::phy::{Loopback, Medium};
+    use ::smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+    use super::*;
+    use crate::cache::{
+        ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
+    };
+    use crate::path::SafePath;
+    use crate::serve::Config;
+    use crate::source::{Metadata, SourceError, StaticFile, StaticSource};
+
+    const PORT: u16 = 80;
+    const STAGE: usize = 8192 + 64;
+    type Board = ArrayCache<4, 8, 8192>;
+
+    static BIG: [u8; 3000] = {
+        let mut b = [0u8; 3000];
+        let mut i = 0;
+        while i < b.len() {
+            b[i] = (i % 251) as u8;
+            i += 1;
+        }
+        b
+    };
+
+    static FILES: &[StaticFile] = &[
+        StaticFile {
+            path: "hello.txt",
+            data: b"hello, satchel\n",
+            modified: Some(1_700_000_000),
+        },
+        StaticFile {
+            path: "big.bin",
+            data: &BIG,
+            modified: Some(1_700_000_000),
+        },
+    ];
+
+    /// A static source whose files end early when read past `limit`, as a file truncated on
+    /// disk while it is sent.
+    struct Shrinking {
+        inner: StaticSource,
+        limit: u64,
+    }
+
+    impl FileSource for Shrinking {
+        type File = usize;
+        type Listing = &'static [u8];
+        fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+            self.inner.metadata(path)
+        }
+        fn open(&self, path: &SafePath<'_>) -> Result<(usize, Metadata), SourceError> {
+            self.inner.open(path)
+        }
+        fn file_metadata(&self, file: &usize) -> Result<Metadata, SourceError> {
+            self.inner.file_metadata(file)
+        }
+        fn read_at(&self, file: &usize, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {
+            if offset >= self.limit {
+                return Ok(0);
+            }
+            let n = buf.len().min((self.limit - offset) as usize);
+            self.inner.read_at(file, offset, &mut buf[..n])
+        }
+    }
+
+    struct TestSite<F> {
+        source: F,
+        cache: RefCell<Board>,
+        config: Config,
+    }
+
+    impl<F: FileSource> Site for TestSite<F> {
+        type Source = F;
+        type Cache = RefCell<Board>;
+        fn source(&self) -> &F {
+            &self.source
+        }
+        fn cache(&self) -> &RefCell<Board> {
+            &self.cache
+        }
+        fn config(&self) -> &Config {
+            &self.config
+        }
+    }
+
+    /// `max_entry` bytes: files above it are streamed from the source, not cached.
+    fn site<F: FileSource>(source: F, max_entry: usize) -> &'static TestSite<F> {
+        let store = ArenaStore::new([0u8; 8192], [const { Region::new() }; 4]).unwrap();
+        let cache = Cache::new(
+            store,
+            [const { Slot::new() }; 4],
+            [const { Bucket::new() }; 8],
+            CacheConfig {
+                max_entry_bytes: max_entry,
+                large_bytes: max_entry,
+                small_percent: 10,
+            },
+        )
+        .unwrap();
+        let mut config = Config::host();
+        config.idle_timeout = crate::time::Duration::from_millis(500);
+        Box::leak(Box::new(TestSite {
+            source,
+            cache: RefCell::new(cache),
+            config,
+        }))
+    }
+
+    /// One interface on a Loopback device, the server (2 sockets with `RX`/`TX` buffers) and
+    /// one client socket, on a virtual clock that advances 1 ms per step.
+    struct World<F: FileSource + 'static> {
+        iface: Interface,
+        device: Loopback,
+        sockets: SocketSet<'static>,
+        server: Server<'static, TestSite<F>, 2, 4096, STAGE>,
+        client: SocketHandle,
+        now: SmolInstant,
+    }
+
+    impl<F: FileSource + 'static> World<F> {
+        fn new<const RX: usize, const TX: usize>(site: &'static TestSite<F>) -> Self {
+            let mut device = Loopback::new(Medium::Ip);
+            let now = SmolInstant::from_millis(1);
+            let mut iface = Interface::new(IfaceConfig::new(HardwareAddress::Ip), &mut device, now);
+            iface.update_ip_addrs(|a| {
+                a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap();
+            });
+            let storage = Box::leak(Box::new([SocketStorage::EMPTY; 3]));
+            let mut sockets = SocketSet::new(&mut storage[..]);
+            let server_buffers = Box::leak(Box::new(SocketBuffers::<2, RX, TX>::new()));
+            let client_buffers = Box::leak(Box::new(SocketBuffers::<1, 65536, 2048>::new()));
+            let handles = server_buffers.add_sockets(&mut sockets);
+            let [client] = client_buffers.add_sockets(&mut sockets);
+            let server = Server::new(site, PORT, handles).unwrap();
+            Self {
+                iface,
+                device,
+                sockets,
+                server,
+                client,
+                now,
+            }
+        }
+
+        fn step(&mut self) {
+            self.iface
+                .poll(self.now, &mut self.device, &mut self.sockets);
+            self.server.poll(self.now, &mut self.sockets);
+            self.iface
+                .poll(self.now, &mut self.device, &mut self.sockets);
+            self.now += ::smoltcp::time::Duration::from_millis(1);
+        }
+
+        fn run(&mut self, steps: usize) {
+            for _ in 0..steps {
+                self.step();
+            }
+        }
+
+        fn client(&mut self) -> &mut tcp::Socket<'static> {
+            self.sockets.get_mut(self.client)
+        }
+
+        fn connect(&mut self, local_port: u16) {
+            let cx = self.iface.context();
+            self.sockets
+                .get_mut::<tcp::Socket<'static>>(self.client)
+                .connect(cx, (IpAddress::v4(127, 0, 0, 1), PORT), local_port)
+                .unwrap();
+            self.run(5);
+            assert_eq!(self.client().state(), tcp::State::Established);
+        }
+
+        /// Sends `bytes` in pieces of at most `piece`, stepping in between.
+        fn send(&mut self, bytes: &[u8], piece: usize) {
+            for chunk in bytes.chunks(piece) {
+                let mut rest = chunk;
+                while !rest.is_empty() {
+                    let n = self.client().send_slice(rest).unwrap();
+                    rest = &rest[n..];
+                    self.step();
+                }
+            }
+        }
+
+        /// Everything received until `steps` pass with nothing new.
+        fn receive(&mut self) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut quiet = 0;
+            while quiet < 20 {
+                self.step();
+                let mut buf = [0u8; 4096];
+                match self.client().recv_slice(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        out.extend_from_slice(&buf[..n]);
+                        quiet = 0;
+                    }
+                    _ => quiet += 1,
+                }
+            }
+            out
+        }
+    }
+
+    fn get(path: &str) -> Vec<u8> {
+        std::format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+    }
+
+    fn body_of(response: &[u8]) -> &[u8] {
+        let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        &response[end..]
+    }
+
+    #[test]
+    fn instants_convert_both_ways() {
+        let t = Instant::from_millis(123_456);
+        assert_eq!(core_instant(smol_instant(t)), t);
+        assert_eq!(
+            core_instant(SmolInstant::from_millis(-5)),
+            Instant::from_millis(0)
+        );
+        assert_eq!(
+            smol_instant(Instant::from_millis(u64::MAX)),
+            SmolInstant::from_micros(i64::MAX)
+        );
+        assert_eq!(
+            smol_instant(Instant::from_millis(i64::MAX as u64 / 1000 + 1)),
+            SmolInstant::from_micros(i64::MAX)
+        );
+    }
+
+    #[test]
+    fn construction_checks_port_and_stage() {
+        let s = site(StaticSource::new(FILES), 4096);
+        let mut storage = [SocketStorage::EMPTY; 1];
+        let mut sockets = SocketSet::new(&mut storage[..]);
+        let buffers = Box::leak(Box::new(SocketBuffers::<1, 64, 64>::new()));
+        let handles = buffers.add_sockets(&mut sockets);
+        assert_eq!(
+            Server::<_, 1, 4096, STAGE>::new(s, 0, handles).err(),
+            Some(ServerError::PortZero)
+        );
+        // 8192 is the host max_head: a staging buffer of exactly that cannot tell a full head
+        // from a too-large one.
+        assert_eq!(
+            Server::<_, 1, 4096, 8192>::new(s, 80, handles).err(),
+            Some(ServerError::StageTooSmall)
+        );
+        assert!(Server::<_, 1, 4096, 8193>::new(s, 80, handles).is_ok());
+    }
+
+    #[test]
+    fn head_split_across_the_receive_ring_wrap_is_parsed() {
+        // A 64-byte receive ring and a 300-byte head sent 7 bytes at a time: the head wraps
+        // the ring several times and reaches the parser whole through the staging buffer.
+        let s = site(StaticSource::new(FILES), 4096);
+        let mut world = World::new::<64, 4096>(s);
+        world.connect(50_000);
+        let filler = "x".repeat(200);
+        let req = std::format!("GET /hello.txt HTTP/1.1\r\nHost: t\r\nX-Filler: {filler}\r\n\r\n");
+        world.send(req.as_bytes(), 7);
+        let out = world.receive();
+        assert!(
+            out.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{:?}",
+            std::string::String::from_utf8_lossy(&out)
+        );
+        assert_eq!(body_of(&out), b"hello, satchel\n");
+    }
+
+    #[test]
+    fn bodies_larger_than_the_transmit_ring_arrive_whole_cached_or_streamed() {
+        for max_entry in [4096, 1024] {
+            // 3000 bytes through a 256-byte transmit ring: many rounds, wrapping the ring;
+            // cached (max_entry 4096) or streamed from the source (1024).
+            let s = site(StaticSource::new(FILES), max_entry);
+            let mut world = World::new::<1024, 256>(s);
+            world.connect(50_001);
+            let two = [get("/big.bin"), get("/hello.txt")].concat();
+            world.send(&two, two.len());
+            let out = world.receive();
+            let second = out.windows(9).rposition(|w| w == b"HTTP/1.1 ").unwrap();
+            assert_eq!(body_of(&out[..second]), &BIG[..], "max_entry {max_entry}");
+            assert_eq!(body_of(&out[second..]), b"hello, satchel\n");
+            let status = if max_entry == 4096 {
+                "fwd=miss; stored"
+            } else {
+                "fwd=bypass"
+            };
+            assert!(std::string::String::from_utf8_lossy(&out).contains(status));
+        }
+    }
+
+    #[test]
+    fn idle_timeout_closes_and_the_socket_listens_again() {
+        let s = site(StaticSource::new(FILES), 4096);
+        let mut world = World::new::<1024, 1024>(s);
+        world.connect(50_002);
+        world.run(3);
+        assert_eq!(world.server.active(), 1);
+        let deadline = world.server.poll_at().expect("an idle deadline");
+        assert!(
+            deadline > world.now
+                && deadline <= world.now + ::smoltcp::time::Duration::from_millis(500)
+        );
+        while world.now <= deadline {
+            world.step();
+        }
+        world.run(5);
+        assert_eq!(world.server.active(), 0);
+        // The server's FIN arrived: the client may no longer receive.
+        assert!(!world.client().may_recv());
+        world.client().close();
+        world.run(20);
+        // Both sockets listen again and serve a new connection.
+        world.client().abort();
+        world.run(2);
+        world.connect(50_003);
+        world.send(&get("/hello.txt"), 1000);
+        assert_eq!(body_of(&world.receive()), b"hello, satchel\n");
+    }
+
+    #[test]
+    fn reset_mid_response_frees_the_socket_and_the_cache_pin() {
+        let s = site(StaticSource::new(FILES), 4096);
+        let mut world = World::new::<1024, 256>(s);
+        world.connect(50_004);
+        world.send(&get("/big.bin"), 1000);
+        // A little of the response, then the client resets.
+        world.run(2);
+        world.client().abort();
+        world.run(10);
+        assert_eq!(world.server.active(), 0);
+        // Unpinned: the entry can be dropped.
+        assert!(s.cache.borrow_mut().invalidate(b"big.bin"));
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_sent_resets_the_connection() {
+        let source = Shrinking {
+            inner: StaticSource::new(FILES),
+            limit: 1000,
+        };
+        // Streamed (not cached: max_entry 1024 < 3000), so the source is read while sending.
+        let s = site(source, 1024);
+        let mut world = World::new::<1024, 4096>(s);
+        world.connect(50_005);
+        world.send(&get("/big.bin"), 1000);
+        // smoltcp drops what is still queued when the socket is aborted, so the client gets at
+        // most a prefix of the response, never a byte the file did not have, then a reset.
+        let out = world.receive();
+        if !out.is_empty() {
+            assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+            let body = body_of(&out);
+            assert!(body.len() <= 1000 && body == &BIG[..body.len()]);
+        }
+        assert_eq!(
+            world.client().state(),
+            tcp::State::Closed,
+            "reset, not a clean end"
+        );
+    }
 }

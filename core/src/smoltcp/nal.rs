@@ -315,3 +315,169 @@ impl<'a, D: Device, C: FnMut() -> SmolInstant, B: Background, const M: usize> Tc
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use core::cell::RefCell;
+    use core::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
+    use core::sync::atomic::{AtomicI64, Ordering};
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    use ::smoltcp::iface::{Config as IfaceConfig, SocketStorage};
+    use ::smoltcp::phy::{Loopback, Medium};
+    use ::smoltcp::wire::{HardwareAddress, IpCidr};
+
+    use super::*;
+    use crate::cache::{
+        ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
+    };
+    use crate::serve::Config;
+    use crate::smoltcp::SocketBuffers;
+    use crate::source::{StaticFile, StaticSource};
+
+    type Board = ArrayCache<2, 4, 1024>;
+
+    struct TestSite {
+        source: StaticSource,
+        cache: RefCell<Board>,
+        config: Config,
+    }
+
+    impl Site for TestSite {
+        type Source = StaticSource;
+        type Cache = RefCell<Board>;
+        fn source(&self) -> &StaticSource {
+            &self.source
+        }
+        fn cache(&self) -> &RefCell<Board> {
+            &self.cache
+        }
+        fn config(&self) -> &Config {
+            &self.config
+        }
+    }
+
+    static FILES: &[StaticFile] = &[StaticFile {
+        path: "hello.txt",
+        data: b"hello, satchel\n",
+        modified: None,
+    }];
+
+    /// A virtual clock: one millisecond per reading.
+    fn tick() -> SmolInstant {
+        static NOW: AtomicI64 = AtomicI64::new(0);
+        SmolInstant::from_millis(NOW.fetch_add(1, Ordering::Relaxed))
+    }
+
+    type TestServer = Server<'static, TestSite, 1, 1024, 8200>;
+
+    /// A stack on Loopback (127.0.0.1) with `M` client sockets and a server on port 80.
+    fn stack<const M: usize>() -> NalStack<'static, Loopback, fn() -> SmolInstant, TestServer, M> {
+        let store = ArenaStore::new([0u8; 1024], [const { Region::new() }; 2]).unwrap();
+        let cache = Cache::new(
+            store,
+            [const { Slot::new() }; 2],
+            [const { Bucket::new() }; 4],
+            CacheConfig::for_capacity(1024),
+        )
+        .unwrap();
+        let site = Box::leak(Box::new(TestSite {
+            source: StaticSource::new(FILES),
+            cache: RefCell::new(cache),
+            config: Config::host(),
+        }));
+        let mut device = Loopback::new(Medium::Ip);
+        let mut iface = Interface::new(IfaceConfig::new(HardwareAddress::Ip), &mut device, tick());
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap();
+        });
+        let storage = Box::leak(Box::new([SocketStorage::EMPTY; 4]));
+        let mut sockets = SocketSet::new(&mut storage[..]);
+        let server_buffers = Box::leak(Box::new(SocketBuffers::<1, 1024, 1024>::new()));
+        let client_buffers = Box::leak(Box::new(SocketBuffers::<M, 1024, 1024>::new()));
+        let server = Server::new(site, 80, server_buffers.add_sockets(&mut sockets)).unwrap();
+        let clients = client_buffers.add_sockets(&mut sockets);
+        NalStack::new(
+            iface,
+            device,
+            sockets,
+            clients,
+            tick as fn() -> SmolInstant,
+            server,
+        )
+    }
+
+    fn block<T>(mut op: impl FnMut() -> nb::Result<T, NalError>) -> Result<T, NalError> {
+        for _ in 0..10_000 {
+            match op() {
+                Ok(v) => return Ok(v),
+                Err(nb::Error::Other(e)) => return Err(e),
+                Err(nb::Error::WouldBlock) => {}
+            }
+        }
+        panic!("still blocked after 10,000 rounds");
+    }
+
+    fn local(port: u16) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+    }
+
+    #[test]
+    fn get_over_the_adapter_then_eof() {
+        let mut stack = stack::<1>();
+        let mut socket = stack.socket().unwrap();
+        block(|| stack.connect(&mut socket, local(80))).unwrap();
+        let req = b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        let mut sent = 0;
+        while sent < req.len() {
+            sent += block(|| stack.send(&mut socket, &req[sent..])).unwrap();
+        }
+        let mut out = Vec::new();
+        loop {
+            let mut buf = [0u8; 100];
+            let n = block(|| stack.receive(&mut socket, &mut buf)).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(out.ends_with(b"\r\n\r\nhello, satchel\n"));
+        stack.close(socket).unwrap();
+        for _ in 0..50 {
+            stack.poll();
+        }
+        // The socket is back in the pool.
+        let again = stack.socket().unwrap();
+        stack.close(again).unwrap();
+    }
+
+    #[test]
+    fn refused_unsupported_and_exhausted() {
+        let mut stack = stack::<1>();
+        let mut socket = stack.socket().unwrap();
+        assert_eq!(stack.socket(), Err(NalError::NoSocket), "one socket only");
+        let v6 = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 80, 0, 0));
+        assert_eq!(
+            stack.connect(&mut socket, v6),
+            Err(nb::Error::Other(NalError::Unsupported))
+        );
+        // Nothing listens on port 81: smoltcp answers the SYN with a reset.
+        assert_eq!(
+            block(|| stack.connect(&mut socket, local(81))),
+            Err(NalError::Reset)
+        );
+        assert_eq!(
+            stack.send(&mut socket, b"x"),
+            Err(nb::Error::Other(NalError::Reset))
+        );
+        assert_eq!(NalError::PipeClosed.kind(), TcpErrorKind::PipeClosed);
+        assert_eq!(NalError::Reset.kind(), TcpErrorKind::Other);
+        stack.close(socket).unwrap();
+        assert!(
+            stack.socket().is_ok(),
+            "a refused socket is reusable at once"
+        );
+    }
+}
