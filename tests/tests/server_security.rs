@@ -178,13 +178,10 @@ fn payload_lists_never_leak() {
             req.extend_from_slice(&target);
             req.extend_from_slice(b" HTTP/1.1\r\nHost: t\r\n\r\n");
             conn.send(&req);
-            let r = match conn.response(false) {
-                Some(r) => r,
-                None => {
-                    // A malformed request line closed the connection: open a new one.
-                    conn = Conn::open(server.addr());
-                    continue;
-                }
+            let Some(r) = conn.response(false) else {
+                // A malformed request line closed the connection: open a new one.
+                conn = Conn::open(server.addr());
+                continue;
             };
             sent += 1;
             assert!(
