@@ -303,7 +303,7 @@ fn access_log_has_one_line_per_request() {
             "GET",
             "/a.txt",
             "200",
-            &fields[4],
+            fields[4],
             "miss-stored"
         ],
         "{a}"
