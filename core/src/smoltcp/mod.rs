@@ -182,8 +182,9 @@ enum Pushed {
 
 impl<'s, S: Site, const N: usize, const TX: usize, const STAGE: usize> Server<'s, S, N, TX, STAGE> {
     /// A server for `site` on `port` over the TCP sockets `handles` (from
-    /// [`SocketBuffers::add_sockets`], or sockets the board made itself). The sockets are put
-    /// to listening on the first [`poll`](Self::poll).
+    /// [`SocketBuffers::add_sockets`], or TCP sockets the board made itself: smoltcp panics on a
+    /// handle of another kind of socket). The sockets are put to listening on the first
+    /// [`poll`](Self::poll).
     ///
     /// # Errors
     /// [`ServerError::PortZero`] for port 0; [`ServerError::StageTooSmall`] when `STAGE` is not

@@ -4,7 +4,7 @@
 //!
 //! `smoltcp-nal` exists, but for smoltcp 0.12 only, and it brings a DHCP client, a DNS socket
 //! and `heapless` 0.8 with it. What the client needs is four calls over TCP sockets the board
-//! already has, so this adapter is ~200 lines over the current smoltcp, shares the server's
+//! already has, so this adapter is a few hundred lines over the current smoltcp, shares the server's
 //! [`SocketSet`] and poll loop, and adds no dependency beyond embedded-nal itself.
 //!
 //! # Polling
