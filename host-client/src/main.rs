@@ -203,7 +203,12 @@ fn run(cli: &Cli) -> Result<u8, Fail> {
             (Some(file), _) => file.clone(),
             (None, recursive) => {
                 let mut buf = [0u8; MAX_TARGET];
-                let folder = job.target.trim_end_matches('/');
+                // A folder to mirror is named by its last segment, trailing slash or not.
+                let folder = if recursive {
+                    job.target.trim_end_matches('/')
+                } else {
+                    job.target.as_str()
+                };
                 match local_name(folder, &mut buf) {
                     Ok(name) => dest_dir.join(name),
                     // Mirroring the server's root folder saves straight into DEST_DIR.
@@ -215,6 +220,9 @@ fn run(cli: &Cli) -> Result<u8, Fail> {
         dests.push(dest);
     }
 
+    if cli.output.is_none() {
+        std::fs::create_dir_all(&dest_dir).map_err(|e| Fail::local(dest_dir.display(), &e))?;
+    }
     let mut session: Option<Session> = None;
     let mut first_failure: Option<Fail> = None;
     for (job, dest) in jobs.iter().zip(&dests) {

@@ -5,6 +5,9 @@
 //! command does); [`bin_path`] refuses a binary older than the sources so a stale build cannot
 //! pass for the current code.
 
+pub mod faulty;
+pub mod peers;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
