@@ -1,1 +1,157 @@
-//! (in progress)
+//! A blocking driver: runs one [`Connection`] over any `embedded-io` `Read + Write` stream.
+//!
+//! It has no timeouts (embedded-io has none): use it where the transport bounds its own waits,
+//! in tests over in-memory streams, or on the host through `embedded-io-adapters`' `FromStd`
+//! with socket timeouts set. The host server's event loop and the smoltcp driver do not use it;
+//! they drive [`Connection`] themselves.
+
+use embedded_io::{Read, Write};
+
+use crate::cache::ContentCache;
+use crate::serve::{BodyRef, Connection, Site};
+use crate::source::FileSource;
+use crate::time::Instant;
+
+/// Why [`serve`] stopped before the peer closed cleanly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServeError<E> {
+    /// The transport failed.
+    Io(E),
+    /// A file being streamed ended before its announced length (it changed on disk); the
+    /// connection was abandoned mid-body so that no wrong bytes were sent.
+    SourceChanged,
+}
+
+impl<E: core::fmt::Debug> core::fmt::Display for ServeError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "transport error: {e:?}"),
+            Self::SourceChanged => f.write_str("file changed while it was sent"),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug> core::error::Error for ServeError<E> {}
+
+impl<E: embedded_io::Error> embedded_io::Error for ServeError<E> {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self {
+            Self::Io(e) => e.kind(),
+            Self::SourceChanged => embedded_io::ErrorKind::Other,
+        }
+    }
+}
+
+/// Serves requests on `stream` until the connection closes.
+///
+/// `rx` holds request bytes not yet consumed and must be larger than the configured
+/// `max_head` (a head filling it is answered 431); `chunk` is the copy buffer for bodies (cached
+/// bytes, file reads). `now` is the driver's monotonic clock.
+///
+/// # Errors
+/// [`ServeError::Io`] when the stream fails; [`ServeError::SourceChanged`] when a streamed file
+/// shrank.
+pub fn serve<S, T, const TX: usize>(
+    site: &S,
+    stream: &mut T,
+    rx: &mut [u8],
+    chunk: &mut [u8],
+    mut now: impl FnMut() -> Instant,
+) -> Result<(), ServeError<T::Error>>
+where
+    S: Site,
+    T: Read + Write,
+{
+    let mut conn = Connection::<S, TX>::new(site, now());
+    let mut filled = 0;
+    loop {
+        // Answer every complete request held, in order, each completely before the next.
+        loop {
+            let consumed = conn.handle_input(now(), &rx[..filled]);
+            if consumed > 0 {
+                rx.copy_within(consumed..filled, 0);
+                filled -= consumed;
+            }
+            let _ = conn.poll_event();
+            send_all(site, &mut conn, stream, chunk, &mut now)?;
+            if consumed == 0 || conn.is_closed() {
+                break;
+            }
+        }
+        if conn.is_closed() {
+            return stream.flush().map_err(ServeError::Io);
+        }
+        if filled == rx.len() {
+            // Only reachable when rx is not larger than max_head: nothing more can be parsed.
+            return Ok(());
+        }
+        match stream.read(&mut rx[filled..]).map_err(ServeError::Io)? {
+            0 => conn.handle_eof(now()),
+            n => filled += n,
+        }
+    }
+}
+
+/// Sends everything the connection offers.
+fn send_all<S, T, const TX: usize>(
+    site: &S,
+    conn: &mut Connection<'_, S, TX>,
+    stream: &mut T,
+    chunk: &mut [u8],
+    now: &mut impl FnMut() -> Instant,
+) -> Result<(), ServeError<T::Error>>
+where
+    S: Site,
+    T: Write,
+{
+    while let Some(transmit) = conn.poll_transmit() {
+        if !transmit.head.is_empty() {
+            let n = transmit.head.len();
+            stream.write_all(transmit.head).map_err(ServeError::Io)?;
+            conn.transmitted(now(), n);
+            continue;
+        }
+        let n = match transmit.body {
+            BodyRef::None => {
+                // Nothing left: transmitted(0) completes the response.
+                conn.transmitted(now(), 0);
+                break;
+            }
+            BodyRef::Cached {
+                handle,
+                offset,
+                len,
+            } => {
+                let want = len.min(chunk.len());
+                let got = site.cache().copy_out(handle, offset, &mut chunk[..want]);
+                got
+            }
+            BodyRef::Listing {
+                listing,
+                offset,
+                len,
+            } => {
+                let bytes = listing.as_ref();
+                let end = offset.saturating_add(len).min(bytes.len());
+                let part = bytes.get(offset..end).unwrap_or(&[]);
+                let want = part.len().min(chunk.len());
+                chunk[..want].copy_from_slice(&part[..want]);
+                want
+            }
+            BodyRef::File { file, offset, len } => {
+                let want = usize::try_from(len).unwrap_or(usize::MAX).min(chunk.len());
+                site.source()
+                    .read_at(file, offset, &mut chunk[..want])
+                    .unwrap_or(0)
+            }
+        };
+        if n == 0 {
+            conn.abort();
+            return Err(ServeError::SourceChanged);
+        }
+        stream.write_all(&chunk[..n]).map_err(ServeError::Io)?;
+        conn.transmitted(now(), n);
+    }
+    Ok(())
+}

@@ -34,13 +34,15 @@
 extern crate std;
 
 pub mod cache;
+pub mod client;
 pub mod http;
 pub mod io;
-pub mod client;
 pub mod listing;
 pub mod mime;
 pub mod path;
 pub mod serve;
+#[cfg(feature = "smoltcp")]
+pub mod smoltcp;
 pub mod source;
 pub mod time;
 

@@ -82,23 +82,51 @@ pub trait FileSource {
     /// [`SourceError::NotFound`] when the path does not exist or must not be revealed.
     fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError>;
 
+    /// A quick look at `path` for validating a cached entry, which may skip the containment
+    /// checks of [`FileSource::metadata`] (on the host: one `statx` instead of `openat2` +
+    /// `fstat`).
+    ///
+    /// This is sound only for comparing with a [`FileVersion`] read earlier through
+    /// [`FileSource::open`]: a version names the file's identity (inode), so a path that now
+    /// leads elsewhere reports another version and is a miss. Use nothing else of the result.
+    ///
+    /// # Errors
+    /// As [`FileSource::metadata`].
+    fn probe(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+        self.metadata(path)
+    }
+
     /// Opens the file at `path` and returns it with the metadata of what was opened.
     ///
     /// # Errors
     /// As [`FileSource::metadata`]; also when `path` is not a regular file.
     fn open(&self, path: &SafePath<'_>) -> Result<(Self::File, Metadata), SourceError>;
 
+    /// The metadata of an open file as it is now (`fstat` on the host).
+    ///
+    /// The server compares it with what `open` reported after reading a file into the cache,
+    /// so that a file changed during the read is never stored.
+    ///
+    /// # Errors
+    /// [`SourceError::Io`] when the file cannot be examined.
+    fn file_metadata(&self, file: &Self::File) -> Result<Metadata, SourceError>;
+
     /// Reads up to `buf.len()` bytes at `offset`; `Ok(0)` means the end of the file.
     ///
     /// # Errors
     /// [`SourceError::Io`] on a read failure.
-    fn read_at(&self, file: &Self::File, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError>;
+    fn read_at(&self, file: &Self::File, offset: u64, buf: &mut [u8])
+        -> Result<usize, SourceError>;
 
     /// Renders the listing of the folder at `path` in the given style.
     ///
     /// # Errors
     /// [`SourceError::NotFound`] where the source has no listings (the default).
-    fn listing(&self, path: &SafePath<'_>, style: ListingStyle) -> Result<Self::Listing, SourceError> {
+    fn listing(
+        &self,
+        path: &SafePath<'_>,
+        style: ListingStyle,
+    ) -> Result<Self::Listing, SourceError> {
         let _ = (path, style);
         Err(SourceError::NotFound)
     }
@@ -143,7 +171,7 @@ impl StaticSource {
         self.files
     }
 
-    fn file_metadata(index: usize, file: &StaticFile) -> Metadata {
+    fn metadata_of(index: usize, file: &StaticFile) -> Metadata {
         Metadata {
             kind: FileKind::File,
             version: FileVersion {
@@ -165,7 +193,7 @@ impl FileSource for StaticSource {
         for (i, f) in self.files.iter().enumerate() {
             let have = f.path.as_bytes();
             if have == want {
-                return Ok(Self::file_metadata(i, f));
+                return Ok(Self::metadata_of(i, f));
             }
             let is_dir = want.is_empty()
                 || (have.len() > want.len() && have.starts_with(want) && have[want.len()] == b'/');
@@ -186,8 +214,13 @@ impl FileSource for StaticSource {
             .iter()
             .enumerate()
             .find(|(_, f)| f.path.as_bytes() == want)
-            .map(|(i, f)| (i, Self::file_metadata(i, f)))
+            .map(|(i, f)| (i, Self::metadata_of(i, f)))
             .ok_or(SourceError::NotFound)
+    }
+
+    fn file_metadata(&self, file: &usize) -> Result<Metadata, SourceError> {
+        let f = self.files.get(*file).ok_or(SourceError::Io)?;
+        Ok(Self::metadata_of(*file, f))
     }
 
     fn read_at(&self, file: &usize, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {

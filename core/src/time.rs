@@ -53,7 +53,7 @@ impl Add<Duration> for Instant {
     }
 }
 
-impl Sub<Instant> for Instant {
+impl Sub<Self> for Instant {
     type Output = Duration;
     fn sub(self, rhs: Self) -> Duration {
         self.saturating_since(rhs)
@@ -69,6 +69,9 @@ mod tests {
         let t = Instant::from_millis(10);
         assert_eq!(t + Duration::from_secs(1), Instant::from_millis(1010));
         assert_eq!(Instant::from_millis(5) - t, Duration::from_millis(0));
-        assert_eq!(Instant::from_millis(u64::MAX) + Duration::from_millis(1), Instant::from_millis(u64::MAX));
+        assert_eq!(
+            Instant::from_millis(u64::MAX) + Duration::from_millis(1),
+            Instant::from_millis(u64::MAX)
+        );
     }
 }

@@ -1,3 +1,339 @@
-//! satchel-server (in progress).
+//! satchel-server: the caching file server for desktops and servers.
+//!
+//! The std shim around `satchel-core`: it parses the command line, opens the root, builds the
+//! shared sharded cache, starts one readiness loop (epoll through mio) per worker thread, each
+//! with its own `SO_REUSEPORT` listener, and drives the core's sans-IO connections from them.
 
-fn main() {}
+mod cache;
+mod fs;
+mod site;
+mod worker;
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use satchel_core::cache::ContentCache;
+use satchel_core::serve::Site;
+
+use crate::site::{HostSite, Shared};
+
+/// Exit code for a bad command line or an unusable ROOT (clap uses 2 for usage errors too).
+const EXIT_USAGE: u8 = 2;
+/// Exit code for a failure at run time (the port is in use, the system refuses resources).
+const EXIT_RUNTIME: u8 = 1;
+
+/// A caching HTTP/1.1 file server: serves the files under ROOT, keeping them in a bounded
+/// in-memory cache.
+///
+/// Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 on a run-time failure (e.g. the port
+/// is in use), 2 on a bad command line or ROOT.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// TCP port to listen on (0 picks a free one and prints it).
+    #[arg(default_value_t = 8080)]
+    port: u16,
+
+    /// Folder whose files are served.
+    #[arg(default_value = ".")]
+    root: PathBuf,
+
+    /// Address to bind (default: all interfaces, IPv6 and IPv4).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<IpAddr>,
+
+    /// Bytes of file content the cache may hold (units: K, M, G, KiB, MiB, GiB).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    cache_size: u64,
+
+    /// Files the cache may hold at once.
+    #[arg(long, default_value_t = 16384)]
+    cache_entries: usize,
+
+    /// Files larger than this are streamed from disk, never cached.
+    #[arg(long, default_value = "8MiB", value_parser = parse_size)]
+    max_cached_file: u64,
+
+    /// Worker threads, each with its own event loop (default: the CPUs this process may use).
+    #[arg(long)]
+    workers: Option<usize>,
+
+    /// Open connections at most; past it a new client gets 503 with Retry-After.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+
+    /// Close a kept-alive connection idle this long (e.g. 15s, 500ms, 2m).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+
+    /// Answer 408 when a request head is not complete this long after its first byte.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    head_timeout: Duration,
+
+    /// Abandon a response when the client reads nothing of it for this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    send_timeout: Duration,
+
+    /// Answer 404 for folders without index.html instead of listing them.
+    #[arg(long)]
+    no_listing: bool,
+
+    /// Serve files and folders whose names start with a dot.
+    #[arg(long)]
+    hidden: bool,
+
+    /// No access log on stdout (and no cache summary at exit).
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = if e.is::<UsageError>() {
+                EXIT_USAGE
+            } else {
+                EXIT_RUNTIME
+            };
+            eprintln!("satchel-server: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// A problem with the command line or ROOT (exit code 2).
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(msg: String) -> anyhow::Error {
+    UsageError(msg).into()
+}
+
+fn run(args: Args) -> Result<()> {
+    let meta = std::fs::metadata(&args.root)
+        .map_err(|e| usage(format!("root {}: {e}", args.root.display())))?;
+    if !meta.is_dir() {
+        return Err(usage(format!(
+            "root {} is not a folder",
+            args.root.display()
+        )));
+    }
+    if args.cache_entries == 0 && args.cache_size > 0 {
+        return Err(usage("--cache-entries must be at least 1".into()));
+    }
+    let source = fs::FsSource::open(&args.root, args.hidden)
+        .map_err(|e| usage(format!("root {}: {e}", args.root.display())))?;
+
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let max_connections = raise_fd_limit(args.max_connections, workers)?;
+
+    let cache = cache::ShardedCache::new(
+        usize::try_from(args.cache_size).context("--cache-size too large")?,
+        args.cache_entries,
+        args.max_cached_file,
+    );
+    let mut config = satchel_core::serve::Config::host();
+    config.listings = !args.no_listing;
+    config.path.allow_hidden = args.hidden;
+    config.idle_timeout = core_duration(args.idle_timeout);
+    config.head_timeout = core_duration(args.head_timeout);
+    config.send_timeout = core_duration(args.send_timeout);
+    let site = HostSite::new(source, cache, config);
+
+    let bind = args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    let listeners = worker::bind_listeners(SocketAddr::new(bind, args.port), workers)
+        .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
+    let addr = listeners[0].local_addr().context("listener address")?;
+    let shared = Arc::new(Shared::new(max_connections, args.quiet));
+
+    println!("listening on {addr}");
+    if !args.quiet {
+        println!(
+            "serving {} with {} worker(s), cache {} bytes / {} entries in {} shard(s), files above {} bytes streamed",
+            site.source_root().display(),
+            workers,
+            args.cache_size,
+            args.cache_entries,
+            site.cache().shard_count(),
+            args.max_cached_file
+        );
+    }
+    flush_stdout();
+
+    let signals = worker::ShutdownSignal::install().context("installing signal handlers")?;
+    std::thread::scope(|scope| -> Result<()> {
+        let mut handles = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let site = &site;
+            let shared = Arc::clone(&shared);
+            let w = worker::Worker::new(site, shared, listener).context("creating worker")?;
+            signals.add_waker(w.waker());
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn_scoped(scope, move || w.run())
+                    .context("spawning worker thread")?,
+            );
+        }
+        signals.wait(&shared);
+        for h in handles {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("satchel-server: worker: {e:#}"),
+                Err(_) => bail!("a worker thread panicked"),
+            }
+        }
+        Ok(())
+    })?;
+
+    if !args.quiet {
+        let s = site.cache().stats();
+        println!(
+            "shutdown: cache hits={} misses={} insertions={} evictions={} bypasses={} stale={} bytes_used={} entries={} | requests={}",
+            s.hits,
+            s.misses,
+            s.insertions,
+            s.evictions,
+            s.bypasses,
+            s.stale_drops,
+            s.bytes_used,
+            s.entries,
+            shared.requests.load(Ordering::Relaxed)
+        );
+        flush_stdout();
+    }
+    Ok(())
+}
+
+fn flush_stdout() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+fn core_duration(d: Duration) -> satchel_core::time::Duration {
+    satchel_core::time::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Raises the soft open-file limit to what `max_connections` needs; if the hard limit is
+/// lower, says so and returns the number of connections that can really be held.
+fn raise_fd_limit(max_connections: usize, workers: usize) -> Result<usize> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // Per worker: epoll, waker, listener; plus stdio, the root and files being streamed.
+    let reserve = 64 + 4 * workers as u64;
+    let want = max_connections as u64 + reserve;
+    let current = getrlimit(Resource::Nofile);
+    let hard = current.maximum.unwrap_or(u64::MAX);
+    let soft = current.current.unwrap_or(u64::MAX);
+    if soft >= want {
+        return Ok(max_connections);
+    }
+    let target = want.min(hard);
+    let raised = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(target),
+            maximum: current.maximum,
+        },
+    );
+    let have = if raised.is_ok() { target } else { soft };
+    if have >= want {
+        return Ok(max_connections);
+    }
+    let usable = have.saturating_sub(reserve) as usize;
+    if usable == 0 {
+        bail!("the open-file limit ({have}) is too low to serve any connection; raise `ulimit -n`");
+    }
+    eprintln!(
+        "satchel-server: warning: open-file limit is {have} (hard limit {hard}), so at most {usable} \
+         connections instead of --max-connections {max_connections}; raise `ulimit -Hn` to allow more"
+    );
+    Ok(usable)
+}
+
+/// Parses a byte size: `4096`, `64K`, `64KiB`, `8M`, `8MiB`, `1G`, `1GiB` (binary multiples).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 4096, 64KiB, 8MiB, 1GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use K, M, G, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+/// Parses a duration: `15s`, `500ms`, `2m`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 15s, 500ms, 2m)"))?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+        other => return Err(format!("unknown duration unit `{other}` (use ms, s, m)")),
+    };
+    if d.is_zero() {
+        return Err("a timeout must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("8M"), Ok(8 << 20));
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1h").is_err());
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod faulty;
 pub mod peers;
+pub mod raw;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -77,8 +78,8 @@ pub fn bin_path(name: &str) -> PathBuf {
         "satchel-client" => "host-client",
         other => other,
     };
-    let sources = newest_mtime(&root.join("core/src"))
-        .max(newest_mtime(&root.join(package).join("src")));
+    let sources =
+        newest_mtime(&root.join("core/src")).max(newest_mtime(&root.join(package).join("src")));
     assert!(
         built >= sources,
         "{} is older than its sources: run `cargo build --workspace --bins` before the tests",

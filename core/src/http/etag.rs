@@ -1,1 +1,292 @@
-//! (in progress)
+//! Entity tags (RFC 9110 §8.8.3) and their comparison in `If-None-Match` and `If-Range`.
+//!
+//! ```text
+//! ETag       = entity-tag
+//! entity-tag = [ weak ] opaque-tag
+//! weak       = %s"W/"
+//! opaque-tag = DQUOTE *etagc DQUOTE
+//! etagc      = %x21 / %x23-7E / obs-text
+//! ```
+
+use crate::source::FileVersion;
+
+/// The longest tag [`ETag::from_version`] builds: two quotes, three 16-digit hex numbers, two
+/// dashes.
+pub const MAX_ETAG_LEN: usize = 2 + 3 * 16 + 2;
+
+/// A strong entity-tag, quotes included, derived from a file's [`FileVersion`].
+///
+/// The form is `"<id hex>-<stamp hex>-<len hex>"` (lower-case hex without leading zeros), so it
+/// changes whenever the file's identity, modification stamp or size does, and never depends on
+/// the path alone (PROTOCOL.md, "Responses": "strong, derived from the file's identity and
+/// version").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ETag {
+    bytes: [u8; MAX_ETAG_LEN],
+    len: u8,
+}
+
+impl ETag {
+    /// The tag of a file version.
+    pub fn from_version(version: &FileVersion) -> Self {
+        let mut tag = Self {
+            bytes: [0; MAX_ETAG_LEN],
+            len: 0,
+        };
+        tag.push(b'"');
+        tag.push_hex(version.id);
+        tag.push(b'-');
+        tag.push_hex(version.stamp);
+        tag.push(b'-');
+        tag.push_hex(version.len);
+        tag.push(b'"');
+        tag
+    }
+
+    /// The tag as sent in the `ETag` field, quotes included.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// The tag as text (it is always ASCII).
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    fn push(&mut self, b: u8) {
+        // At most MAX_ETAG_LEN pushes happen, by construction of `from_version`.
+        if let Some(slot) = self.bytes.get_mut(usize::from(self.len)) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn push_hex(&mut self, n: u64) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+        for i in (0..digits).rev() {
+            self.push(HEX[((n >> (i * 4)) & 0xf) as usize]);
+        }
+    }
+}
+
+impl core::fmt::Display for ETag {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether an `If-None-Match` field value matches `etag` (RFC 9110 §13.1.2).
+///
+/// ```text
+/// If-None-Match = "*" / #entity-tag
+/// ```
+///
+/// `*` matches any current representation. Otherwise the value is a comma-separated list and
+/// matches when one member is equal to `etag` under the weak comparison (RFC 9110 §8.8.3.2: the
+/// `W/` prefix is ignored). Optional whitespace and empty list elements are tolerated
+/// (RFC 9110 §5.6.1); a malformed list matches nothing, so the full response is sent.
+pub fn matches_if_none_match(header: &[u8], etag: &ETag) -> bool {
+    let header = trim_ows(header);
+    if header == b"*" {
+        return true;
+    }
+    let mut found = false;
+    let mut rest = header;
+    loop {
+        rest = skip_separators(rest);
+        if rest.is_empty() {
+            return found;
+        }
+        let Some((tag, after)) = split_entity_tag(rest) else {
+            return false;
+        };
+        found |= tag.opaque == etag.as_bytes();
+        rest = trim_ows_start(after);
+        match rest.first() {
+            None | Some(b',') => {}
+            Some(_) => return false,
+        }
+    }
+}
+
+/// Whether an entity-tag (as in `If-Range`) is strong and equal to `etag` (the strong
+/// comparison of RFC 9110 §8.8.3.2, required by §13.1.5).
+///
+/// Surrounding whitespace is ignored; a weak or malformed tag is never equal.
+pub fn strong_eq(tag: &[u8], etag: &ETag) -> bool {
+    match split_entity_tag(trim_ows(tag)) {
+        Some((parsed, rest)) => rest.is_empty() && !parsed.weak && parsed.opaque == etag.as_bytes(),
+        None => false,
+    }
+}
+
+/// One parsed entity-tag: the opaque-tag keeps its quotes, as [`ETag::as_bytes`] does.
+struct EntityTag<'a> {
+    weak: bool,
+    opaque: &'a [u8],
+}
+
+/// Splits one entity-tag off the front of `s`.
+fn split_entity_tag(s: &[u8]) -> Option<(EntityTag<'_>, &[u8])> {
+    let (weak, s) = match s.strip_prefix(b"W/") {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let inner = s.strip_prefix(b"\"")?;
+    let close = inner.iter().position(|&b| b == b'"')?;
+    let (body, _) = inner.split_at(close);
+    if !body
+        .iter()
+        .all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+    {
+        return None;
+    }
+    // The opening quote, the body and the closing quote.
+    let (opaque, rest) = s.split_at(close + 2);
+    Some((EntityTag { weak, opaque }, rest))
+}
+
+fn skip_separators(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t' | b',', rest @ ..] = s {
+        s = rest;
+    }
+    s
+}
+
+fn trim_ows_start(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    s
+}
+
+fn trim_ows(s: &[u8]) -> &[u8] {
+    let mut s = trim_ows_start(s);
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tag() -> ETag {
+        ETag::from_version(&FileVersion {
+            len: 0x1234,
+            stamp: 0x17f0_0000_0000_0001,
+            id: 0x2a,
+        })
+    }
+
+    #[test]
+    fn format_is_id_stamp_len_hex_quoted() {
+        assert_eq!(tag().as_bytes(), b"\"2a-17f0000000000001-1234\"");
+        assert_eq!(
+            ETag::from_version(&FileVersion::default()).as_str(),
+            "\"0-0-0\""
+        );
+        let max = ETag::from_version(&FileVersion {
+            len: u64::MAX,
+            stamp: u64::MAX,
+            id: u64::MAX,
+        });
+        assert_eq!(max.as_bytes().len(), MAX_ETAG_LEN);
+    }
+
+    #[test]
+    fn every_version_field_changes_the_tag() {
+        let v = FileVersion {
+            len: 1,
+            stamp: 2,
+            id: 3,
+        };
+        let base = ETag::from_version(&v);
+        assert_ne!(base, ETag::from_version(&FileVersion { len: 9, ..v }));
+        assert_ne!(base, ETag::from_version(&FileVersion { stamp: 9, ..v }));
+        assert_ne!(base, ETag::from_version(&FileVersion { id: 9, ..v }));
+    }
+
+    #[test]
+    fn if_none_match_star_and_lists() {
+        let t = tag();
+        assert!(matches_if_none_match(b"*", &t));
+        assert!(matches_if_none_match(b" * ", &t));
+        assert!(matches_if_none_match(b"\"2a-17f0000000000001-1234\"", &t));
+        assert!(matches_if_none_match(
+            b"\"x\", \"2a-17f0000000000001-1234\"",
+            &t
+        ));
+        assert!(!matches_if_none_match(b"\"x\", \"y\"", &t));
+        assert!(!matches_if_none_match(b"", &t));
+    }
+
+    #[test]
+    fn if_none_match_is_weak_comparison() {
+        assert!(matches_if_none_match(
+            b"W/\"2a-17f0000000000001-1234\"",
+            &tag()
+        ));
+        assert!(matches_if_none_match(
+            b"\"a\",W/\"2a-17f0000000000001-1234\"",
+            &tag()
+        ));
+    }
+
+    #[test]
+    fn if_none_match_tolerates_ows_and_empty_elements() {
+        let t = tag();
+        assert!(matches_if_none_match(
+            b" ,, \"a\" ,\t\"2a-17f0000000000001-1234\" , ",
+            &t
+        ));
+    }
+
+    #[test]
+    fn if_none_match_malformed_list_is_no_match() {
+        let t = tag();
+        let good = "\"2a-17f0000000000001-1234\"";
+        for bad in [
+            std::format!("{good} \"a\""),       // missing comma
+            std::format!("{good}, \"unclosed"), // unterminated
+            std::format!("{good}, bare"),       // not quoted
+            std::format!("{good}, w/\"a\""),    // weak prefix is case-sensitive
+            std::format!("*, {good}"),          // `*` is not a list member
+            std::format!("{good}x"),            // trailing junk
+            std::format!("\"a b\", {good}"),    // space inside a tag
+        ] {
+            assert!(!matches_if_none_match(bad.as_bytes(), &t), "{bad}");
+        }
+    }
+
+    #[test]
+    fn strong_eq_requires_strong_and_equal() {
+        let t = tag();
+        assert!(strong_eq(b"\"2a-17f0000000000001-1234\"", &t));
+        assert!(strong_eq(b" \"2a-17f0000000000001-1234\" ", &t));
+        assert!(!strong_eq(b"W/\"2a-17f0000000000001-1234\"", &t));
+        assert!(!strong_eq(b"\"2a-17f0000000000001-1235\"", &t));
+        assert!(!strong_eq(b"2a-17f0000000000001-1234", &t));
+        assert!(!strong_eq(b"\"2a-17f0000000000001-1234\", \"x\"", &t));
+        assert!(!strong_eq(b"*", &t));
+    }
+
+    proptest! {
+        #[test]
+        fn own_tag_always_matches(len: u64, stamp: u64, id: u64) {
+            let t = ETag::from_version(&FileVersion { len, stamp, id });
+            prop_assert!(matches_if_none_match(t.as_bytes(), &t));
+            prop_assert!(strong_eq(t.as_bytes(), &t));
+        }
+
+        #[test]
+        fn comparisons_never_panic(s in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let t = tag();
+            let _ = matches_if_none_match(&s, &t);
+            let _ = strong_eq(&s, &t);
+        }
+    }
+}

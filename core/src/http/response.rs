@@ -1,1 +1,793 @@
-//! (in progress)
+//! The response head encoder: status line and header section (RFC 9112 §4, §5).
+//!
+//! ```text
+//! status-line = HTTP-version SP status-code SP [ reason-phrase ]
+//! field-line  = field-name ":" OWS field-value OWS
+//! ```
+//!
+//! [`ResponseHead`] follows the `Repr` pattern: [`ResponseHead::encoded_len`] then
+//! [`ResponseHead::encode`] into a caller's buffer, or [`ResponseHead::write_to`] an
+//! `embedded_io::Write`. All three run one emitter, so the length is exact by construction.
+//! Numbers are formatted by hand (no `core::fmt`): this runs for every response.
+
+use super::date::{format_http_date, IMF_FIXDATE_LEN};
+use super::etag::ETag;
+use super::status::StatusCode;
+
+/// The `Cache-Status` the server reports for a response (RFC 9211), cache name `satchel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheStatus {
+    /// Served from the cache: `satchel; hit`.
+    Hit,
+    /// Read from the source and stored: `satchel; fwd=miss; stored`.
+    MissStored,
+    /// Read from the source, not stored (no room, or not admitted): `satchel; fwd=miss`.
+    Miss,
+    /// Streamed from the source because it is too big to cache: `satchel; fwd=bypass`.
+    Bypass,
+}
+
+impl CacheStatus {
+    /// The field value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "satchel; hit",
+            Self::MissStored => "satchel; fwd=miss; stored",
+            Self::Miss => "satchel; fwd=miss",
+            Self::Bypass => "satchel; fwd=bypass",
+        }
+    }
+}
+
+/// A `Content-Range` field value for a byte range (RFC 9110 §14.4).
+///
+/// ```text
+/// Content-Range  = range-unit SP ( range-resp / unsatisfied-range )
+/// range-resp     = incl-range "/" ( complete-length / "*" )
+/// unsatisfied-range = "*/" complete-length
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContentRange {
+    /// `bytes first-last/size`, on a 206.
+    Satisfied {
+        /// The first byte offset.
+        first: u64,
+        /// The last byte offset, inclusive.
+        last: u64,
+        /// The size of the whole representation.
+        size: u64,
+    },
+    /// `bytes */size`, on a 416.
+    Unsatisfied {
+        /// The size of the whole representation.
+        size: u64,
+    },
+}
+
+/// Why a head could not be encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The buffer is shorter than [`ResponseHead::encoded_len`].
+    BufferTooSmall,
+    /// A field value contains a control character (CR, LF, NUL...), which would split or
+    /// corrupt the head (RFC 9110 §5.5).
+    InvalidFieldValue,
+}
+
+impl core::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::BufferTooSmall => "buffer too small for the response head",
+            Self::InvalidFieldValue => "control character in a response field value",
+        })
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+/// Why [`ResponseHead::write_to`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteError<E> {
+    /// The head cannot be encoded; nothing was written.
+    Encode(EncodeError),
+    /// The writer failed.
+    Io(E),
+}
+
+impl<E: core::fmt::Debug> core::fmt::Display for WriteError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Encode(e) => core::fmt::Display::fmt(e, f),
+            Self::Io(e) => write!(f, "writing the response head: {e:?}"),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug> core::error::Error for WriteError<E> {}
+
+/// A response head: the status line and the fields satchel sends.
+///
+/// Fields are emitted in this fixed order, each only when set: `Date`, `Content-Type`,
+/// `Content-Length`, `Content-Range`, `Accept-Ranges: bytes`, `ETag`, `Last-Modified`,
+/// `Cache-Status`, `Location`, `Allow`, `Retry-After`, `Connection: close`. The status line is
+/// always `HTTP/1.1 <code> <reason>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead<'a> {
+    /// The status code.
+    pub status: StatusCode,
+    /// The full `Content-Type` value, parameters included (`text/html; charset=utf-8`).
+    pub content_type: Option<&'a str>,
+    /// `Content-Length`; `None` for a 304 (RFC 9110 §15.4.5 lets it be omitted).
+    pub content_length: Option<u64>,
+    /// The selected representation's `ETag`.
+    pub etag: Option<&'a ETag>,
+    /// `Last-Modified`, in seconds since the Unix epoch.
+    pub last_modified: Option<u64>,
+    /// `Date`, in seconds since the Unix epoch; `None` on a platform without a clock
+    /// (RFC 9110 §6.6.1).
+    pub date: Option<u64>,
+    /// Whether to send `Accept-Ranges: bytes`.
+    pub accept_ranges: bool,
+    /// `Content-Range`, on a 206 or a 416.
+    pub content_range: Option<ContentRange>,
+    /// `Cache-Status`.
+    pub cache_status: Option<CacheStatus>,
+    /// `Location`, already percent-encoded (see [`crate::listing::percent_encode_path`]).
+    pub location: Option<&'a [u8]>,
+    /// `Allow`, e.g. `GET, HEAD` on a 405.
+    pub allow: Option<&'a str>,
+    /// `Retry-After`, in seconds (on a 503).
+    pub retry_after: Option<u32>,
+    /// Whether to send `Connection: close` (the server closes after this response).
+    pub connection_close: bool,
+}
+
+impl<'a> ResponseHead<'a> {
+    /// A head with the given status and no fields.
+    pub const fn new(status: StatusCode) -> Self {
+        Self {
+            status,
+            content_type: None,
+            content_length: None,
+            etag: None,
+            last_modified: None,
+            date: None,
+            accept_ranges: false,
+            content_range: None,
+            cache_status: None,
+            location: None,
+            allow: None,
+            retry_after: None,
+            connection_close: false,
+        }
+    }
+
+    /// The exact number of bytes [`ResponseHead::encode`] writes, final empty line included.
+    pub fn encoded_len(&self) -> usize {
+        let mut counter = Counter(0);
+        match self.emit(&mut counter) {
+            Ok(()) => counter.0,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Writes the head into `buf` and returns its length.
+    ///
+    /// # Errors
+    /// [`EncodeError::BufferTooSmall`] when `buf` is shorter than
+    /// [`ResponseHead::encoded_len`]; [`EncodeError::InvalidFieldValue`] when `content_type`,
+    /// `location` or `allow` holds a control character. `buf` may be partly written on error.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        self.check_values()?;
+        let mut cursor = Cursor { buf, pos: 0 };
+        self.emit(&mut cursor)?;
+        Ok(cursor.pos)
+    }
+
+    /// Writes the head to `w`, piece by piece (wrap an unbuffered transport in a buffer, or
+    /// [`ResponseHead::encode`] into one).
+    ///
+    /// # Errors
+    /// [`WriteError::Encode`] with [`EncodeError::InvalidFieldValue`] as for
+    /// [`ResponseHead::encode`], before anything is written; [`WriteError::Io`] when the writer
+    /// fails (part of the head may have been written).
+    pub fn write_to<W: embedded_io::Write>(&self, w: &mut W) -> Result<(), WriteError<W::Error>> {
+        self.check_values().map_err(WriteError::Encode)?;
+        self.emit(&mut IoSink(w)).map_err(WriteError::Io)
+    }
+
+    fn check_values(&self) -> Result<(), EncodeError> {
+        let ok = self.content_type.is_none_or(|v| valid_value(v.as_bytes()))
+            && self.location.is_none_or(valid_value)
+            && self.allow.is_none_or(|v| valid_value(v.as_bytes()));
+        if ok {
+            Ok(())
+        } else {
+            Err(EncodeError::InvalidFieldValue)
+        }
+    }
+
+    /// The one place that knows the wire form; every output goes through it.
+    fn emit<S: Sink>(&self, s: &mut S) -> Result<(), S::Error> {
+        s.put(b"HTTP/1.1 ")?;
+        s.put(&self.status.digits())?;
+        s.put(b" ")?;
+        s.put(self.status.reason().as_bytes())?;
+        s.put(b"\r\n")?;
+        if let Some(date) = self.date {
+            field_date(s, b"Date: ", date)?;
+        }
+        if let Some(ct) = self.content_type {
+            field(s, b"Content-Type: ", ct.as_bytes())?;
+        }
+        if let Some(len) = self.content_length {
+            field_u64(s, b"Content-Length: ", len)?;
+        }
+        match self.content_range {
+            Some(ContentRange::Satisfied { first, last, size }) => {
+                s.put(b"Content-Range: bytes ")?;
+                s.put(Decimal::new(first).as_bytes())?;
+                s.put(b"-")?;
+                s.put(Decimal::new(last).as_bytes())?;
+                s.put(b"/")?;
+                s.put(Decimal::new(size).as_bytes())?;
+                s.put(b"\r\n")?;
+            }
+            Some(ContentRange::Unsatisfied { size }) => {
+                field_u64(s, b"Content-Range: bytes */", size)?;
+            }
+            None => {}
+        }
+        if self.accept_ranges {
+            s.put(b"Accept-Ranges: bytes\r\n")?;
+        }
+        if let Some(etag) = self.etag {
+            field(s, b"ETag: ", etag.as_bytes())?;
+        }
+        if let Some(lm) = self.last_modified {
+            field_date(s, b"Last-Modified: ", lm)?;
+        }
+        if let Some(cs) = self.cache_status {
+            field(s, b"Cache-Status: ", cs.as_str().as_bytes())?;
+        }
+        if let Some(location) = self.location {
+            field(s, b"Location: ", location)?;
+        }
+        if let Some(allow) = self.allow {
+            field(s, b"Allow: ", allow.as_bytes())?;
+        }
+        if let Some(secs) = self.retry_after {
+            field_u64(s, b"Retry-After: ", u64::from(secs))?;
+        }
+        if self.connection_close {
+            s.put(b"Connection: close\r\n")?;
+        }
+        s.put(b"\r\n")
+    }
+}
+
+/// `field-value` may hold visible characters, SP, HTAB and obs-text, never other controls
+/// (RFC 9110 §5.5).
+fn valid_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+fn field<S: Sink>(s: &mut S, name: &[u8], value: &[u8]) -> Result<(), S::Error> {
+    s.put(name)?;
+    s.put(value)?;
+    s.put(b"\r\n")
+}
+
+fn field_u64<S: Sink>(s: &mut S, name: &[u8], n: u64) -> Result<(), S::Error> {
+    field(s, name, Decimal::new(n).as_bytes())
+}
+
+fn field_date<S: Sink>(s: &mut S, name: &[u8], secs: u64) -> Result<(), S::Error> {
+    let date: [u8; IMF_FIXDATE_LEN] = format_http_date(secs);
+    field(s, name, &date)
+}
+
+/// Where the emitter's bytes go.
+trait Sink {
+    type Error;
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Self::Error>;
+}
+
+/// Counts bytes for `encoded_len`.
+struct Counter(usize);
+
+impl Sink for Counter {
+    type Error = core::convert::Infallible;
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.0 += bytes.len();
+        Ok(())
+    }
+}
+
+/// Writes into a caller's buffer.
+struct Cursor<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+}
+
+impl Sink for Cursor<'_> {
+    type Error = EncodeError;
+    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        let end = self
+            .pos
+            .checked_add(bytes.len())
+            .ok_or(EncodeError::BufferTooSmall)?;
+        let dst = self
+            .buf
+            .get_mut(self.pos..end)
+            .ok_or(EncodeError::BufferTooSmall)?;
+        dst.copy_from_slice(bytes);
+        self.pos = end;
+        Ok(())
+    }
+}
+
+/// Writes to an `embedded_io::Write`.
+struct IoSink<'w, W>(&'w mut W);
+
+impl<W: embedded_io::Write> Sink for IoSink<'_, W> {
+    type Error = W::Error;
+    fn put(&mut self, bytes: &[u8]) -> Result<(), W::Error> {
+        self.0.write_all(bytes)
+    }
+}
+
+/// A `u64` in decimal, formatted right-aligned into a fixed buffer.
+struct Decimal {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    fn new(mut n: u64) -> Self {
+        let mut buf = [b'0'; 20];
+        let mut start = buf.len();
+        // 20 digits hold u64::MAX, so the loop always ends on `n == 0`.
+        for slot in buf.iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            start -= 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Self { buf, start }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::date::{parse_http_date, MAX_HTTP_DATE};
+    use crate::source::FileVersion;
+    use proptest::prelude::*;
+    use std::string::String;
+    use std::vec::Vec;
+
+    /// A head as a client would read it back, owning its values.
+    #[derive(Debug, PartialEq, Eq, Default)]
+    struct Parsed {
+        code: u16,
+        reason: String,
+        content_type: Option<String>,
+        content_length: Option<u64>,
+        etag: Option<Vec<u8>>,
+        last_modified: Option<u64>,
+        date: Option<u64>,
+        accept_ranges: bool,
+        content_range: Option<ContentRange>,
+        cache_status: Option<CacheStatus>,
+        location: Option<Vec<u8>>,
+        allow: Option<String>,
+        retry_after: Option<u32>,
+        connection_close: bool,
+        names: Vec<String>,
+    }
+
+    /// A strict little parser of exactly what `emit` produces: fails on anything unexpected.
+    fn parse_head(bytes: &[u8]) -> Option<Parsed> {
+        let text = core::str::from_utf8(bytes).ok()?;
+        let body = text.strip_suffix("\r\n\r\n")?;
+        let mut lines = body.split("\r\n");
+        let status = lines.next()?.strip_prefix("HTTP/1.1 ")?;
+        let (code, reason) = status.split_once(' ')?;
+        let mut p = Parsed {
+            code: code.parse().ok()?,
+            reason: reason.into(),
+            ..Parsed::default()
+        };
+        for line in lines {
+            let (name, value) = line.split_once(": ")?;
+            p.names.push(name.into());
+            match name {
+                "Date" => p.date = Some(parse_http_date(value.as_bytes())?),
+                "Content-Type" => p.content_type = Some(value.into()),
+                "Content-Length" => p.content_length = Some(value.parse().ok()?),
+                "Content-Range" => {
+                    let v = value.strip_prefix("bytes ")?;
+                    let (range, size) = v.split_once('/')?;
+                    let size = size.parse().ok()?;
+                    p.content_range = Some(if range == "*" {
+                        ContentRange::Unsatisfied { size }
+                    } else {
+                        let (first, last) = range.split_once('-')?;
+                        ContentRange::Satisfied {
+                            first: first.parse().ok()?,
+                            last: last.parse().ok()?,
+                            size,
+                        }
+                    });
+                }
+                "Accept-Ranges" => p.accept_ranges = value == "bytes",
+                "ETag" => p.etag = Some(value.as_bytes().to_vec()),
+                "Last-Modified" => p.last_modified = Some(parse_http_date(value.as_bytes())?),
+                "Cache-Status" => {
+                    p.cache_status = Some(
+                        [
+                            CacheStatus::Hit,
+                            CacheStatus::MissStored,
+                            CacheStatus::Miss,
+                            CacheStatus::Bypass,
+                        ]
+                        .into_iter()
+                        .find(|c| c.as_str() == value)?,
+                    );
+                }
+                "Location" => p.location = Some(value.as_bytes().to_vec()),
+                "Allow" => p.allow = Some(value.into()),
+                "Retry-After" => p.retry_after = Some(value.parse().ok()?),
+                "Connection" => p.connection_close = value == "close",
+                _ => return None,
+            }
+        }
+        Some(p)
+    }
+
+    fn encode_vec(head: &ResponseHead<'_>) -> Vec<u8> {
+        let mut buf = std::vec![0; head.encoded_len()];
+        let n = head.encode(&mut buf).unwrap();
+        assert_eq!(n, buf.len());
+        buf
+    }
+
+    fn etag() -> ETag {
+        ETag::from_version(&FileVersion {
+            len: 5,
+            stamp: 6,
+            id: 7,
+        })
+    }
+
+    #[test]
+    fn minimal_head() {
+        let head = ResponseHead::new(StatusCode::NOT_FOUND);
+        assert_eq!(encode_vec(&head), b"HTTP/1.1 404 Not Found\r\n\r\n");
+    }
+
+    #[test]
+    fn full_file_head_in_documented_order() {
+        let tag = etag();
+        let head = ResponseHead {
+            content_type: Some("text/plain; charset=utf-8"),
+            content_length: Some(5),
+            etag: Some(&tag),
+            last_modified: Some(784_111_777),
+            date: Some(784_111_778),
+            accept_ranges: true,
+            cache_status: Some(CacheStatus::MissStored),
+            ..ResponseHead::new(StatusCode::OK)
+        };
+        let expected = "HTTP/1.1 200 OK\r\n\
+            Date: Sun, 06 Nov 1994 08:49:38 GMT\r\n\
+            Content-Type: text/plain; charset=utf-8\r\n\
+            Content-Length: 5\r\n\
+            Accept-Ranges: bytes\r\n\
+            ETag: \"7-6-5\"\r\n\
+            Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+            Cache-Status: satchel; fwd=miss; stored\r\n\
+            \r\n";
+        assert_eq!(String::from_utf8(encode_vec(&head)).unwrap(), expected);
+    }
+
+    #[test]
+    fn partial_and_unsatisfiable_content_range() {
+        let head = ResponseHead {
+            content_length: Some(10),
+            content_range: Some(ContentRange::Satisfied {
+                first: 990,
+                last: 999,
+                size: 1000,
+            }),
+            ..ResponseHead::new(StatusCode::PARTIAL_CONTENT)
+        };
+        assert_eq!(
+            encode_vec(&head),
+            b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\
+              Content-Range: bytes 990-999/1000\r\n\r\n"
+        );
+        let head = ResponseHead {
+            content_range: Some(ContentRange::Unsatisfied { size: 0 }),
+            ..ResponseHead::new(StatusCode::RANGE_NOT_SATISFIABLE)
+        };
+        assert_eq!(
+            encode_vec(&head),
+            b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn redirect_405_and_503_fields() {
+        let head = ResponseHead {
+            location: Some(b"/a%20b/"),
+            content_length: Some(0),
+            ..ResponseHead::new(StatusCode::MOVED_PERMANENTLY)
+        };
+        assert_eq!(
+            encode_vec(&head),
+            b"HTTP/1.1 301 Moved Permanently\r\nContent-Length: 0\r\nLocation: /a%20b/\r\n\r\n"
+        );
+        let head = ResponseHead {
+            allow: Some("GET, HEAD"),
+            retry_after: Some(u32::MAX),
+            connection_close: true,
+            ..ResponseHead::new(StatusCode::SERVICE_UNAVAILABLE)
+        };
+        assert_eq!(
+            encode_vec(&head),
+            b"HTTP/1.1 503 Service Unavailable\r\nAllow: GET, HEAD\r\n\
+              Retry-After: 4294967295\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn short_buffer_is_an_error_at_every_length() {
+        let tag = etag();
+        let head = ResponseHead {
+            content_length: Some(u64::MAX),
+            etag: Some(&tag),
+            ..ResponseHead::new(StatusCode::OK)
+        };
+        let len = head.encoded_len();
+        let mut buf = std::vec![0; len];
+        for short in 0..len {
+            assert_eq!(
+                head.encode(&mut buf[..short]),
+                Err(EncodeError::BufferTooSmall)
+            );
+        }
+        assert_eq!(head.encode(&mut buf), Ok(len));
+    }
+
+    #[test]
+    fn control_characters_in_values_are_refused() {
+        let mut buf = [0; 256];
+        for head in [
+            ResponseHead {
+                location: Some(b"/x\r\nSet-Cookie: a=b"),
+                ..ResponseHead::new(StatusCode::FOUND)
+            },
+            ResponseHead {
+                content_type: Some("text/html\n"),
+                ..ResponseHead::new(StatusCode::OK)
+            },
+            ResponseHead {
+                allow: Some("GET\0"),
+                ..ResponseHead::new(StatusCode::METHOD_NOT_ALLOWED)
+            },
+        ] {
+            assert_eq!(head.encode(&mut buf), Err(EncodeError::InvalidFieldValue));
+        }
+    }
+
+    #[test]
+    fn write_to_matches_encode() {
+        let tag = etag();
+        let head = ResponseHead {
+            etag: Some(&tag),
+            content_length: Some(42),
+            ..ResponseHead::new(StatusCode::OK)
+        };
+        let mut out = [0u8; 128];
+        let mut w: &mut [u8] = &mut out;
+        head.write_to(&mut w).unwrap();
+        let written = 128 - w.len();
+        assert_eq!(&out[..written], encode_vec(&head).as_slice());
+    }
+
+    #[test]
+    fn write_to_refuses_invalid_values_before_writing() {
+        let head = ResponseHead {
+            location: Some(b"/x\r\nEvil: 1"),
+            ..ResponseHead::new(StatusCode::FOUND)
+        };
+        let mut out = [0u8; 128];
+        let mut w: &mut [u8] = &mut out;
+        assert_eq!(
+            head.write_to(&mut w),
+            Err(WriteError::Encode(EncodeError::InvalidFieldValue))
+        );
+        assert_eq!(w.len(), 128);
+    }
+
+    #[test]
+    fn write_to_reports_a_full_writer() {
+        let head = ResponseHead::new(StatusCode::OK);
+        let mut out = [0u8; 8];
+        let mut w: &mut [u8] = &mut out;
+        assert!(matches!(head.write_to(&mut w), Err(WriteError::Io(_))));
+    }
+
+    #[test]
+    fn decimal_extremes() {
+        assert_eq!(Decimal::new(0).as_bytes(), b"0");
+        assert_eq!(Decimal::new(9).as_bytes(), b"9");
+        assert_eq!(Decimal::new(10).as_bytes(), b"10");
+        assert_eq!(Decimal::new(u64::MAX).as_bytes(), b"18446744073709551615");
+    }
+
+    fn arb_status() -> impl Strategy<Value = StatusCode> {
+        (100u16..=999).prop_map(|c| StatusCode::from_u16(c).unwrap_or(StatusCode::OK))
+    }
+
+    fn arb_content_range() -> impl Strategy<Value = ContentRange> {
+        prop_oneof![
+            (any::<u64>(), any::<u64>(), any::<u64>())
+                .prop_map(|(first, last, size)| ContentRange::Satisfied { first, last, size }),
+            any::<u64>().prop_map(|size| ContentRange::Unsatisfied { size }),
+        ]
+    }
+
+    fn arb_cache_status() -> impl Strategy<Value = CacheStatus> {
+        prop_oneof![
+            Just(CacheStatus::Hit),
+            Just(CacheStatus::MissStored),
+            Just(CacheStatus::Miss),
+            Just(CacheStatus::Bypass),
+        ]
+    }
+
+    /// The owned parts of a random head; the head borrows from it.
+    #[derive(Debug, Clone)]
+    struct Owned {
+        status: StatusCode,
+        content_type: Option<String>,
+        content_length: Option<u64>,
+        etag: Option<ETag>,
+        last_modified: Option<u64>,
+        date: Option<u64>,
+        accept_ranges: bool,
+        content_range: Option<ContentRange>,
+        cache_status: Option<CacheStatus>,
+        location: Option<String>,
+        allow: Option<String>,
+        retry_after: Option<u32>,
+        connection_close: bool,
+    }
+
+    fn arb_owned() -> impl Strategy<Value = Owned> {
+        (
+            (
+                arb_status(),
+                proptest::option::of("[a-z]{1,10}/[a-z0-9.+-]{1,15}(; charset=utf-8)?"),
+                proptest::option::of(any::<u64>()),
+                proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+                    |(len, stamp, id)| ETag::from_version(&FileVersion { len, stamp, id }),
+                )),
+                proptest::option::of(0..=MAX_HTTP_DATE),
+                proptest::option::of(0..=MAX_HTTP_DATE),
+                any::<bool>(),
+            ),
+            (
+                proptest::option::of(arb_content_range()),
+                proptest::option::of(arb_cache_status()),
+                proptest::option::of("/[A-Za-z0-9%/._~-]{0,40}"),
+                proptest::option::of("[A-Z]{3,7}(, [A-Z]{3,7}){0,3}"),
+                proptest::option::of(any::<u32>()),
+                any::<bool>(),
+            ),
+        )
+            .prop_map(|(a, b)| Owned {
+                status: a.0,
+                content_type: a.1,
+                content_length: a.2,
+                etag: a.3,
+                last_modified: a.4,
+                date: a.5,
+                accept_ranges: a.6,
+                content_range: b.0,
+                cache_status: b.1,
+                location: b.2,
+                allow: b.3,
+                retry_after: b.4,
+                connection_close: b.5,
+            })
+    }
+
+    impl Owned {
+        fn head(&self) -> ResponseHead<'_> {
+            ResponseHead {
+                status: self.status,
+                content_type: self.content_type.as_deref(),
+                content_length: self.content_length,
+                etag: self.etag.as_ref(),
+                last_modified: self.last_modified,
+                date: self.date,
+                accept_ranges: self.accept_ranges,
+                content_range: self.content_range,
+                cache_status: self.cache_status,
+                location: self.location.as_deref().map(str::as_bytes),
+                allow: self.allow.as_deref(),
+                retry_after: self.retry_after,
+                connection_close: self.connection_close,
+            }
+        }
+    }
+
+    const ORDER: [&str; 12] = [
+        "Date",
+        "Content-Type",
+        "Content-Length",
+        "Content-Range",
+        "Accept-Ranges",
+        "ETag",
+        "Last-Modified",
+        "Cache-Status",
+        "Location",
+        "Allow",
+        "Retry-After",
+        "Connection",
+    ];
+
+    proptest! {
+        #[test]
+        fn encode_parse_round_trip(owned in arb_owned()) {
+            let head = owned.head();
+            let bytes = encode_vec(&head);
+            let p = parse_head(&bytes);
+            prop_assert!(p.is_some(), "unparseable: {:?}", String::from_utf8_lossy(&bytes));
+            let p = p.unwrap_or_default();
+            prop_assert_eq!(p.code, head.status.as_u16());
+            prop_assert_eq!(p.reason.as_str(), head.status.reason());
+            prop_assert_eq!(p.content_type.as_deref(), head.content_type);
+            prop_assert_eq!(p.content_length, head.content_length);
+            prop_assert_eq!(p.etag.as_deref(), head.etag.map(ETag::as_bytes));
+            prop_assert_eq!(p.last_modified, head.last_modified);
+            prop_assert_eq!(p.date, head.date);
+            prop_assert_eq!(p.accept_ranges, head.accept_ranges);
+            prop_assert_eq!(p.content_range, head.content_range);
+            prop_assert_eq!(p.cache_status, head.cache_status);
+            prop_assert_eq!(p.location.as_deref(), head.location);
+            prop_assert_eq!(p.allow.as_deref(), head.allow);
+            prop_assert_eq!(p.retry_after, head.retry_after);
+            prop_assert_eq!(p.connection_close, head.connection_close);
+            // Fields come in the documented order.
+            let ranks: Vec<usize> = p
+                .names
+                .iter()
+                .filter_map(|n| ORDER.iter().position(|o| o == n))
+                .collect();
+            prop_assert_eq!(ranks.len(), p.names.len());
+            prop_assert!(ranks.windows(2).all(|w| w[0] < w[1]));
+        }
+
+        #[test]
+        fn encoded_len_is_exact(owned in arb_owned(), extra in 0usize..8) {
+            let head = owned.head();
+            let len = head.encoded_len();
+            let mut buf = std::vec![0xaa; len + extra];
+            prop_assert_eq!(head.encode(&mut buf), Ok(len));
+            prop_assert!(buf[len..].iter().all(|&b| b == 0xaa));
+            prop_assert_eq!(head.encode(&mut buf[..len - 1]), Err(EncodeError::BufferTooSmall));
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The host's file source: files under ROOT, opened with `openat2(RESOLVE_BENEATH)`.
+//!
+//! Containment is the kernel's job, not string checks: every open resolves the (already
+//! normalised) path relative to a descriptor of ROOT with `RESOLVE_BENEATH |
+//! RESOLVE_NO_MAGICLINKS`, so `..`, absolute symbolic links and links that lead outside ROOT
+//! fail with `EXDEV` whenever they are swapped in. A link that stays inside is followed.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::io::Errno;
+use satchel_core::listing::{Entry, ListingWriter};
+use satchel_core::path::SafePath;
+use satchel_core::source::{
+    FileKind, FileSource, FileVersion, ListingStyle, Metadata, SourceError,
+};
+
+/// Files under one root folder.
+pub(crate) struct FsSource {
+    root: OwnedFd,
+    root_path: PathBuf,
+    allow_hidden: bool,
+}
+
+impl FsSource {
+    /// Opens `root`, which must be a folder.
+    pub(crate) fn open(root: &Path, allow_hidden: bool) -> std::io::Result<Self> {
+        let fd = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self {
+            root: fd,
+            root_path: root.to_path_buf(),
+            allow_hidden,
+        })
+    }
+
+    /// The root folder as given.
+    pub(crate) fn root_path(&self) -> &Path {
+        &self.root_path
+    }
+
+    /// `openat2` below the root; `path` must be a normalised [`SafePath`] (or empty = root).
+    fn open_beneath(&self, path: &SafePath<'_>, flags: OFlags) -> Result<OwnedFd, SourceError> {
+        let rel: &[u8] = if path.is_root() {
+            b"."
+        } else {
+            path.as_bytes()
+        };
+        rustix::fs::openat2(
+            self.root.as_fd(),
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(map_errno)
+    }
+}
+
+/// Builds core metadata from `stat`.
+///
+/// The version is (size, a stamp mixing mtime and ctime in ns, device + inode): a rewrite in
+/// place changes mtime and ctime, a rename over changes the inode, and even a rewrite that
+/// restores the old mtime (`touch -r`) changes ctime.
+fn metadata_from(st: &Stat) -> Metadata {
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => FileKind::File,
+        FileType::Directory => FileKind::Dir,
+        _ => FileKind::Other,
+    };
+    let ns = |secs: i64, nsec: u64| (secs as u64).wrapping_mul(1_000_000_000).wrapping_add(nsec);
+    #[allow(clippy::unnecessary_cast)] // field widths differ between targets
+    let mtime = ns(st.st_mtime as i64, st.st_mtime_nsec as u64);
+    #[allow(clippy::unnecessary_cast)]
+    let ctime = ns(st.st_ctime as i64, st.st_ctime_nsec as u64);
+    #[allow(clippy::unnecessary_cast)]
+    let (ino, dev) = (st.st_ino as u64, st.st_dev as u64);
+    Metadata {
+        kind,
+        version: FileVersion {
+            len: st.st_size.max(0) as u64,
+            stamp: mtime ^ ctime.rotate_left(29),
+            id: ino ^ dev.rotate_left(40),
+        },
+        modified: u64::try_from(st.st_mtime).ok(),
+    }
+}
+
+fn map_errno(e: Errno) -> SourceError {
+    match e {
+        Errno::ACCESS | Errno::PERM => SourceError::Forbidden,
+        // Does not exist, or resolves outside the root (EXDEV under RESOLVE_BENEATH), or
+        // through a link loop, or a file used as a folder: all "not found" to the client.
+        Errno::NOENT | Errno::NOTDIR | Errno::XDEV | Errno::LOOP | Errno::NAMETOOLONG => {
+            SourceError::NotFound
+        }
+        _ => SourceError::Io,
+    }
+}
+
+impl FileSource for FsSource {
+    type File = OwnedFd;
+    type Listing = Vec<u8>;
+
+    fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+        let fd = self.open_beneath(path, OFlags::PATH)?;
+        rustix::fs::fstat(&fd)
+            .map(|st| metadata_from(&st))
+            .map_err(map_errno)
+    }
+
+    fn probe(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+        let rel: &[u8] = if path.is_root() {
+            b"."
+        } else {
+            path.as_bytes()
+        };
+        rustix::fs::statat(self.root.as_fd(), rel, AtFlags::empty())
+            .map(|st| metadata_from(&st))
+            .map_err(map_errno)
+    }
+
+    fn open(&self, path: &SafePath<'_>) -> Result<(OwnedFd, Metadata), SourceError> {
+        // O_NONBLOCK: opening a fifo must not block the worker; regular files ignore it.
+        let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
+        let meta = rustix::fs::fstat(&fd)
+            .map(|st| metadata_from(&st))
+            .map_err(map_errno)?;
+        Ok((fd, meta))
+    }
+
+    fn file_metadata(&self, file: &OwnedFd) -> Result<Metadata, SourceError> {
+        rustix::fs::fstat(file)
+            .map(|st| metadata_from(&st))
+            .map_err(map_errno)
+    }
+
+    fn read_at(&self, file: &OwnedFd, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {
+        loop {
+            match rustix::io::pread(file, &mut *buf, offset) {
+                Ok(n) => return Ok(n),
+                Err(Errno::INTR) => continue,
+                Err(_) => return Err(SourceError::Io),
+            }
+        }
+    }
+
+    fn listing(&self, path: &SafePath<'_>, style: ListingStyle) -> Result<Vec<u8>, SourceError> {
+        let dir_fd = self.open_beneath(path, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let dir = rustix::fs::Dir::read_from(&dir_fd).map_err(map_errno)?;
+        let mut entries: Vec<(bool, Vec<u8>, u64)> = Vec::new();
+        for entry in dir {
+            let Ok(entry) = entry else { break };
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." || (!self.allow_hidden && name.starts_with(b".")) {
+                continue;
+            }
+            // Follow links, but only those that stay inside the root (checked by openat2).
+            let Ok(fd) = rustix::fs::openat2(
+                &dir_fd,
+                name,
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            ) else {
+                continue;
+            };
+            let Ok(st) = rustix::fs::fstat(&fd) else {
+                continue;
+            };
+            let meta = metadata_from(&st);
+            match meta.kind {
+                FileKind::Dir => entries.push((true, name.to_vec(), 0)),
+                FileKind::File => entries.push((false, name.to_vec(), meta.version.len)),
+                FileKind::Other => {}
+            }
+        }
+        // Folders first, then by name (bytewise, as `ls` in the C locale).
+        entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let render = || -> Result<String, std::fmt::Error> {
+            let out = String::with_capacity(256 + entries.len() * 96);
+            let mut writer = ListingWriter::begin(out, style, path.as_bytes())?;
+            for (is_dir, name, size) in &entries {
+                writer.entry(&Entry {
+                    name,
+                    is_dir: *is_dir,
+                    size: *size,
+                })?;
+            }
+            writer.finish()
+        };
+        let out = render().map_err(|_| SourceError::Io)?.into_bytes();
+        Ok(out)
+    }
+}

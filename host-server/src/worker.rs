@@ -1,0 +1,663 @@
+//! One worker: an edge-triggered readiness loop (epoll through mio) that drives the core's
+//! sans-IO connections on non-blocking sockets.
+//!
+//! Per request on a kept-alive connection the loop makes two system calls in the common case:
+//! one `read` (a short read means the socket is drained, so no second read to see `EAGAIN`) and
+//! one `writev` of the response head together with the cached body. Bodies of uncached files
+//! go out with `sendfile` in bounded chunks. Timeouts are checked by a sweep every
+//! [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use satchel_core::http::method::Method;
+use satchel_core::http::response::CacheStatus;
+use satchel_core::serve::{BodyRef, Connection, ResponseInfo};
+use satchel_core::time::Instant;
+
+use crate::site::{HostSite, Shared};
+
+/// Bytes of response head buffer per connection: fits a `301` whose `Location` is the longest
+/// path (1024 bytes, percent-encoded).
+const TX: usize = 4096;
+/// Size of the read buffer shared by a worker's connections.
+const READ_CHUNK: usize = 16 * 1024;
+/// Largest `sendfile` call: many bounded calls measured faster here than one huge one.
+const SENDFILE_CHUNK: usize = 512 * 1024;
+/// How often timeouts are checked.
+const SWEEP: Duration = Duration::from_millis(250);
+/// How long a closing connection may linger, draining what the peer still sends, so that the
+/// last response is not destroyed by a reset.
+const LINGER: Duration = Duration::from_secs(2);
+/// At most this many sockets linger per worker; past it they are closed at once.
+const MAX_LINGERING: usize = 4096;
+/// How long shutdown waits for responses in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+
+/// The monotonic clock of the core, in ms since the process's first use of it.
+fn now() -> Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    Instant::from_millis(u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Binds `count` listeners on `addr` with `SO_REUSEPORT`, so the kernel spreads new
+/// connections over the workers. Port 0 is resolved by the first bind and reused.
+pub(crate) fn bind_listeners(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut addr = addr;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if addr.is_ipv6() {
+            // Dual stack: [::] also takes IPv4 clients.
+            socket.set_only_v6(false)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(4096)?;
+        let listener: std::net::TcpListener = socket.into();
+        if addr.port() == 0 {
+            addr = listener.local_addr()?;
+        }
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// SIGINT/SIGTERM: the first asks every worker to finish and stop; a second one exits at once.
+pub(crate) struct ShutdownSignal {
+    signals: signal_hook::iterator::Signals,
+    wakers: Mutex<Vec<Arc<Waker>>>,
+}
+
+impl ShutdownSignal {
+    pub(crate) fn install() -> io::Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        Ok(Self {
+            signals: signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?,
+            wakers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn add_waker(&self, waker: Arc<Waker>) {
+        if let Ok(mut w) = self.wakers.lock() {
+            w.push(waker);
+        }
+    }
+
+    /// Blocks until a signal arrives, then tells the workers to shut down.
+    pub(crate) fn wait(self, shared: &Shared) {
+        let mut signals = self.signals;
+        let _ = signals.forever().next();
+        shared.shutdown.store(true, Ordering::Release);
+        if let Ok(wakers) = self.wakers.lock() {
+            for w in wakers.iter() {
+                let _ = w.wake();
+            }
+        }
+        // A second signal while draining: the operator wants out now.
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                eprintln!("satchel-server: second signal, exiting without waiting");
+                std::process::exit(130);
+            }
+        });
+    }
+}
+
+/// A log line waiting for its response to finish (to know how long it took).
+struct PendingLog {
+    line: String,
+    started: std::time::Instant,
+}
+
+/// One client connection of a worker.
+struct Slot<'s> {
+    sock: TcpStream,
+    peer: SocketAddr,
+    conn: Connection<'s, HostSite, TX>,
+    /// Received bytes the connection has not consumed yet (an incomplete head, or pipelined
+    /// requests waiting for the response before them). Empty in the common case.
+    pending: Vec<u8>,
+    /// The socket may have bytes to read (edge-triggered: cleared only on a short read or EAGAIN).
+    readable: bool,
+    /// The peer closed its side.
+    eof: bool,
+    /// The status of the last response, to decide whether closing needs to linger.
+    last_status: u16,
+    log: Option<PendingLog>,
+}
+
+/// What the loop should do with a connection after driving it.
+enum Flow {
+    /// Wait for the next readiness event.
+    Wait,
+    /// Close it (after lingering if the peer may still be sending).
+    Close,
+}
+
+/// A worker thread's state.
+pub(crate) struct Worker<'s> {
+    site: &'s HostSite,
+    shared: Arc<Shared>,
+    poll: Poll,
+    waker: Arc<Waker>,
+    listener: Option<TcpListener>,
+    slots: Vec<Option<Box<Slot<'s>>>>,
+    free: Vec<usize>,
+    open: usize,
+    read_buf: Box<[u8]>,
+    lingering: Vec<(TcpStream, std::time::Instant)>,
+    /// Accepting stopped on EMFILE/ENFILE; retried at each sweep.
+    accept_stalled: bool,
+    log: Vec<u8>,
+    requests: usize,
+}
+
+impl<'s> Worker<'s> {
+    pub(crate) fn new(
+        site: &'s HostSite,
+        shared: Arc<Shared>,
+        listener: std::net::TcpListener,
+    ) -> Result<Self> {
+        let poll = Poll::new().context("epoll")?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("waker")?);
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .context("registering listener")?;
+        Ok(Self {
+            site,
+            shared,
+            poll,
+            waker,
+            listener: Some(listener),
+            slots: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            lingering: Vec::new(),
+            accept_stalled: false,
+            log: Vec::with_capacity(64 * 1024),
+            requests: 0,
+        })
+    }
+
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
+    /// Runs until shutdown and the connections in flight are done.
+    pub(crate) fn run(mut self) -> Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = std::time::Instant::now() + SWEEP;
+        let mut shutdown_deadline: Option<std::time::Instant> = None;
+        loop {
+            let idle = self.open == 0 && self.lingering.is_empty() && !self.accept_stalled;
+            let timeout = if idle && shutdown_deadline.is_none() {
+                None
+            } else {
+                Some(next_sweep.saturating_duration_since(std::time::Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e).context("epoll_wait");
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    Token(id) => {
+                        if let Some(Some(slot)) = self.slots.get_mut(id) {
+                            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                                slot.readable = true;
+                            }
+                            self.drive(id);
+                        }
+                    }
+                }
+            }
+            if shutdown_deadline.is_none() && self.shared.shutting_down() {
+                shutdown_deadline = Some(std::time::Instant::now() + SHUTDOWN_GRACE);
+                self.begin_shutdown();
+            }
+            let now_std = std::time::Instant::now();
+            if now_std >= next_sweep {
+                self.sweep(now_std);
+                next_sweep = now_std + SWEEP;
+            }
+            self.flush_log();
+            if let Some(deadline) = shutdown_deadline {
+                if self.open == 0 || now_std >= deadline {
+                    break;
+                }
+            }
+        }
+        // Whatever is left after the grace period is cut off.
+        for id in 0..self.slots.len() {
+            if self.slots[id].is_some() {
+                self.close_slot(id, false);
+            }
+        }
+        self.lingering.clear();
+        self.flush_log();
+        self.shared
+            .requests
+            .fetch_add(self.requests, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn begin_shutdown(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        for id in 0..self.slots.len() {
+            if let Some(slot) = self.slots[id].as_mut() {
+                slot.conn.shutdown();
+                self.drive(id);
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        self.accept_stalled = false;
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((sock, peer)) => self.admit(sock, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.raw_os_error(), Some(c) if c == rustix::io::Errno::MFILE.raw_os_error() || c == rustix::io::Errno::NFILE.raw_os_error()) =>
+                {
+                    // Out of descriptors: retry at the next sweep instead of spinning.
+                    self.accept_stalled = true;
+                    return;
+                }
+                // ECONNABORTED and friends concern one connection only.
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
+        if !self.shared.try_admit() {
+            reject_busy(&mut sock);
+            self.linger(sock);
+            return;
+        }
+        let _ = sock.set_nodelay(true);
+        let id = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut sock,
+                Token(id),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            self.free.push(id);
+            self.shared.release();
+            return;
+        }
+        self.open += 1;
+        self.slots[id] = Some(Box::new(Slot {
+            sock,
+            peer,
+            conn: Connection::new(self.site, now()),
+            pending: Vec::new(),
+            readable: true,
+            eof: false,
+            last_status: 0,
+            log: None,
+        }));
+        self.drive(id);
+    }
+
+    /// Runs a connection until it must wait for the socket, then closes it if it is done.
+    fn drive(&mut self, id: usize) {
+        let Some(Some(slot)) = self.slots.get_mut(id) else {
+            return;
+        };
+        let ctx = Ctx {
+            quiet: self.shared.quiet,
+            log: &mut self.log,
+            requests: &mut self.requests,
+        };
+        match slot.pump(&mut self.read_buf, ctx) {
+            Flow::Wait => {}
+            Flow::Close => {
+                let linger = !slot.eof && (slot.last_status >= 400 || !slot.pending.is_empty());
+                self.close_slot(id, linger);
+            }
+        }
+    }
+
+    fn close_slot(&mut self, id: usize, linger: bool) {
+        let Some(mut slot) = self.slots.get_mut(id).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut slot.sock);
+        if let Some(pending) = slot.log.take() {
+            finish_log(&mut self.log, pending);
+        }
+        self.free.push(id);
+        self.open -= 1;
+        self.shared.release();
+        let Slot { sock, .. } = *slot;
+        if linger {
+            self.linger(sock);
+        }
+    }
+
+    /// Half-closes `sock` and keeps draining it for a while so that the peer reads our last
+    /// response instead of a reset (RFC 9112 §9.6).
+    fn linger(&mut self, sock: TcpStream) {
+        let _ = sock.shutdown(Shutdown::Write);
+        if self.lingering.len() < MAX_LINGERING {
+            self.lingering
+                .push((sock, std::time::Instant::now() + LINGER));
+        }
+    }
+
+    /// Timeouts of every connection; draining of lingering sockets; a stalled accept.
+    fn sweep(&mut self, now_std: std::time::Instant) {
+        let t = now();
+        for id in 0..self.slots.len() {
+            let due = match self.slots[id].as_ref() {
+                Some(slot) => slot.conn.poll_timeout().is_some_and(|d| d <= t),
+                None => false,
+            };
+            if due {
+                if let Some(slot) = self.slots[id].as_mut() {
+                    slot.conn.handle_timeout(t);
+                }
+                self.drive(id);
+            }
+        }
+        let buf = &mut self.read_buf;
+        self.lingering.retain_mut(|(sock, until)| {
+            if now_std >= *until {
+                return false;
+            }
+            loop {
+                match sock.read(buf) {
+                    Ok(0) => return false,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return false,
+                }
+            }
+        });
+        if self.accept_stalled {
+            self.accept_all();
+        }
+    }
+
+    fn flush_log(&mut self) {
+        if !self.log.is_empty() {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(&self.log);
+            let _ = out.flush();
+            self.log.clear();
+        }
+    }
+}
+
+/// What `pump` needs from its worker besides the slot.
+struct Ctx<'a> {
+    quiet: bool,
+    log: &'a mut Vec<u8>,
+    requests: &'a mut usize,
+}
+
+impl Slot<'_> {
+    /// Sends what is owed, feeds what was received, reads more; until the socket would block.
+    fn pump(&mut self, read_buf: &mut [u8], mut ctx: Ctx<'_>) -> Flow {
+        loop {
+            match self.send(&mut ctx) {
+                Ok(true) => {}
+                Ok(false) => return Flow::Wait,
+                Err(_) => return Flow::Close,
+            }
+            if self.conn.is_closed() {
+                return Flow::Close;
+            }
+            if !self.pending.is_empty() {
+                let mut pending = std::mem::take(&mut self.pending);
+                let consumed = self.conn.handle_input(now(), &pending);
+                if consumed > 0 {
+                    self.after_request(&pending[..consumed], &mut ctx);
+                    pending.drain(..consumed);
+                }
+                self.pending = pending;
+                if consumed > 0 {
+                    continue;
+                }
+            }
+            if !self.readable || self.eof {
+                return Flow::Wait;
+            }
+            match self.sock.read(read_buf) {
+                Ok(0) => {
+                    self.readable = false;
+                    self.eof = true;
+                    self.conn.handle_eof(now());
+                }
+                Ok(n) => {
+                    if n < read_buf.len() {
+                        // A short read drained the socket; the next bytes raise a new edge.
+                        self.readable = false;
+                    }
+                    let data = &read_buf[..n];
+                    if self.pending.is_empty() {
+                        let consumed = self.conn.handle_input(now(), data);
+                        if consumed > 0 {
+                            self.after_request(&data[..consumed], &mut ctx);
+                        }
+                        self.pending.extend_from_slice(&data[consumed..]);
+                    } else {
+                        self.pending.extend_from_slice(data);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Flow::Wait;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Flow::Close,
+            }
+        }
+    }
+
+    /// Bookkeeping after the connection took a request: count it and start its log line.
+    fn after_request(&mut self, head: &[u8], ctx: &mut Ctx<'_>) {
+        let Some(info) = self.conn.poll_event() else {
+            return;
+        };
+        *ctx.requests += 1;
+        self.last_status = info.status.as_u16();
+        if !ctx.quiet {
+            if let Some(done) = self.log.take() {
+                finish_log(ctx.log, done);
+            }
+            self.log = Some(PendingLog {
+                line: log_line(self.peer, head, &info),
+                started: std::time::Instant::now(),
+            });
+            if !self.conn.is_sending() {
+                if let Some(done) = self.log.take() {
+                    finish_log(ctx.log, done);
+                }
+            }
+        }
+    }
+
+    /// Writes until everything owed is sent (`Ok(true)`) or the socket is full (`Ok(false)`).
+    fn send(&mut self, ctx: &mut Ctx<'_>) -> io::Result<bool> {
+        loop {
+            let result = {
+                let Some(t) = self.conn.poll_transmit() else {
+                    return Ok(true);
+                };
+                match t.body {
+                    BodyRef::None if t.head.is_empty() => Ok(0),
+                    BodyRef::None => self.sock.write(t.head),
+                    BodyRef::Cached {
+                        handle,
+                        offset,
+                        len,
+                    } => {
+                        let body = handle.bytes().get(offset..offset + len).unwrap_or(&[]);
+                        write_two(&mut self.sock, t.head, body)
+                    }
+                    BodyRef::Listing {
+                        listing,
+                        offset,
+                        len,
+                    } => {
+                        let body = listing.get(offset..offset + len).unwrap_or(&[]);
+                        write_two(&mut self.sock, t.head, body)
+                    }
+                    BodyRef::File { file, offset, len } if t.head.is_empty() => {
+                        let count = usize::try_from(len)
+                            .unwrap_or(usize::MAX)
+                            .min(SENDFILE_CHUNK);
+                        let mut off = offset;
+                        match rustix::fs::sendfile(&self.sock, file, Some(&mut off), count) {
+                            // The file ended before its length: it shrank under us.
+                            Ok(0) if count > 0 => {
+                                self.conn.abort();
+                                return Ok(true);
+                            }
+                            Ok(n) => Ok(n),
+                            Err(e) => Err(io::Error::from(e)),
+                        }
+                    }
+                    BodyRef::File { .. } => self.sock.write(t.head),
+                }
+            };
+            match result {
+                Ok(n) => {
+                    let was_sending = self.conn.is_sending();
+                    self.conn.transmitted(now(), n);
+                    if was_sending && !self.conn.is_sending() {
+                        if let Some(done) = self.log.take() {
+                            finish_log(ctx.log, done);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// One `writev` of a head and a body (either may be empty).
+fn write_two(sock: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<usize> {
+    if head.is_empty() {
+        sock.write(body)
+    } else if body.is_empty() {
+        sock.write(head)
+    } else {
+        sock.write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+    }
+}
+
+/// The canned answer past `--max-connections`.
+fn reject_busy(sock: &mut TcpStream) {
+    const BODY: &str = "server busy: too many connections, retry later\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = sock.write(response.as_bytes());
+}
+
+/// `client method path status bytes cache`; the duration is appended when the response ends.
+fn log_line(peer: SocketAddr, head: &[u8], info: &ResponseInfo) -> String {
+    let (method, target) = request_line(head);
+    let method = match info.method {
+        Some(Method::Get) => "GET",
+        Some(Method::Head) => "HEAD",
+        Some(Method::Other) => method,
+        None => "-",
+    };
+    let cache = match info.cache {
+        Some(CacheStatus::Hit) => "hit",
+        Some(CacheStatus::MissStored) => "miss-stored",
+        Some(CacheStatus::Miss) => "miss",
+        Some(CacheStatus::Bypass) => "bypass",
+        None => "-",
+    };
+    format!(
+        "{} {} {} {} {} {}",
+        peer.ip(),
+        method,
+        target,
+        info.status.as_u16(),
+        info.bytes,
+        cache
+    )
+}
+
+/// The method and target of a request head, made safe for a log line (no controls, no spaces).
+fn request_line(head: &[u8]) -> (&str, String) {
+    let start = head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    let line = head[start..]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let method = std::str::from_utf8(parts.next().unwrap_or_default()).unwrap_or("-");
+    let target = parts.next().unwrap_or(b"-");
+    let mut safe = String::with_capacity(target.len().min(256));
+    for &b in target.iter().take(1024) {
+        if b.is_ascii_graphic() {
+            safe.push(char::from(b));
+        } else {
+            safe.push_str(&format!("%{b:02X}"));
+        }
+    }
+    (
+        if method.bytes().all(|b| b.is_ascii_graphic()) {
+            method
+        } else {
+            "-"
+        },
+        safe,
+    )
+}
+
+fn finish_log(out: &mut Vec<u8>, entry: PendingLog) {
+    let us = entry.started.elapsed().as_micros();
+    let _ = writeln!(out, "{} {}us", entry.line, us);
+}
