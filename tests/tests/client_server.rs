@@ -127,7 +127,7 @@ fn lists_a_folder() {
     let mut lines: Vec<&str> = run.stdout.lines().collect();
     lines.sort_unstable();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines.iter().any(|l| *l == "a.txt\t5"), "{lines:?}");
+    assert!(lines.contains(&"a.txt\t5"), "{lines:?}");
     assert!(
         lines.iter().any(|l| l.starts_with("deeper/\t")),
         "{lines:?}"
