@@ -8,7 +8,7 @@
 //! | 4 | other HTTP error: any other non-success status, too many or off-server redirects |
 //! | 5 | network or timeout: cannot connect, reset, cut short, no progress within `--timeout` (after `--retries`) |
 //! | 6 | local I/O: cannot write, disk full, file exists without `--force` |
-//! | 7 | integrity: malformed or lying response (bad head, bad framing, length mismatch, 206 with the wrong range) |
+//! | 7 | integrity: malformed or lying response (bad head, bad framing, length or digest mismatch, 206 with the wrong range) |
 
 use std::fmt;
 
@@ -41,7 +41,7 @@ Exit codes:
   4  other HTTP error (other 4xx/5xx, too many or off-server redirects)
   5  network error or timeout (after --retries)
   6  local I/O error (cannot write, disk full, file exists without --force)
-  7  integrity error (malformed or lying response, length mismatch, wrong range)";
+  7  integrity error (malformed or lying response, length or digest mismatch, wrong range)";
 
 /// A failed operation: the exit code it maps to and what happened.
 #[derive(Debug)]

@@ -15,12 +15,14 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
+use satchel_core::client::digest::whole_file_sha256;
 use satchel_core::client::nal::{Buffers, FetchError, Handler};
 use satchel_core::client::target::decode_name;
 use satchel_core::client::{
     plan, resolve_location, ExchangeError, Framing, ListingEntry, Plan, Request, Response, Url,
 };
 use satchel_core::time::Duration;
+use sha2::{Digest as _, Sha256};
 
 use crate::fail::{Fail, EXIT_HTTP, EXIT_INTEGRITY, EXIT_NETWORK, EXIT_NOT_FOUND};
 use crate::net::Conn;
@@ -72,7 +74,11 @@ enum Outcome {
     /// No head yet.
     Pending,
     /// Writing the body into the part file.
-    Saving { file: File, total: Option<u64> },
+    Saving {
+        file: File,
+        total: Option<u64>,
+        check: Option<Check>,
+    },
     /// The part already held the whole file (416 for its length).
     Complete,
     /// The part is not a prefix of the file any more: ask for everything.
@@ -81,6 +87,33 @@ enum Outcome {
     Redirect(String),
     /// An error status, with the start of its body.
     Status(u16, String),
+}
+
+/// A whole-file SHA-256 the server announced, and the hash of what is saved so far.
+struct Check {
+    hasher: Sha256,
+    expected: [u8; 32],
+}
+
+impl Check {
+    /// Starts checking against the digest `r` announces, if any; for a resumed download the
+    /// bytes already in `part` (up to `offset`) are hashed first.
+    fn start(r: &Response<'_>, part: &Path, offset: u64) -> Result<Option<Self>, Fail> {
+        let expected = whole_file_sha256(r).map_err(|e| Fail::integrity(e.to_string()))?;
+        let Some(expected) = expected else {
+            return Ok(None);
+        };
+        let mut hasher = Sha256::new();
+        if offset > 0 {
+            let file = File::open(part).map_err(|e| Fail::local(part.display(), &e))?;
+            let copied = std::io::copy(&mut std::io::Read::take(file, offset), &mut hasher)
+                .map_err(|e| Fail::local(part.display(), &e))?;
+            if copied != offset {
+                return Err(Fail::integrity("the part file shrank while resuming"));
+            }
+        }
+        Ok(Some(Self { hasher, expected }))
+    }
 }
 
 /// Handler writing a download's body into its part file.
@@ -116,8 +149,9 @@ impl Handler for Sink<'_> {
                     }
                     .map_err(|e| Fail::local(self.meta.display(), &e))?;
                     let file = open_part(self.part, true)?;
+                    let check = Check::start(r, self.part, 0)?;
                     self.progress.begin(0, total);
-                    Outcome::Saving { file, total }
+                    Outcome::Saving { file, total, check }
                 }
                 Ok(Plan::Append { offset, total }) => {
                     let file = open_part(self.part, false)?;
@@ -131,8 +165,9 @@ impl Handler for Sink<'_> {
                             &std::io::Error::other("changed while resuming"),
                         ));
                     }
+                    let check = Check::start(r, self.part, offset)?;
                     self.progress.begin(offset, total);
-                    Outcome::Saving { file, total }
+                    Outcome::Saving { file, total, check }
                 }
             },
             status => Outcome::Status(status, String::from_utf8_lossy(r.reason).into_owned()),
@@ -141,9 +176,12 @@ impl Handler for Sink<'_> {
     }
 
     fn body(&mut self, data: &[u8]) -> Result<(), Fail> {
-        if let Outcome::Saving { file, .. } = &mut self.outcome {
+        if let Outcome::Saving { file, check, .. } = &mut self.outcome {
             file.write_all(data)
                 .map_err(|e| Fail::local(self.part.display(), &e))?;
+            if let Some(check) = check {
+                check.hasher.update(data);
+            }
             self.progress.add(data.len() as u64);
         }
         // Bodies of redirects and error statuses are read (to keep the connection) and dropped.
@@ -403,8 +441,16 @@ impl Session {
             }
             match result {
                 Ok(_) => match outcome {
-                    Outcome::Saving { file, total } => {
+                    Outcome::Saving { file, total, check } => {
                         progress.finish();
+                        if let Some(check) = check {
+                            if check.hasher.finalize().as_slice() != check.expected {
+                                return Err(Fail::integrity(format!(
+                                    "{}: SHA-256 differs from the digest the server announced",
+                                    dest.display()
+                                )));
+                            }
+                        }
                         return finish(file, total, part, meta, dest);
                     }
                     Outcome::Complete => {

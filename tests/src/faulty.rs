@@ -56,6 +56,9 @@ pub struct Version {
     pub etag: String,
     /// Content.
     pub body: Vec<u8>,
+    /// Extra header lines (each ending in CRLF) for its 200 and 206 answers, e.g. a
+    /// `Repr-Digest`.
+    pub headers: String,
 }
 
 /// The running server; stops on drop.
@@ -118,6 +121,7 @@ impl FaultyServer {
             vec![Version {
                 etag: "\"v0\"".into(),
                 body: body.to_vec(),
+                headers: String::new(),
             }],
             vec![(act, 0)],
         )
@@ -239,8 +243,8 @@ fn serve(mut stream: TcpStream, shared: &Shared, act: &Act, version: usize) -> s
     let body = &file.body;
     let ok_head = |len: usize| {
         format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nETag: {}\r\nAccept-Ranges: bytes\r\n\r\n",
-            file.etag
+            "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nETag: {}\r\nAccept-Ranges: bytes\r\n{}\r\n",
+            file.etag, file.headers
         )
     };
     let half = body.len() / 2;
@@ -401,18 +405,19 @@ fn serve_honest(stream: &mut TcpStream, file: &Version, req: &Req) -> std::io::R
         Some(from) => {
             let rest = &body[from as usize..];
             let head = format!(
-                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{len}\r\nContent-Length: {}\r\nETag: {}\r\n\r\n",
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{len}\r\nContent-Length: {}\r\nETag: {}\r\n{}\r\n",
                 len - 1,
                 rest.len(),
-                file.etag
+                file.etag,
+                file.headers
             );
             stream.write_all(head.as_bytes())?;
             stream.write_all(rest)
         }
         None => {
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nETag: {}\r\nAccept-Ranges: bytes\r\n\r\n",
-                file.etag
+                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nETag: {}\r\nAccept-Ranges: bytes\r\n{}\r\n",
+                file.etag, file.headers
             );
             stream.write_all(head.as_bytes())?;
             stream.write_all(body)

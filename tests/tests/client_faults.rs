@@ -42,7 +42,27 @@ fn v(etag: &str, body: Vec<u8>) -> Version {
     Version {
         etag: etag.into(),
         body,
+        headers: String::new(),
     }
+}
+
+/// `Repr-Digest: sha-256=:<base64 of the SHA-256 of body>:` and CRLF.
+fn repr_digest(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let hash = sha2::Sha256::digest(body);
+    let mut out = String::new();
+    for chunk in hash.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(char::from(B64[(n >> (18 - 6 * i)) as usize & 63]));
+        }
+    }
+    while out.len() % 4 != 0 {
+        out.push('=');
+    }
+    format!("Repr-Digest: sha-256=:{out}:\r\n")
 }
 
 #[test]
@@ -504,4 +524,39 @@ fn unreachable_server_is_a_network_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = client(dir.path(), &["127.0.0.1", &port, "x", "--retries", "0"]);
     assert_code(&run, 5);
+}
+
+#[test]
+fn announced_digest_is_verified() {
+    let body = content(SIZE, 16);
+    let good = Version {
+        headers: repr_digest(&body),
+        ..v("\"v0\"", body.clone())
+    };
+    let server = FaultyServer::start(
+        "/file.bin",
+        vec![good],
+        vec![(Act::Truncate(100_000), 0), (Act::Serve, 0)],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = client(dir.path(), &[&server.url("/file.bin"), "--retries", "1"]);
+    assert_code(&run, 0);
+    assert_eq!(
+        std::fs::read(dir.path().join("file.bin")).expect("saved"),
+        body
+    );
+    assert!(
+        server.requests()[1].contains("Range: bytes=100000-"),
+        "resumed, prefix hashed from disk"
+    );
+
+    let bad = Version {
+        headers: repr_digest(b"something else"),
+        ..v("\"v0\"", body)
+    };
+    let server = FaultyServer::start("/file.bin", vec![bad], vec![(Act::Serve, 0)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = client(dir.path(), &[&server.url("/file.bin")]);
+    assert_code(&run, 7);
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
 }

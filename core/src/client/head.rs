@@ -70,6 +70,12 @@ pub struct Response<'b> {
     pub location: Option<&'b [u8]>,
     /// `Content-Type`, raw.
     pub content_type: Option<&'b [u8]>,
+    /// `Repr-Digest` (RFC 9530), raw: digests of the whole file.
+    pub repr_digest: Option<&'b [u8]>,
+    /// `Content-Digest` (RFC 9530), raw: digests of this message's content.
+    pub content_digest: Option<&'b [u8]>,
+    /// `Digest` (RFC 3230, obsolete), raw.
+    pub legacy_digest: Option<&'b [u8]>,
     /// Whether the connection may carry another request after this response.
     pub keep_alive: bool,
 }
@@ -199,6 +205,9 @@ pub fn parse_response(
             last_modified: fields.last_modified,
             location: fields.location,
             content_type: fields.content_type,
+            repr_digest: fields.repr_digest,
+            content_digest: fields.content_digest,
+            legacy_digest: fields.legacy_digest,
             keep_alive,
         },
         lines.pos,
@@ -303,6 +312,9 @@ struct Fields<'b> {
     last_modified: Option<&'b [u8]>,
     location: Option<&'b [u8]>,
     content_type: Option<&'b [u8]>,
+    repr_digest: Option<&'b [u8]>,
+    content_digest: Option<&'b [u8]>,
+    legacy_digest: Option<&'b [u8]>,
     close: bool,
     keep_alive: bool,
 }
@@ -356,6 +368,12 @@ impl<'b> Fields<'b> {
             self.location = Some(value);
         } else if is("content-type") {
             self.content_type = Some(value);
+        } else if is("repr-digest") {
+            self.repr_digest = Some(value);
+        } else if is("content-digest") {
+            self.content_digest = Some(value);
+        } else if is("digest") {
+            self.legacy_digest = Some(value);
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! request   the GET head the client sends (Host, Range, If-Range, Accept, Connection)
 //! head      strict, bounded response head parser -> Response view (framing, validators...)
 //! body      Content-Length / chunked / until-close decoder, zero-copy
+//! digest    the whole-file SHA-256 a server announces (Repr-Digest, Content-Digest)
 //! resume    206/416/200 after a Range request -> Plan (append, restart, complete, refuse)
 //! target    URLs, request targets, redirects on the same server, safe local file names
 //! nal       a blocking driver over embedded-nal's TcpClientStack
@@ -19,6 +20,7 @@
 //! oversized or lying response is an [`ExchangeError`].
 
 pub mod body;
+pub mod digest;
 pub mod head;
 pub mod nal;
 pub mod request;
