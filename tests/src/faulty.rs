@@ -35,6 +35,12 @@ pub enum Act {
     GarbageHead,
     /// A correct response, but the head goes out one byte per interval.
     DripHead(Duration),
+    /// A correct head, then the body one byte per interval.
+    DripBody(Duration),
+    /// An honest kept-alive answer to the first request; the next request is read and the
+    /// connection closed without an answer (a server closing an idle connection just as the
+    /// client reuses it).
+    ServeOnceThenClose,
     /// Head and half the body, then a connection reset (RST).
     Reset,
     /// Answers a range request with a 206 for bytes from 0 instead of where it was asked.
@@ -315,6 +321,21 @@ fn serve(mut stream: TcpStream, shared: &Shared, act: &Act, version: usize) -> s
                 std::thread::sleep(*every);
             }
             Ok(())
+        }
+        Act::DripBody(every) => {
+            stream.write_all(ok_head(body.len()).as_bytes())?;
+            for b in body.iter().take(64) {
+                if shared.stop.load(Ordering::SeqCst) || stream.write_all(&[*b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(*every);
+            }
+            Ok(())
+        }
+        Act::ServeOnceThenClose => {
+            serve_honest(&mut stream, &file, &req)?;
+            let _ = read_request(&mut stream, shared)?;
+            stream.shutdown(Shutdown::Both)
         }
         Act::WrongRange => match req.range_from {
             Some(_) => {

@@ -214,15 +214,23 @@ pub struct ClientRun {
 /// # Panics
 /// When it cannot be started, or is still running after `limit` (it is killed first).
 pub fn run_client(cwd: &Path, args: &[&str], limit: Duration) -> ClientRun {
+    run_program(&crate::bin_path("satchel-client"), cwd, args, limit)
+}
+
+/// Runs `program` with `args` in `cwd`, bounded by `limit`, capturing its output.
+///
+/// # Panics
+/// As [`run_client`].
+pub fn run_program(program: &Path, cwd: &Path, args: &[&str], limit: Duration) -> ClientRun {
     use std::io::Read;
-    let mut child = Command::new(crate::bin_path("satchel-client"))
+    let mut child = Command::new(program)
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn satchel-client");
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
     let mut out = child.stdout.take().expect("piped stdout");
     let mut err = child.stderr.take().expect("piped stderr");
     let out_thread = std::thread::spawn(move || {
@@ -243,7 +251,10 @@ pub fn run_client(cwd: &Path, args: &[&str], limit: Duration) -> ClientRun {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("satchel-client {args:?} still running after {limit:?}");
+            panic!(
+                "{} {args:?} still running after {limit:?}",
+                program.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     };

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use satchel_tests::faulty::{Act, FaultyServer, Version};
-use satchel_tests::peers::{run_client, ClientRun};
+use satchel_tests::peers::{run_client, run_program, ClientRun};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const SIZE: usize = 600_000;
@@ -76,6 +76,11 @@ fn honest_server_several_names_one_connection() {
         &["127.0.0.1", &port, "a.bin", "b.bin", "c.bin", "-d", "out"],
     );
     assert_code(&run, 0);
+    assert!(
+        run.stderr.is_empty(),
+        "no progress bar off a terminal: {}",
+        run.stderr
+    );
     for n in ["a.bin", "b.bin", "c.bin"] {
         assert_eq!(
             std::fs::read(dir.path().join("out").join(n)).expect(n),
@@ -559,4 +564,94 @@ fn announced_digest_is_verified() {
     let run = client(dir.path(), &[&server.url("/file.bin")]);
     assert_code(&run, 7);
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}
+
+#[test]
+fn dripping_body_times_out() {
+    let start = Instant::now();
+    faulty_download(
+        Act::DripBody(Duration::from_millis(300)),
+        5,
+        &["--timeout", "1"],
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn idle_keep_alive_closed_by_the_server_is_reopened() {
+    let body = content(5000, 17);
+    let server = FaultyServer::start(
+        "/file.bin",
+        vec![v("\"v0\"", body.clone())],
+        vec![(Act::ServeOnceThenClose, 0), (Act::Serve, 0)],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = server.addr().port().to_string();
+    let run = client(
+        dir.path(),
+        &["127.0.0.1", &port, "a.bin", "b.bin", "--retries", "0"],
+    );
+    assert_code(&run, 0);
+    assert_eq!(std::fs::read(dir.path().join("a.bin")).expect("a"), body);
+    assert_eq!(std::fs::read(dir.path().join("b.bin")).expect("b"), body);
+    assert_eq!(server.connections(), 2);
+}
+
+#[test]
+fn full_disk_is_a_local_error() {
+    let server = FaultyServer::simple("/file.bin", &content(SIZE, 18), Act::Serve);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client_bin = satchel_tests::bin_path("satchel-client");
+    let url = server.url("/file.bin");
+    // A file size limit stands in for a full disk: with SIGXFSZ ignored, write() fails (EFBIG)
+    // once the part reaches ~100 KiB, as it would with ENOSPC.
+    let run = run_program(
+        Path::new("/bin/sh"),
+        dir.path(),
+        &[
+            "-c",
+            "trap '' XFSZ; ulimit -f 200; exec \"$0\" \"$@\"",
+            client_bin.to_str().expect("utf-8 path"),
+            &url,
+        ],
+        LIMIT,
+    );
+    assert_code(&run, 6);
+    assert!(!dir.path().join("file.bin").exists());
+}
+
+#[test]
+fn progress_bar_on_a_terminal() {
+    let Some(script) = ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+    else {
+        eprintln!("skipping: util-linux script(1) is not installed");
+        return;
+    };
+    let server = FaultyServer::simple("/file.bin", &content(SIZE, 19), Act::Serve);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "{} {}",
+        satchel_tests::bin_path("satchel-client").display(),
+        server.url("/file.bin")
+    );
+    // script(1) runs the client on a pseudo-terminal and copies what it draws to stdout.
+    let run = run_program(script, dir.path(), &["-qec", &command, "/dev/null"], LIMIT);
+    assert_code(&run, 0);
+    assert!(
+        run.stdout.contains("file.bin") && run.stdout.contains("100%"),
+        "{:?}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("585.9 KiB/585.9 KiB"),
+        "{:?}",
+        run.stdout
+    );
 }

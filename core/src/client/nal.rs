@@ -6,8 +6,9 @@
 //! through the waiter, so the same code runs on a fake clock in tests.
 //!
 //! Timeouts: the whole response head must arrive within `timeout` of the request being sent
-//! (so a server dripping its head a byte at a time cannot hold us), and the body may never go
-//! `timeout` without a byte.
+//! (so a server dripping its head a byte at a time cannot hold us), and while the body lasts,
+//! every `timeout` window must bring at least [`MIN_PROGRESS`] bytes (so a body dripped a byte
+//! a second ends in [`FetchError::Timeout`] too, like curl's `--speed-limit`).
 
 use core::fmt;
 use core::net::SocketAddr;
@@ -16,6 +17,9 @@ use embedded_nal::{nb, TcpClientStack};
 
 use super::{Event, Exchange, ExchangeError, Request, Response};
 use crate::time::{Duration, Instant};
+
+/// The fewest body bytes each `timeout` window must bring while the body lasts.
+pub const MIN_PROGRESS: u64 = 1024;
 
 /// Time and readiness, as the platform provides them.
 pub trait Waiter {
@@ -158,8 +162,9 @@ where
     }
 
     let mut ex = Exchange::new(false, rx.len());
-    let head_deadline = waiter.now() + timeout;
-    let mut deadline = head_deadline;
+    // Until the head is in: one fixed deadline. Then: windows of `timeout`.
+    let mut window_start = waiter.now();
+    let mut window_bytes: Option<u64> = None;
     let mut filled = 0usize;
     loop {
         // Drain what is buffered.
@@ -201,12 +206,34 @@ where
             }
             Ok(n) => {
                 filled += n;
-                if ex.head_received() {
-                    deadline = waiter.now() + timeout;
+                if let Some(bytes) = &mut window_bytes {
+                    *bytes += n as u64;
                 }
             }
             Err(nb::Error::Other(e)) => return Err(FetchError::Net(e)),
-            Err(nb::Error::WouldBlock) => park(waiter, deadline)?,
+            Err(nb::Error::WouldBlock) => {
+                let deadline = window_start + timeout;
+                if window_bytes.is_none() {
+                    park(waiter, deadline)?;
+                } else if waiter.now() < deadline {
+                    // In the body the window check below decides; just wait for news.
+                    waiter.wait(deadline);
+                }
+            }
+        }
+        match window_bytes {
+            None if ex.head_received() => {
+                window_start = waiter.now();
+                window_bytes = Some(0);
+            }
+            Some(bytes) if waiter.now() >= window_start + timeout => {
+                if bytes < MIN_PROGRESS {
+                    return Err(FetchError::Timeout);
+                }
+                window_start = waiter.now();
+                window_bytes = Some(0);
+            }
+            _ => {}
         }
     }
 }
@@ -375,15 +402,30 @@ mod tests {
     }
 
     #[test]
-    fn slow_but_steady_body_is_fine() {
+    fn dripping_body_times_out() {
         let mut script = std::vec![Some(&b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"[..])];
         for piece in b"12345678".chunks(1) {
             script.push(None);
             script.push(Some(piece));
         }
         let (r, out, _) = fetch(script, 256);
+        assert!(matches!(r, Err(FetchError::Timeout)), "{r:?}");
+        assert!(out.body.len() < 8);
+    }
+
+    #[test]
+    fn paused_but_plentiful_body_is_fine() {
+        static CHUNK: [u8; 2048] = [b'x'; 2048];
+        let mut script = std::vec![Some(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 20480\r\n\r\n"[..]
+        )];
+        for _ in 0..10 {
+            script.push(None);
+            script.push(Some(&CHUNK[..]));
+        }
+        let (r, out, _) = fetch(script, 4096);
         assert!(r.is_ok(), "{r:?}");
-        assert_eq!(out.body, b"12345678");
+        assert_eq!(out.body.len(), 20480);
     }
 
     #[test]
