@@ -267,3 +267,64 @@ fn list(cli: &Cli, path: &str, opts: Options) -> Result<u8, Fail> {
     Session::new(&host, port, opts).list(&target)?;
     Ok(EXIT_OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("satchel-client").chain(args.iter().copied()))
+            .expect("parses")
+    }
+
+    fn targets(jobs: &[Job]) -> Vec<(&str, u16, &str)> {
+        jobs.iter()
+            .map(|j| (j.host.as_str(), j.port, j.target.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn host_port_names() {
+        let (jobs, dest) = plan_jobs(&cli(&["h", "8080", "a b", "dir/c"])).expect("plans");
+        assert_eq!(
+            targets(&jobs),
+            [("h", 8080, "/a%20b"), ("h", 8080, "/dir/c")]
+        );
+        assert_eq!(dest, Path::new("."));
+    }
+
+    #[test]
+    fn seed_order_takes_a_folder_last() {
+        let (jobs, dest) = plan_jobs(&cli(&["h", "8080", "a", "out/"])).expect("plans");
+        assert_eq!(targets(&jobs), [("h", 8080, "/a")]);
+        assert_eq!(dest, Path::new("out/"));
+        let (_, dest) = plan_jobs(&cli(&["http://h/x", "/"])).expect("plans");
+        assert_eq!(dest, Path::new("/"));
+        // With -d, the last positional is a name like the others.
+        let (jobs, dest) = plan_jobs(&cli(&["h", "1", "a", "b/", "-d", "d"])).expect("plans");
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(dest, Path::new("d"));
+    }
+
+    #[test]
+    fn urls() {
+        let (jobs, _) = plan_jobs(&cli(&["http://h:81/x/y?q", "HTTP://[::1]/z"])).expect("plans");
+        assert_eq!(targets(&jobs), [("h", 81, "/x/y?q"), ("[::1]", 80, "/z")]);
+    }
+
+    #[test]
+    fn bad_forms_are_usage_errors() {
+        for args in [
+            &["h"][..],
+            &["h", "0", "x"],
+            &["h", "port", "x"],
+            &["h", "80"],
+            &["http://h/x", "h2", "80"],
+            &["h", "80", "http://h/x"],
+            &["ftp://h/x"],
+        ] {
+            let err = plan_jobs(&cli(args)).err().map(|f| f.code);
+            assert_eq!(err, Some(fail::EXIT_USAGE), "{args:?}");
+        }
+    }
+}
