@@ -312,9 +312,13 @@ impl Session {
                 Some(c) => c,
                 None => {
                     let c = Conn::open(&self.host, self.port, self.opts.timeout).map_err(|e| {
+                        let why = match e {
+                            FetchError::Net(n) => n.0.to_string(),
+                            other => other.to_string(),
+                        };
                         Fail::new(
                             EXIT_NETWORK,
-                            format!("cannot connect to {}:{}: {e}", self.host, self.port),
+                            format!("cannot connect to {}:{}: {why}", self.host, self.port),
                         )
                     })?;
                     self.conn.insert(c)
