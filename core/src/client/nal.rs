@@ -129,6 +129,9 @@ pub fn connect<S: TcpClientStack, W: Waiter, E>(
 
 /// Sends `request` on a connected socket and reads the whole response into `handler`.
 ///
+/// The request head is encoded into `buffers.tx`; the response head must fit `buffers.rx`,
+/// which then carries the body to the handler in runs of up to its length. Time limits are
+/// those of the module doc, with `timeout` as the window.
 ///
 /// # Errors
 /// See [`FetchError`]. After an error the socket must be closed, not reused.
