@@ -170,7 +170,7 @@ impl Handler for Sink<'_> {
                     Outcome::Saving { file, total, check }
                 }
             },
-            status => Outcome::Status(status, String::from_utf8_lossy(r.reason).into_owned()),
+            status => Outcome::Status(status, printable(r.reason)),
         };
         Ok(())
     }
@@ -205,8 +205,8 @@ impl Handler for Collect {
     fn head(&mut self, r: &Response<'_>) -> Result<(), Fail> {
         self.head_seen = true;
         self.status = r.status;
-        self.reason = String::from_utf8_lossy(r.reason).into_owned();
-        self.content_type = String::from_utf8_lossy(r.content_type.unwrap_or_default()).into();
+        self.reason = printable(r.reason);
+        self.content_type = printable(r.content_type.unwrap_or_default());
         self.location = r.location.map(|l| String::from_utf8_lossy(l).into_owned());
         Ok(())
     }
@@ -227,6 +227,15 @@ fn validator(r: &Response<'_>) -> Option<String> {
     let v = strong_etag.or(r.last_modified)?;
     let ok = !v.is_empty() && v.iter().all(|&b| b == b' ' || b.is_ascii_graphic());
     ok.then(|| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Server-sent bytes made safe to print: invalid UTF-8 becomes U+FFFD and control characters
+/// (C0 and C1, which terminals may act on) become `?`.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Opens the part file without following a symbolic link planted in its place.
@@ -571,7 +580,9 @@ impl Session {
             let entry = ListingEntry::parse(line)
                 .map_err(|e| Fail::integrity(format!("listing line {line:?}: {e}")))?;
             let mut buf = [0u8; satchel_core::client::target::MAX_TARGET];
+            // A name that is not a safe file name is shown as sent (percent-encoded ASCII).
             let name = decode_name(entry.encoded_name, &mut buf).unwrap_or(entry.encoded_name);
+            let name = printable(name.as_bytes());
             let slash = if entry.is_dir { "/" } else { "" };
             writeln!(out, "{name}{slash}\t{}", entry.size)
                 .map_err(|e| Fail::local("stdout", &e))?;
@@ -689,4 +700,28 @@ fn finish(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_defangs_terminal_controls() {
+        assert_eq!(printable(b"Not Found"), "Not Found");
+        assert_eq!(printable("a\u{9b}31mb".as_bytes()), "a?31mb");
+        assert_eq!(printable(b"x\x1b[2Jy\xff"), "x?[2Jy\u{fffd}");
+    }
+
+    #[test]
+    fn suffixes_and_folders() {
+        assert_eq!(
+            with_suffix(Path::new("d/f.bin"), ".part"),
+            Path::new("d/f.bin.part")
+        );
+        assert_eq!(folder_target("/a"), "/a/");
+        assert_eq!(folder_target("/a/"), "/a/");
+        assert_eq!(status_fail(410, "Gone", "/x").code, EXIT_NOT_FOUND);
+        assert_eq!(status_fail(403, "Forbidden", "/x").code, EXIT_HTTP);
+    }
 }
