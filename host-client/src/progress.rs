@@ -26,7 +26,11 @@ impl Progress {
     pub(crate) fn new(name: &str, show: bool) -> Self {
         Self {
             enabled: show && std::io::stderr().is_terminal(),
-            name: name.to_owned(),
+            // Names can come from a server's listing: nothing a terminal would act on.
+            name: name
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
             start: Instant::now(),
             last_draw: None,
             base: 0,
