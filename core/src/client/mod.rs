@@ -121,6 +121,9 @@ pub struct Exchange {
     phase: Phase,
     head_request: bool,
     head_capacity: usize,
+    /// Bytes of the current head already looked at without a complete new line: the head is
+    /// re-parsed only when a line ends, so a head arriving a byte at a time costs linear time.
+    head_scanned: usize,
     decoder: BodyDecoder,
     keep_alive: bool,
     seen_bytes: bool,
@@ -134,6 +137,7 @@ impl Exchange {
             phase: Phase::Head,
             head_request,
             head_capacity,
+            head_scanned: 0,
             decoder: BodyDecoder::new(Framing::Empty),
             keep_alive: false,
             seen_bytes: false,
@@ -174,6 +178,12 @@ impl Exchange {
             let rest = data.get(consumed..).unwrap_or_default();
             match self.phase {
                 Phase::Head => {
+                    let fresh = rest.get(self.head_scanned..).unwrap_or_default();
+                    if !fresh.contains(&b'\n') && rest.len() < self.head_capacity {
+                        self.head_scanned = rest.len();
+                        return Ok((consumed, Event::NeedMore));
+                    }
+                    self.head_scanned = rest.len();
                     let (response, len) = match parse_response(rest, self.head_request)? {
                         Status::Complete(done) => done,
                         Status::Partial if rest.len() >= self.head_capacity => {
@@ -182,6 +192,7 @@ impl Exchange {
                         Status::Partial => return Ok((consumed, Event::NeedMore)),
                     };
                     consumed += len;
+                    self.head_scanned = 0;
                     if response.status < 200 {
                         continue;
                     }
