@@ -60,8 +60,8 @@ struct Cli {
     #[arg(long, default_value_t = 3, value_name = "N")]
     retries: u32,
 
-    /// Seconds allowed for the whole response head; while the body lasts, every such window
-    /// must bring at least 1 KiB (connecting uses the system's own timeout)
+    /// Seconds allowed for connecting and for the whole response head; while the body lasts,
+    /// every such window must bring at least 1 KiB
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
 

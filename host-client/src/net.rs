@@ -57,53 +57,50 @@ pub(crate) struct Conn {
 pub(crate) type ConnectError = FetchError<NetError, std::convert::Infallible>;
 
 impl Conn {
-    /// Resolves `host` and connects to `port`, trying each address in turn.
+    /// Resolves `host` and connects to `port`, trying each address in turn, all within
+    /// `timeout`.
+    ///
+    /// std-embedded-nal's `connect` blocks (and so does name resolution), so both run on a
+    /// helper thread that is abandoned if it overruns: the wait, not the system, bounds them.
     ///
     /// # Errors
-    /// The last address's failure, or a `Net` error when the name does not resolve.
+    /// The last address's failure, a `Net` error when the name does not resolve, or `Timeout`.
     pub(crate) fn open(host: &str, port: u16, timeout: Duration) -> Result<Self, ConnectError> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<SocketAddr> = (bare, port)
-            .to_socket_addrs()
-            .map_err(|e| FetchError::Net(net_error(e)))?
-            .collect();
-        let mut last = FetchError::Net(net_error(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{host} resolves to no address"),
-        )));
-        for addr in addrs {
-            let mut stack = Stack;
-            let poll = Poll::new().map_err(|e| FetchError::Net(net_error(e)))?;
-            let mut waiter = FdWaiter {
-                poll,
-                events: Events::with_capacity(4),
-                origin: StdInstant::now(),
-            };
-            match nal::connect(&mut stack, &mut waiter, addr, timeout) {
-                Ok(socket) => {
-                    let fd = socket.as_raw_fd().ok_or_else(|| {
-                        FetchError::Net(net_error(std::io::Error::other("socket has no fd")))
-                    })?;
-                    waiter
-                        .poll
-                        .registry()
-                        .register(
-                            &mut SourceFd(&fd),
-                            Token(0),
-                            Interest::READABLE | Interest::WRITABLE,
-                        )
-                        .map_err(|e| FetchError::Net(net_error(e)))?;
-                    return Ok(Self {
-                        stack,
-                        socket,
-                        waiter,
-                        completed: 0,
-                    });
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // The receiver may have given up; then the socket is simply dropped.
+            let _ = tx.send(connect_any(&bare, port, timeout));
+        });
+        let socket = rx
+            .recv_timeout(StdDuration::from_millis(timeout.as_millis()))
+            .map_err(|_| FetchError::Timeout)??;
+        let fd = socket
+            .as_raw_fd()
+            .ok_or_else(|| FetchError::Net(net_error(std::io::Error::other("socket has no fd"))))?;
+        let waiter = FdWaiter {
+            poll: Poll::new().map_err(|e| FetchError::Net(net_error(e)))?,
+            events: Events::with_capacity(4),
+            origin: StdInstant::now(),
+        };
+        waiter
+            .poll
+            .registry()
+            .register(
+                &mut SourceFd(&fd),
+                Token(0),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| FetchError::Net(net_error(e)))?;
+        Ok(Self {
+            stack: Stack,
+            socket,
+            waiter,
+            completed: 0,
+        })
     }
 
     /// Sends `request` and reads its response into `handler` (see [`nal::exchange`]).
@@ -129,4 +126,29 @@ impl Conn {
         self.completed += 1;
         Ok(done)
     }
+}
+
+/// Resolves `host` and connects to the first address that accepts, through the core's
+/// [`nal::connect`].
+fn connect_any(host: &str, port: u16, timeout: Duration) -> Result<Socket, ConnectError> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| FetchError::Net(net_error(e)))?
+        .collect();
+    let mut last = FetchError::Net(net_error(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{host} resolves to no address"),
+    )));
+    for addr in addrs {
+        let mut waiter = FdWaiter {
+            poll: Poll::new().map_err(|e| FetchError::Net(net_error(e)))?,
+            events: Events::with_capacity(1),
+            origin: StdInstant::now(),
+        };
+        match nal::connect(&mut Stack, &mut waiter, addr, timeout) {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
