@@ -3,6 +3,10 @@
 //! come from the cache, a Range resume completes a download, a revalidation is a 304, several
 //! connections are served at once, pipelined requests are answered in order, and the sockets
 //! listen again after each connection.
+//!
+//! Two clients run over the adapter: a small hand-written one (any request bytes, so it can ask
+//! for a 304 too) and the core's download client, the code satchel-client runs (keep-alive
+//! downloads, an `If-Range` resume, a restart on a stale validator, a 416 read as complete).
 
 use satchel_core::cache::ContentCache;
 use satchel_core::serve::Config;
@@ -188,4 +192,153 @@ fn idle_connections_time_out_and_the_socket_listens_again() {
     )
     .unwrap();
     assert_eq!(r.status, 200);
+}
+
+/// The core's download client (`satchel_core::client`), the same code satchel-client runs,
+/// over the smoltcp adapter.
+mod core_client {
+    use std::convert::Infallible;
+
+    use satchel_core::client::nal::{connect, exchange, Buffers, Handler, Waiter};
+    use satchel_core::client::{plan, Plan, Request, Response};
+    use satchel_core::smoltcp::core_instant;
+    use satchel_core::time::{Duration, Instant};
+    use satchel_tests::smol::{self, baked_site, host_clock, loopback_addr, BAKED, BIG};
+
+    /// The adapter polls the interface (and the server behind it) on every call, so waiting
+    /// is just trying again; a board would sleep until its next interrupt here.
+    struct Spin;
+
+    impl Waiter for Spin {
+        fn now(&mut self) -> Instant {
+            core_instant(host_clock())
+        }
+        fn wait(&mut self, _deadline: Instant) {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Collects one response: its status, validator, resume plan and body.
+    #[derive(Default)]
+    struct Download {
+        asked_from: Option<u64>,
+        status: u16,
+        etag: Option<String>,
+        plan: Option<Plan>,
+        body: Vec<u8>,
+    }
+
+    impl Handler for Download {
+        type Error = Infallible;
+        fn head(&mut self, response: &Response<'_>) -> Result<(), Infallible> {
+            self.status = response.status;
+            self.etag = response
+                .etag
+                .map(|e| String::from_utf8_lossy(e).into_owned());
+            self.plan = plan(self.asked_from, response).ok();
+            Ok(())
+        }
+        fn body(&mut self, data: &[u8]) -> Result<(), Infallible> {
+            self.body.extend_from_slice(data);
+            Ok(())
+        }
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    const HOST: &str = "127.0.0.1:8080";
+
+    /// `requests` in turn on one connection; the last one asks to close.
+    fn fetch(
+        stack: &mut smol::LoopStack<satchel_core::source::StaticSource>,
+        requests: &[Request<'_>],
+    ) -> Vec<Download> {
+        let mut waiter = Spin;
+        let mut socket = connect::<_, _, Infallible>(stack, &mut waiter, loopback_addr(), TIMEOUT)
+            .expect("connect");
+        let mut out = Vec::new();
+        for (i, request) in requests.iter().enumerate() {
+            let mut request = *request;
+            request.keep_alive = i + 1 < requests.len();
+            let mut download = Download {
+                asked_from: request.range_from,
+                ..Download::default()
+            };
+            let (mut tx, mut rx) = ([0u8; 1024], [0u8; 4096]);
+            let done = exchange(
+                stack,
+                &mut socket,
+                &mut waiter,
+                &request,
+                TIMEOUT,
+                Buffers {
+                    tx: &mut tx,
+                    rx: &mut rx,
+                },
+                &mut download,
+            )
+            .expect("exchange");
+            assert_eq!(done.keep_alive, request.keep_alive);
+            assert_eq!(done.body_len, download.body.len() as u64);
+            out.push(download);
+        }
+        embedded_nal::TcpClientStack::close(stack, socket).expect("close");
+        out
+    }
+
+    #[test]
+    fn downloads_every_file_on_one_connection() {
+        let mut stack = smol::loopback_world(baked_site());
+        let targets: Vec<String> = BAKED.iter().map(|f| format!("/{}", f.path)).collect();
+        let requests: Vec<Request<'_>> = targets.iter().map(|t| Request::get(HOST, t)).collect();
+        let downloads = fetch(&mut stack, &requests);
+        for (file, d) in BAKED.iter().zip(&downloads) {
+            assert_eq!(d.status, 200, "{}", file.path);
+            assert_eq!(d.body, file.data, "{}", file.path);
+            let total = Some(file.data.len() as u64);
+            assert_eq!(d.plan, Some(Plan::Write { total }));
+        }
+    }
+
+    #[test]
+    fn resumes_a_download_with_if_range() {
+        let mut stack = smol::loopback_world(baked_site());
+        let first = fetch(&mut stack, &[Request::get(HOST, "/big.bin")]).remove(0);
+        let etag = first.etag.expect("an ETag");
+        // Keep 7,000 bytes, as if the first download had broken off there.
+        let mut saved = first.body[..7_000].to_vec();
+        let resume = Request {
+            range_from: Some(7_000),
+            if_range: Some(&etag),
+            ..Request::get(HOST, "/big.bin")
+        };
+        let stale = Request {
+            if_range: Some("\"not-this-one\""),
+            ..resume
+        };
+        let done = Request {
+            range_from: Some(BIG.len() as u64),
+            ..resume
+        };
+        let answers = fetch(&mut stack, &[resume, stale, done]);
+
+        assert_eq!(answers[0].status, 206);
+        assert_eq!(
+            answers[0].plan,
+            Some(Plan::Append {
+                offset: 7_000,
+                total: Some(BIG.len() as u64)
+            })
+        );
+        saved.extend_from_slice(&answers[0].body);
+        assert_eq!(saved, BIG, "the resumed file is whole");
+
+        // Another version: the server sends the whole file and the client starts over.
+        assert_eq!(answers[1].status, 200);
+        assert!(matches!(answers[1].plan, Some(Plan::Write { .. })));
+        assert_eq!(answers[1].body, BIG);
+
+        // Nothing left to fetch: 416, which the client reads as complete.
+        assert_eq!(answers[2].status, 416);
+        assert_eq!(answers[2].plan, Some(Plan::Complete));
+    }
 }
