@@ -4,22 +4,28 @@
 //!
 //! ```text
 //! cd footprint && cargo build --release
-//! arm-none-eabi-size target/thumbv7em-none-eabihf/release/satchel-footprint   (or llvm-size)
+//! size -A target/thumbv7em-none-eabihf/release/satchel-footprint     (or llvm-size)
 //! nm -S --size-sort -C target/thumbv7em-none-eabihf/release/satchel-footprint
 //! ```
+//!
+//! Variants, for the differences: `--features baseline` (the same stack with a TCP echo and no
+//! satchel) and `--features client` (the server plus the core's download client over
+//! `satchel_core::smoltcp::nal`). Give each its own `--target-dir` to keep all three.
 //!
 //! The Ethernet device is a stand-in whose behaviour the optimiser cannot see
 //! (`core::hint::black_box`), so every path of the stack and the server stays in the binary
 //! as it would with a real driver; the driver's own code is not counted.
 #![no_std]
 #![no_main]
-#![cfg_attr(feature = "baseline", allow(dead_code))]
+#![cfg_attr(any(feature = "baseline", feature = "client"), allow(dead_code))]
 
 use core::cell::RefCell;
 use core::hint::black_box;
 
 use cortex_m_rt::entry;
-use satchel_core::cache::{ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot};
+use satchel_core::cache::{
+    ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
+};
 use satchel_core::http::request::Limits;
 use satchel_core::serve::{Config, Site};
 use satchel_core::smoltcp::{Server, SocketBuffers};
@@ -44,6 +50,8 @@ const SOCK_TX: usize = 4096;
 const CACHE_ENTRIES: usize = 16;
 const CACHE_BYTES: usize = 32 * 1024;
 const MTU: usize = 1514;
+/// Socket slots: the server's, plus one client socket when the client is measured too.
+const SOCKETS: usize = CONNECTIONS + if cfg!(feature = "client") { 1 } else { 0 };
 
 type BoardCache = ArrayCache<CACHE_ENTRIES, { 2 * CACHE_ENTRIES }, CACHE_BYTES>;
 
@@ -129,7 +137,7 @@ impl Device for Ethernet {
 
 static SITE: StaticCell<Board> = StaticCell::new();
 static SOCKET_BUFFERS: StaticCell<SocketBuffers<CONNECTIONS, SOCK_RX, SOCK_TX>> = StaticCell::new();
-static SOCKET_STORAGE: StaticCell<[SocketStorage<'static>; CONNECTIONS]> = StaticCell::new();
+static SOCKET_STORAGE: StaticCell<[SocketStorage<'static>; SOCKETS]> = StaticCell::new();
 static SERVER: StaticCell<Server<'static, Board, CONNECTIONS, HEAD_TX, STAGE>> = StaticCell::new();
 static ETHERNET: StaticCell<Ethernet> = StaticCell::new();
 
@@ -179,8 +187,15 @@ fn main() -> ! {
         let _ = addrs.push(IpCidr::new(IpAddress::v4(192, 168, 1, 50), 24));
     });
 
-    let mut sockets = SocketSet::new(&mut SOCKET_STORAGE.init([SocketStorage::EMPTY; CONNECTIONS])[..]);
-    let handles = SOCKET_BUFFERS.init(SocketBuffers::new()).add_sockets(&mut sockets);
+    let mut sockets = SocketSet::new(&mut SOCKET_STORAGE.init([SocketStorage::EMPTY; SOCKETS])[..]);
+    let handles = SOCKET_BUFFERS
+        .init(SocketBuffers::new())
+        .add_sockets(&mut sockets);
+    #[cfg(feature = "client")]
+    {
+        let _ = device;
+        client::run(site, iface, sockets, handles)
+    }
     #[cfg(feature = "baseline")]
     {
         let _ = site;
@@ -203,7 +218,7 @@ fn main() -> ! {
             black_box(iface.poll_delay(t, &sockets));
         }
     }
-    #[cfg(not(feature = "baseline"))]
+    #[cfg(not(any(feature = "baseline", feature = "client")))]
     {
         let Ok(server) = Server::new(site, 80, handles) else {
             halt()
@@ -215,6 +230,111 @@ fn main() -> ! {
             server.poll(t, &mut sockets);
             black_box(iface.poll_delay(t, &sockets));
             black_box(server.poll_at());
+        }
+    }
+}
+
+/// The server in the background of the core's download client, both on one stack.
+#[cfg(feature = "client")]
+mod client {
+    use core::convert::Infallible;
+    use core::hint::black_box;
+    use core::net::{Ipv4Addr, SocketAddr};
+
+    use satchel_core::client::nal::{connect, exchange, Buffers, Handler, Waiter};
+    use satchel_core::client::{Request, Response};
+    use satchel_core::smoltcp::nal::NalStack;
+    use satchel_core::smoltcp::{core_instant, Server, SocketBuffers};
+    use satchel_core::time::{Duration, Instant as CoreInstant};
+    use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+    use static_cell::StaticCell;
+
+    use super::{halt, now, Board, Ethernet, CONNECTIONS, HEAD_TX, MTU, STAGE};
+
+    type Stack = NalStack<
+        'static,
+        Ethernet,
+        fn() -> smoltcp::time::Instant,
+        Server<'static, Board, CONNECTIONS, HEAD_TX, STAGE>,
+        1,
+    >;
+
+    static STACK: StaticCell<Stack> = StaticCell::new();
+    static CLIENT_BUFFERS: StaticCell<SocketBuffers<1, 4096, 1024>> = StaticCell::new();
+
+    struct Spin;
+
+    impl Waiter for Spin {
+        fn now(&mut self) -> CoreInstant {
+            core_instant(now())
+        }
+        fn wait(&mut self, _deadline: CoreInstant) {}
+    }
+
+    struct Sink;
+
+    impl Handler for Sink {
+        type Error = Infallible;
+        fn head(&mut self, response: &Response<'_>) -> Result<(), Infallible> {
+            black_box(response);
+            Ok(())
+        }
+        fn body(&mut self, data: &[u8]) -> Result<(), Infallible> {
+            black_box(data);
+            Ok(())
+        }
+    }
+
+    pub(super) fn run(
+        site: &'static Board,
+        iface: Interface,
+        mut sockets: SocketSet<'static>,
+        handles: [SocketHandle; CONNECTIONS],
+    ) -> ! {
+        let [client] = CLIENT_BUFFERS
+            .init(SocketBuffers::new())
+            .add_sockets(&mut sockets);
+        let Ok(server) = Server::new(site, 80, handles) else {
+            halt()
+        };
+        let device = Ethernet {
+            rx: [0; MTU],
+            tx: [0; MTU],
+        };
+        let stack = STACK.init(NalStack::new(
+            iface,
+            device,
+            sockets,
+            [client],
+            now as fn() -> smoltcp::time::Instant,
+            server,
+        ));
+        let remote = SocketAddr::from((Ipv4Addr::new(192, 168, 1, 1), 80));
+        loop {
+            stack.poll();
+            if black_box(false) {
+                let timeout = Duration::from_secs(10);
+                if let Ok(mut socket) =
+                    connect::<_, _, Infallible>(stack, &mut Spin, remote, timeout)
+                {
+                    let (mut tx, mut rx) = ([0u8; 512], [0u8; 2048]);
+                    let buffers = Buffers {
+                        tx: &mut tx,
+                        rx: &mut rx,
+                    };
+                    let request = Request::get("192.168.1.1", "/firmware.bin");
+                    let _ = black_box(exchange(
+                        stack,
+                        &mut socket,
+                        &mut Spin,
+                        &request,
+                        timeout,
+                        buffers,
+                        &mut Sink,
+                    ));
+                    let _ = embedded_nal::TcpClientStack::close(stack, socket);
+                }
+            }
         }
     }
 }
