@@ -12,7 +12,7 @@
 //! The embedded-nal calls are non-blocking (`nb`): a caller retries on `WouldBlock`, and each
 //! call polls the interface, so retrying is what moves packets. [`NalStack`] owns the
 //! interface, the device and the socket set, and calls a [`Background`] after every interface
-//! poll: the board's other work, such as a [`Server`](super::Server), so that serving goes on
+//! poll: the board's other work, such as a [`Server`], so that serving goes on
 //! while a download waits.
 
 use core::net::SocketAddr;
