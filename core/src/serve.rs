@@ -33,6 +33,7 @@ use crate::http::method::Method;
 use crate::http::request::{parse_request, Limits, Request};
 use crate::http::response::{CacheStatus, ContentRange, ResponseHead};
 use crate::http::status::StatusCode;
+use crate::http::trim_ows;
 use crate::listing;
 use crate::mime;
 use crate::path::{PathOptions, SafePath, MAX_PATH};
@@ -964,10 +965,10 @@ fn prefers_text(accept: Option<&[u8]>) -> bool {
     let mut html = None;
     for item in accept.split(|&b| b == b',') {
         let mut parts = item.split(|&b| b == b';');
-        let media = trim(parts.next().unwrap_or_default());
+        let media = trim_ows(parts.next().unwrap_or_default());
         let q = parts
             .filter_map(|p| {
-                let p = trim(p);
+                let p = trim_ows(p);
                 p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q="))
             })
             .map(parse_qvalue)
@@ -1000,16 +1001,6 @@ fn parse_qvalue(v: &[u8]) -> u16 {
         }
         _ => 0,
     }
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 #[cfg(test)]

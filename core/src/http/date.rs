@@ -15,6 +15,8 @@
 //!              ; Sun Nov  6 08:49:37 1994
 //! ```
 
+use super::trim_ows;
+
 /// The length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub const IMF_FIXDATE_LEN: usize = 29;
 
@@ -264,16 +266,6 @@ fn put_2(out: &mut [u8], n: u64) {
         *tens = b'0' + (n / 10 % 10) as u8;
         *ones = b'0' + (n % 10) as u8;
     }
-}
-
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! etagc      = %x21 / %x23-7E / obs-text
 //! ```
 
+use super::{trim_ows, trim_ows_start};
 use crate::source::FileVersion;
 
 /// The longest tag [`ETag::from_version`] builds: two quotes, three 16-digit hex numbers, two
@@ -149,21 +150,6 @@ fn split_entity_tag(s: &[u8]) -> Option<(EntityTag<'_>, &[u8])> {
 
 fn skip_separators(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t' | b',', rest @ ..] = s {
-        s = rest;
-    }
-    s
-}
-
-fn trim_ows_start(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    s
-}
-
-fn trim_ows(s: &[u8]) -> &[u8] {
-    let mut s = trim_ows_start(s);
-    while let [rest @ .., b' ' | b'\t'] = s {
         s = rest;
     }
     s

@@ -12,6 +12,8 @@
 //! satchel honours a single `bytes` range and answers anything else with the whole file, as
 //! RFC 9110 §14.2 allows ("A server MAY ignore the Range header field").
 
+use super::trim_ows;
+
 /// What a `Range` field asks of a representation of a given size (PROTOCOL.md, "Conditional
 /// and partial requests").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,16 +120,6 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
         }
         acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
     })
-}
-
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@
 //! Limits are enforced on prefixes too (a target that can no longer fit the request line, a head
 //! that already fills `max_head` bytes), so a peer cannot make the caller buffer without bound.
 
+use super::trim_ows;
 use crate::http::method::Method;
 use crate::Status;
 
@@ -696,17 +697,6 @@ fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|&b| b == b',')
         .map(trim_ows)
         .filter(|item| !item.is_empty())
-}
-
-/// Strips leading and trailing `OWS = *( SP / HTAB )`.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 /// Whether `b` may appear in a token (RFC 9110 §5.6.2):
