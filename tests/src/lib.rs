@@ -20,6 +20,13 @@ use std::time::{Duration, SystemTime};
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// `n` bytes of deterministic, non-repeating-looking test content; `seed` tells files apart.
+pub fn content(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(7) ^ (i >> 11) as u8 ^ seed)
+        .collect()
+}
+
 /// The workspace root (the parent of this package).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

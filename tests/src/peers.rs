@@ -209,6 +209,17 @@ pub struct ClientRun {
     pub stderr: String,
 }
 
+impl ClientRun {
+    /// Asserts the exit code, showing stderr when it differs.
+    ///
+    /// # Panics
+    /// When the code is not `code`.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) {
+        assert_eq!(self.code, Some(code), "stderr: {}", self.stderr);
+    }
+}
+
 /// Runs the built `satchel-client` with `args` in `cwd`, bounded by `limit`.
 ///
 /// # Panics

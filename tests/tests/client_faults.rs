@@ -8,17 +8,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use satchel_tests::content;
 use satchel_tests::faulty::{Act, FaultyServer, Version};
 use satchel_tests::peers::{run_client, run_program, ClientRun};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const SIZE: usize = 600_000;
-
-fn content(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 9) as u8 ^ seed)
-        .collect()
-}
 
 fn client(dir: &Path, args: &[&str]) -> ClientRun {
     run_client(dir, args, LIMIT)
@@ -32,10 +27,6 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn assert_code(run: &ClientRun, code: i32) {
-    assert_eq!(run.code, Some(code), "stderr: {}", run.stderr);
 }
 
 fn v(etag: &str, body: Vec<u8>) -> Version {
@@ -75,7 +66,7 @@ fn honest_server_several_names_one_connection() {
         dir.path(),
         &["127.0.0.1", &port, "a.bin", "b.bin", "c.bin", "-d", "out"],
     );
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert!(
         run.stderr.is_empty(),
         "no progress bar off a terminal: {}",
@@ -111,7 +102,7 @@ fn seed_positional_order_and_url_form() {
     std::fs::create_dir(dir.path().join("dest")).expect("mkdir");
     let port = server.addr().port().to_string();
     let run = client(dir.path(), &["127.0.0.1", &port, "file.bin", "dest"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("dest/file.bin")).expect("saved"),
         body
@@ -120,7 +111,7 @@ fn seed_positional_order_and_url_form() {
         dir.path(),
         &[&server.url("/x/y.bin?q=1"), "-o", "named.out"],
     );
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("named.out")).expect("saved"),
         body
@@ -133,7 +124,7 @@ fn chunked_body_is_decoded() {
     let server = FaultyServer::simple("/file.bin", &body, Act::Chunked);
     let dir = tempfile::tempdir().expect("tempdir");
     let run = client(dir.path(), &[&server.url("/file.bin")]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("saved"),
         body
@@ -144,9 +135,9 @@ fn chunked_body_is_decoded() {
 fn statuses_map_to_codes() {
     let server = FaultyServer::simple("/file.bin", b"x", Act::Serve);
     let dir = tempfile::tempdir().expect("tempdir");
-    assert_code(&client(dir.path(), &[&server.url("/missing.bin")]), 3);
+    client(dir.path(), &[&server.url("/missing.bin")]).assert_code(3);
     let server500 = FaultyServer::simple("/file.bin", b"x", Act::Status(500));
-    assert_code(&client(dir.path(), &[&server500.url("/file.bin")]), 4);
+    client(dir.path(), &[&server500.url("/file.bin")]).assert_code(4);
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
 }
 
@@ -169,7 +160,7 @@ fn faulty_download(act: Act, code: i32, extra: &[&str]) -> (tempfile::TempDir, F
     }
     args.extend_from_slice(extra);
     let run = client(dir.path(), &args);
-    assert_code(&run, code);
+    run.assert_code(code);
     assert!(
         !dir.path().join("file.bin").exists(),
         "no final file after a fault"
@@ -247,7 +238,7 @@ fn retries_resume_where_the_last_try_stopped() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let run = client(dir.path(), &[&server.url("/file.bin"), "--retries", "3"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("saved"),
         body
@@ -291,7 +282,7 @@ fn file_changed_between_tries_starts_over() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let run = client(dir.path(), &[&server.url("/file.bin"), "--retries", "1"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("saved"),
         new
@@ -308,7 +299,7 @@ fn partial_with_the_wrong_range_is_an_integrity_error() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let run = client(dir.path(), &[&server.url("/file.bin"), "--retries", "1"]);
-    assert_code(&run, 7);
+    run.assert_code(7);
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
 }
 
@@ -320,7 +311,7 @@ fn continue_resumes_a_part_with_if_range() {
     std::fs::write(dir.path().join("file.bin.part"), &body[..123_456]).expect("part");
     std::fs::write(dir.path().join("file.bin.part.meta"), "\"v0\"\n").expect("meta");
     let run = client(dir.path(), &[&server.url("/file.bin"), "--continue"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("saved"),
         body
@@ -341,7 +332,7 @@ fn continue_on_a_complete_part_is_success() {
     std::fs::write(dir.path().join("file.bin.part"), &body).expect("part");
     std::fs::write(dir.path().join("file.bin.part.meta"), "\"v0\"").expect("meta");
     let run = client(dir.path(), &[&server.url("/file.bin"), "--continue"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("saved"),
         body
@@ -360,7 +351,7 @@ fn continue_with_a_stale_part_restarts_cleanly() {
     .expect("part");
     std::fs::write(dir.path().join("file.bin.part.meta"), "\"stale\"").expect("meta");
     let run = client(dir.path(), &[&server.url("/file.bin"), "--continue"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("saved"),
         body
@@ -374,13 +365,13 @@ fn existing_file_needs_force() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("file.bin"), b"precious").expect("existing");
     let url = server.url("/file.bin");
-    assert_code(&client(dir.path(), &[&url]), 6);
+    client(dir.path(), &[&url]).assert_code(6);
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("kept"),
         b"precious"
     );
     assert_eq!(server.connections(), 0, "refused before connecting");
-    assert_code(&client(dir.path(), &[&url, "--force"]), 0);
+    client(dir.path(), &[&url, "--force"]).assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("replaced"),
         body
@@ -400,7 +391,7 @@ fn redirects_stay_on_the_server_and_never_rename() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let run = client(dir.path(), &[&server.url("/file.bin")]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         names(dir.path()),
         ["file.bin"],
@@ -414,7 +405,7 @@ fn redirects_stay_on_the_server_and_never_rename() {
         Act::Redirect("http://evil.invalid/file.bin".into()),
     );
     let run = client(dir.path(), &[&hostile.url("/other.bin")]);
-    assert_code(&run, 4);
+    run.assert_code(4);
     assert_eq!(names(dir.path()), ["file.bin"]);
 }
 
@@ -438,16 +429,16 @@ fn hostile_names_stay_inside_the_destination() {
             ".",
         ],
     );
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(names(&dest), ["a%2fb", "passwd-copy", "x"]);
     assert_eq!(names(&root.path().join("a/b")), ["dest"]);
     // In a URL, %2f decodes to a slash: refused before anything is fetched.
     let before = server.connections();
     let run = client(&dest, &[&server.url("/a/..%2f..%2fevil")]);
-    assert_code(&run, 2);
+    run.assert_code(2);
     assert_eq!(server.connections(), before);
     let run = client(&dest, &[&server.url("/dir/")]);
-    assert_code(&run, 2);
+    run.assert_code(2);
 }
 
 #[test]
@@ -457,11 +448,11 @@ fn mirror_skips_hostile_listing_entries() {
     let root = tempfile::tempdir().expect("tempdir");
     let port = server.addr().port().to_string();
     let run = client(root.path(), &["127.0.0.1", &port, "-r", "/", "-d", "m"]);
-    assert_code(&run, 7);
+    run.assert_code(7);
     assert_eq!(names(&root.path().join("m")), ["file.bin"]);
     assert_eq!(names(root.path()), ["m"], "nothing escaped the mirror");
     let run = client(root.path(), &["127.0.0.1", &port, "--list", "/"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert!(run.stdout.starts_with("file.bin\t3000\n"), "{}", run.stdout);
 }
 
@@ -491,7 +482,7 @@ fn killed_client_leaves_no_final_file_and_resumes() {
     let _ = child.wait();
     assert!(!dir.path().join("file.bin").exists());
     let run = client(dir.path(), &[&server.url("/file.bin"), "--continue"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("saved"),
         body
@@ -511,10 +502,10 @@ fn usage_errors() {
         &["--bogus-flag"],
     ] {
         let run = client(dir.path(), args);
-        assert_code(&run, 2);
+        run.assert_code(2);
     }
     let help = client(dir.path(), &["--help"]);
-    assert_code(&help, 0);
+    help.assert_code(0);
     assert!(help.stdout.contains("7  integrity"), "{}", help.stdout);
 }
 
@@ -528,7 +519,7 @@ fn unreachable_server_is_a_network_error() {
         .to_string();
     let dir = tempfile::tempdir().expect("tempdir");
     let run = client(dir.path(), &["127.0.0.1", &port, "x", "--retries", "0"]);
-    assert_code(&run, 5);
+    run.assert_code(5);
 }
 
 #[test]
@@ -545,7 +536,7 @@ fn announced_digest_is_verified() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let run = client(dir.path(), &[&server.url("/file.bin"), "--retries", "1"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("saved"),
         body
@@ -562,7 +553,7 @@ fn announced_digest_is_verified() {
     let server = FaultyServer::start("/file.bin", vec![bad], vec![(Act::Serve, 0)]);
     let dir = tempfile::tempdir().expect("tempdir");
     let run = client(dir.path(), &[&server.url("/file.bin")]);
-    assert_code(&run, 7);
+    run.assert_code(7);
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
 }
 
@@ -595,7 +586,7 @@ fn idle_keep_alive_closed_by_the_server_is_reopened() {
         dir.path(),
         &["127.0.0.1", &port, "a.bin", "b.bin", "--retries", "0"],
     );
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(std::fs::read(dir.path().join("a.bin")).expect("a"), body);
     assert_eq!(std::fs::read(dir.path().join("b.bin")).expect("b"), body);
     assert_eq!(server.connections(), 2);
@@ -620,7 +611,7 @@ fn full_disk_is_a_local_error() {
         ],
         LIMIT,
     );
-    assert_code(&run, 6);
+    run.assert_code(6);
     assert!(!dir.path().join("file.bin").exists());
 }
 
@@ -643,7 +634,7 @@ fn progress_bar_on_a_terminal() {
     );
     // script(1) runs the client on a pseudo-terminal and copies what it draws to stdout.
     let run = run_program(script, dir.path(), &["-qec", &command, "/dev/null"], LIMIT);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert!(
         run.stdout.contains("file.bin") && run.stdout.contains("100%"),
         "{:?}",

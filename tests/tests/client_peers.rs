@@ -6,22 +6,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
+use satchel_tests::content;
 use satchel_tests::peers::{run_client, ClientRun, Kind, Peer};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn content(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(7) ^ (i >> 11) as u8 ^ seed)
-        .collect()
-}
-
 fn client(dir: &Path, args: &[&str]) -> ClientRun {
     run_client(dir, args, LIMIT)
-}
-
-fn assert_code(run: &ClientRun, code: i32) {
-    assert_eq!(run.code, Some(code), "stderr: {}", run.stderr);
 }
 
 /// A served folder with a few files.
@@ -59,7 +50,7 @@ fn downloads_several_names(kind: Kind) {
             "--quiet",
         ],
     );
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("out/big.bin")).expect("big"),
         big
@@ -75,7 +66,7 @@ fn downloads_several_names(kind: Kind) {
     );
 
     let run = client(dir.path(), &[&peer.url("/nope.bin")]);
-    assert_code(&run, 3);
+    run.assert_code(3);
     assert!(!dir.path().join("nope.bin").exists());
 }
 
@@ -104,7 +95,7 @@ fn nginx_resume_if_range_and_complete_part() {
     // Half a file of the current version: resumed with a 206.
     std::fs::write(&part, &big[..1_234_567]).expect("part");
     std::fs::write(&meta, &etag).expect("meta");
-    assert_code(&client(dir.path(), &[&url, "--continue"]), 0);
+    client(dir.path(), &[&url, "--continue"]).assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("big.bin")).expect("saved"),
         big
@@ -114,7 +105,7 @@ fn nginx_resume_if_range_and_complete_part() {
     // A complete part: nginx answers 416 for its length, which is success.
     std::fs::write(&part, &big).expect("part");
     std::fs::write(&meta, &etag).expect("meta");
-    assert_code(&client(dir.path(), &[&url, "--continue", "--force"]), 0);
+    client(dir.path(), &[&url, "--continue", "--force"]).assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("big.bin")).expect("saved"),
         big
@@ -123,7 +114,7 @@ fn nginx_resume_if_range_and_complete_part() {
     // A part of another version: If-Range fails, nginx sends the whole file, we start over.
     std::fs::write(&part, b"stale bytes").expect("part");
     std::fs::write(&meta, "\"0-0\"").expect("meta");
-    assert_code(&client(dir.path(), &[&url, "--continue", "--force"]), 0);
+    client(dir.path(), &[&url, "--continue", "--force"]).assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("big.bin")).expect("saved"),
         big
@@ -143,10 +134,7 @@ fn python_without_ranges_restarts_cleanly() {
         "Thu, 01 Jan 1970 00:00:00 GMT",
     )
     .expect("meta");
-    assert_code(
-        &client(dir.path(), &[&peer.url("/big.bin"), "--continue"]),
-        0,
-    );
+    client(dir.path(), &[&peer.url("/big.bin"), "--continue"]).assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("big.bin")).expect("saved"),
         big

@@ -4,23 +4,14 @@
 use std::path::Path;
 use std::time::Duration;
 
+use satchel_tests::content;
 use satchel_tests::peers::{run_client, ClientRun};
 use satchel_tests::{raw, Server};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn content(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(13) ^ (i >> 10) as u8 ^ seed)
-        .collect()
-}
-
 fn client(dir: &Path, args: &[&str]) -> ClientRun {
     run_client(dir, args, LIMIT)
-}
-
-fn assert_code(run: &ClientRun, code: i32) {
-    assert_eq!(run.code, Some(code), "stderr: {}", run.stderr);
 }
 
 /// A served tree: a big file (streamed, above the cache's per-file limit), a small one with a
@@ -59,7 +50,7 @@ fn downloads_several_names_over_keep_alive() {
             "out",
         ],
     );
-    assert_code(&run, 0);
+    run.assert_code(0);
     let out = dir.path().join("out");
     same_file(&root.path().join("big.bin"), &out.join("big.bin"));
     same_file(
@@ -69,9 +60,9 @@ fn downloads_several_names_over_keep_alive() {
     same_file(&root.path().join("sub/a.txt"), &out.join("a.txt"));
     // Seed order, and a second run refusing to overwrite.
     let run = client(dir.path(), &["127.0.0.1", &port, "big.bin", "out"]);
-    assert_code(&run, 6);
+    run.assert_code(6);
     let run = client(dir.path(), &["127.0.0.1", &port, "missing.bin", "out"]);
-    assert_code(&run, 3);
+    run.assert_code(3);
 }
 
 #[test]
@@ -91,7 +82,7 @@ fn resumes_with_if_range() {
 
     std::fs::write(&part, &big[..4_000_001]).expect("part");
     std::fs::write(&meta, &etag).expect("meta");
-    assert_code(&client(dir.path(), &[&url, "--continue"]), 0);
+    client(dir.path(), &[&url, "--continue"]).assert_code(0);
     same_file(&root.path().join("big.bin"), &saved);
     let log = server.drain_lines(Duration::from_millis(300));
     assert!(
@@ -101,7 +92,7 @@ fn resumes_with_if_range() {
 
     std::fs::write(&part, &big).expect("part");
     std::fs::write(&meta, &etag).expect("meta");
-    assert_code(&client(dir.path(), &[&url, "--continue", "--force"]), 0);
+    client(dir.path(), &[&url, "--continue", "--force"]).assert_code(0);
     same_file(&root.path().join("big.bin"), &saved);
     let log = server.drain_lines(Duration::from_millis(300));
     assert!(
@@ -111,7 +102,7 @@ fn resumes_with_if_range() {
 
     std::fs::write(&part, b"another version").expect("part");
     std::fs::write(&meta, "\"not-the-etag\"").expect("meta");
-    assert_code(&client(dir.path(), &[&url, "--continue", "--force"]), 0);
+    client(dir.path(), &[&url, "--continue", "--force"]).assert_code(0);
     same_file(&root.path().join("big.bin"), &saved);
     assert!(!part.exists() && !meta.exists());
 }
@@ -123,7 +114,7 @@ fn lists_a_folder() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = server.addr().port().to_string();
     let run = client(dir.path(), &["127.0.0.1", &port, "--list", "/sub/"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     let mut lines: Vec<&str> = run.stdout.lines().collect();
     lines.sort_unstable();
     assert_eq!(lines.len(), 2, "{lines:?}");
@@ -133,7 +124,7 @@ fn lists_a_folder() {
         "{lines:?}"
     );
     let run = client(dir.path(), &["--list", &server.url("/sub/deeper")]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     assert_eq!(run.stdout, "z%.bin\t70000\n");
 }
 
@@ -143,7 +134,7 @@ fn mirrors_a_tree() {
     let server = Server::start(root.path(), &[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let run = client(dir.path(), &["-r", &server.url("/sub/"), "-d", "m"]);
-    assert_code(&run, 0);
+    run.assert_code(0);
     same_file(
         &root.path().join("sub/a.txt"),
         &dir.path().join("m/sub/a.txt"),
@@ -156,7 +147,7 @@ fn mirrors_a_tree() {
         dir.path(),
         &["-r", &server.url("/"), "-d", "all", "--quiet"],
     );
-    assert_code(&run, 0);
+    run.assert_code(0);
     same_file(
         &root.path().join("big.bin"),
         &dir.path().join("all/big.bin"),

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::Path;
 
+use satchel_tests::content;
 use satchel_tests::raw::{self, Conn};
 use satchel_tests::Server;
 
@@ -11,7 +12,7 @@ fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     fs::write(root.join("hello.txt"), b"hello, satchel\n").unwrap();
-    fs::write(root.join("data.bin"), pattern(10_000)).unwrap();
+    fs::write(root.join("data.bin"), content(10_000, 0)).unwrap();
     fs::create_dir(root.join("docs")).unwrap();
     fs::write(root.join("docs/index.html"), b"<h1>docs</h1>\n").unwrap();
     fs::create_dir(root.join("files")).unwrap();
@@ -20,10 +21,6 @@ fn fixture() -> tempfile::TempDir {
     fs::create_dir(root.join("files/sub")).unwrap();
     fs::write(root.join(".secret"), b"hidden\n").unwrap();
     dir
-}
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 7 % 251) as u8).collect()
 }
 
 fn start(root: &Path) -> Server {
@@ -118,7 +115,7 @@ fn head_answers_the_headers_get_would() {
 fn ranges() {
     let dir = fixture();
     let server = start(dir.path());
-    let data = pattern(10_000);
+    let data = content(10_000, 0);
     let range = |r: &str| {
         let mut c = Conn::open(server.addr());
         c.get("/data.bin", &format!("Range: {r}\r\nConnection: close\r\n"));
@@ -385,7 +382,7 @@ fn curl_downloads_and_resumes() {
     let out_dir = tempfile::tempdir().unwrap();
     let dest = out_dir.path().join("data.bin");
     // A partial file resumed with -C -.
-    fs::write(&dest, &pattern(10_000)[..4000]).unwrap();
+    fs::write(&dest, &content(10_000, 0)[..4000]).unwrap();
     let status = std::process::Command::new("curl")
         .args(["-sS", "--fail", "--max-time", "10", "-C", "-", "-o"])
         .arg(&dest)
@@ -393,7 +390,7 @@ fn curl_downloads_and_resumes() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(fs::read(&dest).unwrap(), pattern(10_000));
+    assert_eq!(fs::read(&dest).unwrap(), content(10_000, 0));
     // curl sees a 304 as success with an empty body for a matching ETag.
     let etag = raw::get(server.addr(), "/data.bin")
         .header("etag")

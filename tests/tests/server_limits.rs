@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use satchel_tests::content;
 use satchel_tests::raw::{self, Conn};
 use satchel_tests::{bin_path, Server};
 
@@ -16,10 +17,6 @@ fn root_with(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
         fs::write(dir.path().join(name), data).unwrap();
     }
     dir
-}
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 31 % 253) as u8).collect()
 }
 
 #[test]
@@ -127,8 +124,8 @@ fn slowloris_does_not_starve_normal_clients() {
 
 #[test]
 fn large_files_bypass_the_cache_and_stream_intact() {
-    let big = pattern(3 << 20);
-    let dir = root_with(&[("big.bin", big.clone()), ("small.bin", pattern(1000))]);
+    let big = content(3 << 20, 0);
+    let dir = root_with(&[("big.bin", big.clone()), ("small.bin", content(1000, 0))]);
     let server = Server::start(dir.path(), &["--quiet", "--max-cached-file", "1MiB"]);
     for _ in 0..2 {
         let r = raw::get(server.addr(), "/big.bin");
@@ -154,7 +151,7 @@ fn large_files_bypass_the_cache_and_stream_intact() {
 /// the file as it was — never garbage, never padding.
 #[test]
 fn truncated_while_streaming_ends_cleanly() {
-    let big = pattern(64 << 20);
+    let big = content(64 << 20, 0);
     let dir = root_with(&[("big.bin", big.clone())]);
     let server = Server::start(dir.path(), &["--quiet", "--max-cached-file", "1MiB"]);
     let mut s = TcpStream::connect(server.addr()).unwrap();
@@ -244,7 +241,7 @@ fn command_line_errors_have_distinct_exit_codes() {
 /// SIGTERM: new connections are refused, the response in flight completes, exit code 0.
 #[test]
 fn sigterm_finishes_in_flight_then_exits_zero() {
-    let big = pattern(32 << 20);
+    let big = content(32 << 20, 0);
     let dir = root_with(&[("big.bin", big.clone())]);
     let mut server = Server::start(dir.path(), &["--max-cached-file", "1MiB"]);
     let mut s = TcpStream::connect(server.addr()).unwrap();
