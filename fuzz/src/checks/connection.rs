@@ -107,14 +107,12 @@ pub fn check(data: &[u8]) {
     let mut config = Config::host();
     config.listings = flags & 1 == 0;
     config.path.allow_hidden = flags & 2 != 0;
-    let site = MemSite::new(config);
-    for (i, (path, len)) in FILES.iter().enumerate() {
-        site.source.put(
-            path.as_bytes(),
-            contents(*len, i as u8),
-            Some(1_700_000_000),
-        );
-    }
+    let site = new_site(config);
+    // Everything the peer sent, and whether the run had only input and sends (no timeout
+    // fired, no EOF, shutdown or file change): then the same bytes sent at once must get
+    // exactly the same answer.
+    let mut sent_by_peer = Vec::new();
+    let mut calm = true;
     let mut t = Test {
         peer: Peer::new(&site),
         expect: VecDeque::new(),
@@ -130,22 +128,26 @@ pub fn check(data: &[u8]) {
             0 => {
                 let bytes = r.bytes();
                 t.peer.pending.extend_from_slice(bytes);
+                sent_by_peer.extend_from_slice(bytes);
             }
             1 | 2 => {
                 let req = generate(&mut r, &site);
                 t.peer.pending.extend_from_slice(&req);
+                sent_by_peer.extend_from_slice(&req);
             }
             3 => {
                 let max = usize::from(r.u16() % 4096) + 1;
                 t.peer.send(max);
             }
             4 => while t.peer.send(usize::MAX).is_some() {},
-            5 => t.time_passes(&mut r),
+            5 => calm &= !t.time_passes(&mut r),
             6 => {
                 t.peer.conn.handle_eof(t.peer.instant());
                 t.close_ok = true;
+                calm = false;
             }
             7 => {
+                calm = false;
                 let (i, len, seed) = (r.below(FILES.len()), r.u16() % 5000, r.u8());
                 let path = FILES[i].0.as_bytes();
                 let old = site.source.get(path).and_then(|s| s.meta.modified);
@@ -164,6 +166,7 @@ pub fn check(data: &[u8]) {
             _ => {
                 t.peer.conn.shutdown();
                 t.close_ok = true;
+                calm = false;
             }
         }
         t.pump_input();
@@ -173,18 +176,13 @@ pub fn check(data: &[u8]) {
         }
     }
 
-    // The peer half-closes; the server finishes what it owes.
+    // The peer half-closes. The driver reports the EOF once it has offered every complete
+    // request it holds (a connection that is sending takes none, and one told of the EOF
+    // closes after its response), then the server finishes what it owes.
+    t.drain();
     t.peer.conn.handle_eof(t.peer.instant());
     t.close_ok = true;
-    loop {
-        let mut progressed = !t.pump_input_once().is_empty();
-        while t.peer.send(usize::MAX).is_some() {
-            progressed = true;
-        }
-        if !progressed {
-            break;
-        }
-    }
+    t.drain();
     t.read_responses();
     assert!(
         t.peer.conn.is_closed(),
@@ -199,6 +197,33 @@ pub fn check(data: &[u8]) {
         );
         assert_eq!(t.read, t.peer.out.len(), "bytes after the last response");
     }
+    if calm {
+        let again = new_site(config);
+        let mut peer = Peer::new(&again);
+        peer.pending = sent_by_peer;
+        peer.run();
+        peer.conn.handle_eof(peer.instant());
+        peer.run();
+        assert!(
+            peer.out == t.peer.out,
+            "the answer depends on how the input was split or the output was sent:\n{}\n----\n{}",
+            String::from_utf8_lossy(&t.peer.out),
+            String::from_utf8_lossy(&peer.out)
+        );
+    }
+}
+
+/// The site every run starts with.
+fn new_site(config: Config) -> MemSite {
+    let site = MemSite::new(config);
+    for (i, (path, len)) in FILES.iter().enumerate() {
+        site.source.put(
+            path.as_bytes(),
+            contents(*len, i as u8),
+            Some(1_700_000_000),
+        );
+    }
+    site
 }
 
 struct Test<'s> {
@@ -236,6 +261,19 @@ impl Test<'_> {
             offered: conn
                 .poll_transmit()
                 .map(|tx| (tx.head.len(), tx.body.len())),
+        }
+    }
+
+    /// Sends everything and offers the pending input until neither makes progress.
+    fn drain(&mut self) {
+        loop {
+            let mut progressed = !self.pump_input_once().is_empty();
+            while self.peer.send(usize::MAX).is_some() {
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
         }
     }
 
@@ -374,8 +412,8 @@ impl Test<'_> {
         }
     }
 
-    /// Lets time pass and calls `handle_timeout`, early or when due.
-    fn time_passes(&mut self, r: &mut Reader<'_>) {
+    /// Lets time pass and calls `handle_timeout`, early or when due; returns whether it was due.
+    fn time_passes(&mut self, r: &mut Reader<'_>) -> bool {
         let config = self.peer.site.config;
         let dt = match r.below(6) {
             0 => 1,
@@ -392,7 +430,7 @@ impl Test<'_> {
             let before = self.observe();
             self.peer.conn.handle_timeout(now);
             assert_eq!(self.observe(), before, "handle_timeout before the deadline");
-            return;
+            return false;
         }
         let conn = &self.peer.conn;
         let partial_head = !conn.is_sending() && !conn.is_closed() && !conn.is_idle();
@@ -412,6 +450,7 @@ impl Test<'_> {
         if sending {
             self.abandoned = true;
         }
+        true
     }
 }
 

@@ -217,8 +217,11 @@ fn gen_if_range(r: &mut Reader<'_>, etag: &[u8], modified: Option<u64>) -> Field
         2 => (b"\"other\"".to_vec(), false),
         3 => {
             let t = around(r, modified);
-            let shown = t.min(MAX_HTTP_DATE);
-            (format_http_date(t).to_vec(), Some(shown) == modified)
+            let (date, shown) = http_date(r, t);
+            return Field {
+                value: date,
+                expect: shown.map(|shown| Some(shown) == modified),
+            };
         }
         _ => (b"yesterday".to_vec(), false),
     };
@@ -246,10 +249,62 @@ fn gen_if_none_match(r: &mut Reader<'_>, etag: &[u8]) -> Field<bool> {
 /// `If-Modified-Since`: a date around the modification time; expected "not modified".
 fn gen_date_not_after(r: &mut Reader<'_>, modified: Option<u64>) -> Field<bool> {
     let t = around(r, modified);
-    let shown = t.min(MAX_HTTP_DATE);
+    let (value, shown) = http_date(r, t);
     Field {
-        value: format_http_date(t).to_vec(),
-        expect: Some(modified.is_some_and(|m| m <= shown)),
+        value,
+        expect: shown.map(|shown| modified.is_some_and(|m| m <= shown)),
+    }
+}
+
+/// `t` as an HTTP-date in one of the three forms RFC 9110 §5.6.7 makes recipients accept,
+/// built from the IMF-fixdate by moving its fields (so independent of the core's parser), and
+/// the time it stands for: `None` when the form cannot express it (an RFC 850 year outside
+/// 1970-2069).
+fn http_date(r: &mut Reader<'_>, t: u64) -> (Vec<u8>, Option<u64>) {
+    const LONG_DAYS: [&str; 7] = [
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+    ];
+    let imf = format_http_date(t);
+    let shown = t.min(MAX_HTTP_DATE);
+    let text = String::from_utf8_lossy(&imf).into_owned();
+    // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let (day_name, day, month, year, time) = (
+        &text[0..3],
+        &text[5..7],
+        &text[8..11],
+        &text[12..16],
+        &text[17..25],
+    );
+    match r.below(3) {
+        0 => (imf.to_vec(), Some(shown)),
+        1 => {
+            let day = day
+                .strip_prefix('0')
+                .map_or_else(|| day.to_owned(), |d| format!(" {d}"));
+            (
+                format!("{day_name} {month} {day} {time} {year}").into_bytes(),
+                Some(shown),
+            )
+        }
+        _ => {
+            let long = LONG_DAYS
+                .iter()
+                .find(|d| d.starts_with(day_name))
+                .copied()
+                .unwrap_or("Sunday");
+            let yy = &year[2..];
+            let in_range = matches!(year.parse::<u32>(), Ok(1970..=2069));
+            (
+                format!("{long}, {day}-{month}-{yy} {time} GMT").into_bytes(),
+                in_range.then_some(shown),
+            )
+        }
     }
 }
 

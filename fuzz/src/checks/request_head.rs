@@ -54,6 +54,7 @@ fn check_with(data: &[u8], limits: &Limits) {
                 );
             }
             invariants(request);
+            head_bytes_ok(&data[..n]);
             round_trip(request, limits);
         }
         Ok(Status::Partial) => {
@@ -120,6 +121,45 @@ fn invariants(r: &Request<'_>) {
     }
     assert_eq!(r.range, r.header(b"range"));
     assert_eq!(r.if_none_match, r.header(b"if-none-match"));
+
+    // The framing rows of PROTOCOL.md, checked on what was accepted.
+    let named = |name: &'static [u8]| {
+        r.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+    };
+    assert_eq!(
+        named(b"transfer-encoding").count(),
+        0,
+        "Transfer-Encoding accepted"
+    );
+    for h in named(b"content-length") {
+        assert!(
+            h.value
+                .iter()
+                .all(|&b| matches!(b, b'0' | b',' | b' ' | b'\t')),
+            "Content-Length {:?} accepted",
+            h.value
+        );
+    }
+    let hosts = named(b"host").count();
+    assert!(hosts <= 1, "{hosts} Host fields accepted");
+    if r.version == Version::Http11 {
+        assert_eq!(hosts, 1, "HTTP/1.1 without a Host field accepted");
+    }
+}
+
+/// PROTOCOL.md: "a bare CR anywhere: 400"; and no control byte but HTAB outside line ends.
+fn head_bytes_ok(head: &[u8]) {
+    for (i, &b) in head.iter().enumerate() {
+        if b == b'\r' {
+            assert_eq!(head.get(i + 1), Some(&b'\n'), "bare CR accepted at {i}");
+        }
+        assert!(
+            b >= 0x20 && b != 0x7f || matches!(b, b'\t' | b'\r' | b'\n'),
+            "control byte {b:#04x} accepted at {i}"
+        );
+    }
 }
 
 /// The canonical wire form of `r`: single spaces, `name: value`, CRLF line ends.
