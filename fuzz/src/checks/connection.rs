@@ -1,12 +1,13 @@
 //! `connection`: a sequence of driver events against the sans-IO server connection over an
 //! in-memory file set.
 //!
-//! Input ([`Reader`] encoding): two configuration bits (listings, hidden files), then events
+//! Input ([`Reader`] encoding): three configuration bits (listings off, hidden files, small
+//! head limits), then events
 //! until the input ends: raw input bytes, a generated request (method, one of a list of
 //! interesting paths, version, a few fields), `transmitted(n)` after a partial send, a send of
 //! everything offered, time passing (around each timeout) with `handle_timeout`, EOF, a file
 //! replaced on "disk", a `transmitted(n)` with nothing offered, and shutdown. After the last
-//! event the peer half-closes and everything offered is sent.
+//! event the driver offers what it holds, reports EOF and sends everything owed.
 //!
 //! Every request the connection consumes is parsed again here and answered by a model of
 //! PROTOCOL.md (method, `Expect`, path rules, file / folder / index / listing / redirect, and
@@ -31,7 +32,7 @@ use std::rc::Rc;
 
 use satchel_core::http::conditional::{evaluate, Conditions, Decision, Validators};
 use satchel_core::http::method::Method;
-use satchel_core::http::request::{parse_request, Request};
+use satchel_core::http::request::{parse_request, Limits, Request};
 use satchel_core::path::{SafePath, MAX_PATH};
 use satchel_core::serve::Config;
 use satchel_core::Status;
@@ -107,6 +108,13 @@ pub fn check(data: &[u8]) {
     let mut config = Config::host();
     config.listings = flags & 1 == 0;
     config.path.allow_hidden = flags & 2 != 0;
+    if flags & 4 != 0 {
+        // Small limits, so that 414 and 431 are reached by short inputs.
+        config.limits = Limits {
+            max_request_line: 40,
+            max_head: 200,
+        };
+    }
     let site = new_site(config);
     // Everything the peer sent, and whether the run had only input and sends (no timeout
     // fired, no EOF, shutdown or file change): then the same bytes sent at once must get

@@ -348,6 +348,13 @@ fn connection_seeds() -> Vec<Vec<u8>> {
         .bytes(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
     w.u8(ev::SEND_ALL);
     seeds.push(w.finish());
+    // Small head limits: a long target (414), a long head (431).
+    w.u8(4);
+    gen(&mut w, 0, 7, 0);
+    w.u8(ev::SEND_ALL);
+    gen(&mut w, 0, 0, 512 | 1024 | 32);
+    w.u8(ev::SEND_ALL);
+    seeds.push(w.finish());
     // Connection: close; EOF while sending; shutdown; a stray transmitted.
     w.u8(0);
     gen(&mut w, 0, 0, 4);
