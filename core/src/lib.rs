@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! serve     sans-IO server connection: bytes in -> response plan out (head + body source)
+//! client    sans-IO download: response parser, framing, resume plan, safe names, embedded-nal driver
 //! cache     fixed-capacity content cache: storage + index + eviction + admission
 //! http      request head parser, response head encoder, Range, conditionals, dates, ETag
 //! path      percent-decoding and normalisation into a SafePath that cannot leave the root

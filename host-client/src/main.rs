@@ -1,3 +1,330 @@
-//! satchel-client (in progress).
+//! satchel-client: downloads files from a satchel server (or any HTTP/1.1 server) and never
+//! leaves a broken file behind.
+//!
+//! ```text
+//! satchel-client HOST PORT NAME... [-d DEST_DIR]
+//! satchel-client HOST PORT NAME DEST_DIR          (the seed's order)
+//! satchel-client URL... [-d DEST_DIR]             (URL = http://HOST[:PORT]/PATH)
+//! satchel-client HOST PORT --list PATH            (or --list URL)
+//! satchel-client HOST PORT -r FOLDER... [-d DEST_DIR]
+//! ```
+//!
+//! The protocol logic (request, response parsing, framing, resume decisions, safe names) is in
+//! `satchel_core::client`; this binary supplies sockets, files, the command line and the
+//! progress bar.
 
-fn main() {}
+mod fail;
+mod net;
+mod progress;
+mod session;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use satchel_core::client::target::{encode_name, local_name, MAX_TARGET};
+use satchel_core::client::Url;
+use satchel_core::time::Duration;
+
+use fail::{Fail, EXIT_CODES_HELP, EXIT_OK};
+use session::{Options, Session};
+
+/// Download files over HTTP/1.1, atomically: the final file holds the whole content or is
+/// untouched.
+#[derive(Debug, Parser)]
+#[command(name = "satchel-client", version, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    /// `HOST PORT NAME...`, or `URL...` (http://HOST[:PORT]/PATH); the seed's
+    /// `HOST PORT NAME DEST_DIR` and `URL DEST_DIR` work when DEST_DIR is an existing folder
+    /// (or ends with `/`)
+    #[arg(value_name = "ARGS")]
+    args: Vec<String>,
+
+    /// Folder to save into (default: the current folder)
+    #[arg(short = 'd', long = "dest", value_name = "DEST_DIR")]
+    dest: Option<PathBuf>,
+
+    /// Save the (single) download as FILE
+    #[arg(short = 'o', long = "output", value_name = "FILE", conflicts_with_all = ["dest", "list", "recursive"])]
+    output: Option<PathBuf>,
+
+    /// Replace an existing file
+    #[arg(long)]
+    force: bool,
+
+    /// Resume a .part file left by an earlier run (Range + If-Range)
+    #[arg(short = 'c', long = "continue")]
+    resume: bool,
+
+    /// Retries after a network error or timeout, resuming where the last try stopped
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    retries: u32,
+
+    /// Seconds allowed for connecting and for the whole response head; while the body lasts,
+    /// every such window must bring at least 1 KiB
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    timeout: u64,
+
+    /// No progress bar and no retry notices
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Print the entries of the folder PATH (from the server's text listing)
+    #[arg(long, value_name = "PATH", conflicts_with = "recursive")]
+    list: Option<String>,
+
+    /// Mirror the folders named into DEST_DIR
+    #[arg(short, long)]
+    recursive: bool,
+}
+
+/// One thing to fetch.
+#[derive(Debug)]
+struct Job {
+    host: String,
+    port: u16,
+    target: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(fail) => {
+            eprintln!("satchel-client: {fail}");
+            ExitCode::from(fail.code)
+        }
+    }
+}
+
+fn is_url(s: &str) -> bool {
+    s.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+        || s.contains("://")
+}
+
+/// Splits the positional arguments into jobs and the destination folder.
+fn plan_jobs(cli: &Cli) -> Result<(Vec<Job>, PathBuf), Fail> {
+    let mut args: Vec<&str> = cli.args.iter().map(String::as_str).collect();
+    let looks_like_dir =
+        |s: &str| s.ends_with('/') || Path::new(s).is_dir() || s == "." || s == "..";
+    let mut dest = cli.dest.clone();
+
+    let url_form = args.first().is_some_and(|a| is_url(a));
+    let names_from = if url_form { 0 } else { 2 };
+    // The seed's trailing DEST_DIR: only without -d, and only when it is clearly a folder.
+    if dest.is_none() && cli.output.is_none() && args.len() > names_from + 1 {
+        if let Some(last) = args
+            .last()
+            .copied()
+            .filter(|l| !is_url(l) && looks_like_dir(l))
+        {
+            dest = Some(PathBuf::from(last));
+            args.pop();
+        }
+    }
+    let dest = dest.unwrap_or_else(|| PathBuf::from("."));
+
+    let mut jobs = Vec::new();
+    if url_form {
+        for a in &args {
+            let url = Url::parse(a).map_err(|e| Fail::usage(format!("{a}: {e}")))?;
+            jobs.push(Job {
+                host: url.host.to_owned(),
+                port: url.port,
+                target: url.target.to_owned(),
+            });
+        }
+    } else {
+        let [host, port, names @ ..] = args.as_slice() else {
+            return Err(Fail::usage("expected HOST PORT NAME... or URL..."));
+        };
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| Fail::usage(format!("{port}: not a port number")))?;
+        if names.is_empty() && cli.list.is_none() {
+            return Err(Fail::usage("no NAME to download"));
+        }
+        for name in names {
+            if is_url(name) {
+                return Err(Fail::usage(format!(
+                    "{name}: mix of URL and HOST PORT forms"
+                )));
+            }
+            let mut buf = [0u8; MAX_TARGET];
+            let target =
+                encode_name(name, &mut buf).map_err(|e| Fail::usage(format!("{name}: {e}")))?;
+            jobs.push(Job {
+                host: (*host).to_owned(),
+                port,
+                target: target.to_owned(),
+            });
+        }
+        if jobs.is_empty() {
+            // --list with HOST PORT only: remember the server.
+            jobs.push(Job {
+                host: (*host).to_owned(),
+                port,
+                target: String::new(),
+            });
+        }
+    }
+    Ok((jobs, dest))
+}
+
+fn run(cli: &Cli) -> Result<u8, Fail> {
+    let opts = Options {
+        force: cli.force,
+        resume: cli.resume,
+        retries: cli.retries,
+        timeout: Duration::from_secs(cli.timeout.max(1)),
+        progress: !cli.quiet,
+        verbose: !cli.quiet,
+    };
+
+    if let Some(path) = &cli.list {
+        return list(cli, path, opts);
+    }
+
+    if cli.args.is_empty() {
+        return Err(Fail::usage(
+            "expected HOST PORT NAME... or URL... (see --help)",
+        ));
+    }
+    let (jobs, dest_dir) = plan_jobs(cli)?;
+    if cli.output.is_some() && jobs.len() != 1 {
+        return Err(Fail::usage("-o FILE takes exactly one download"));
+    }
+    // Every name is checked before anything is fetched, so a bad one cannot leave half a batch.
+    let mut dests = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let dest = match (&cli.output, cli.recursive) {
+            (Some(file), _) => file.clone(),
+            (None, recursive) => {
+                let mut buf = [0u8; MAX_TARGET];
+                // A folder to mirror is named by its last segment, trailing slash or not.
+                let folder = if recursive {
+                    job.target.trim_end_matches('/')
+                } else {
+                    job.target.as_str()
+                };
+                match local_name(folder, &mut buf) {
+                    Ok(name) => dest_dir.join(name),
+                    // Mirroring the server's root folder saves straight into DEST_DIR.
+                    Err(_) if recursive && folder.is_empty() => dest_dir.clone(),
+                    Err(e) => return Err(Fail::usage(format!("{}: {e}", job.target))),
+                }
+            }
+        };
+        dests.push(dest);
+    }
+
+    if cli.output.is_none() {
+        std::fs::create_dir_all(&dest_dir).map_err(|e| Fail::local(dest_dir.display(), &e))?;
+    }
+    let mut session: Option<Session> = None;
+    let mut first_failure: Option<Fail> = None;
+    for (job, dest) in jobs.iter().zip(&dests) {
+        let s = match &mut session {
+            Some(s) if s.is_for(&job.host, job.port) => s,
+            _ => session.insert(Session::new(&job.host, job.port, opts.clone())),
+        };
+        let label = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let result = if cli.recursive {
+            s.mirror(&job.target, dest, 0)
+        } else {
+            s.download(&job.target, dest, &label)
+        };
+        if let Err(fail) = result {
+            eprintln!("satchel-client: {fail}");
+            first_failure.get_or_insert(fail);
+        }
+    }
+    Ok(first_failure.map_or(EXIT_OK, |f| f.code))
+}
+
+/// `--list PATH`: PATH is a URL, or a path on the server named by HOST PORT (or by a URL among
+/// the positionals).
+fn list(cli: &Cli, path: &str, opts: Options) -> Result<u8, Fail> {
+    let (host, port, target) = if is_url(path) {
+        let url = Url::parse(path).map_err(|e| Fail::usage(format!("{path}: {e}")))?;
+        (url.host.to_owned(), url.port, url.target.to_owned())
+    } else {
+        let (jobs, _) = plan_jobs(cli)?;
+        let job = jobs
+            .first()
+            .ok_or_else(|| Fail::usage("--list PATH needs HOST PORT or a URL"))?;
+        let mut buf = [0u8; MAX_TARGET];
+        let target =
+            encode_name(path, &mut buf).map_err(|e| Fail::usage(format!("{path}: {e}")))?;
+        (job.host.clone(), job.port, target.to_owned())
+    };
+    Session::new(&host, port, opts).list(&target)?;
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("satchel-client").chain(args.iter().copied()))
+            .expect("parses")
+    }
+
+    fn targets(jobs: &[Job]) -> Vec<(&str, u16, &str)> {
+        jobs.iter()
+            .map(|j| (j.host.as_str(), j.port, j.target.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn host_port_names() {
+        let (jobs, dest) = plan_jobs(&cli(&["h", "8080", "a b", "dir/c"])).expect("plans");
+        assert_eq!(
+            targets(&jobs),
+            [("h", 8080, "/a%20b"), ("h", 8080, "/dir/c")]
+        );
+        assert_eq!(dest, Path::new("."));
+    }
+
+    #[test]
+    fn seed_order_takes_a_folder_last() {
+        let (jobs, dest) = plan_jobs(&cli(&["h", "8080", "a", "out/"])).expect("plans");
+        assert_eq!(targets(&jobs), [("h", 8080, "/a")]);
+        assert_eq!(dest, Path::new("out/"));
+        let (_, dest) = plan_jobs(&cli(&["http://h/x", "/"])).expect("plans");
+        assert_eq!(dest, Path::new("/"));
+        // With -d, the last positional is a name like the others.
+        let (jobs, dest) = plan_jobs(&cli(&["h", "1", "a", "b/", "-d", "d"])).expect("plans");
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(dest, Path::new("d"));
+    }
+
+    #[test]
+    fn urls() {
+        let (jobs, _) = plan_jobs(&cli(&["http://h:81/x/y?q", "HTTP://[::1]/z"])).expect("plans");
+        assert_eq!(targets(&jobs), [("h", 81, "/x/y?q"), ("[::1]", 80, "/z")]);
+    }
+
+    #[test]
+    fn bad_forms_are_usage_errors() {
+        for args in [
+            &["h"][..],
+            &["h", "0", "x"],
+            &["h", "port", "x"],
+            &["h", "80"],
+            &["http://h/x", "h2", "80"],
+            &["h", "80", "http://h/x"],
+            &["ftp://h/x"],
+        ] {
+            let err = plan_jobs(&cli(args)).err().map(|f| f.code);
+            assert_eq!(err, Some(fail::EXIT_USAGE), "{args:?}");
+        }
+    }
+}

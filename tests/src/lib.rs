@@ -5,7 +5,10 @@
 //! command does); [`bin_path`] refuses a binary older than the sources so a stale build cannot
 //! pass for the current code.
 
+pub mod faulty;
+pub mod peers;
 pub mod raw;
+pub mod smol;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

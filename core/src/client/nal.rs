@@ -1,0 +1,461 @@
+//! A blocking driver for [`Exchange`] over embedded-nal's [`TcpClientStack`].
+//!
+//! The stack is non-blocking (`nb`); when it would block, the driver asks a [`Waiter`] to park
+//! until the socket may have news or a deadline passes. The host's waiter polls the socket's
+//! file descriptor; a board's waiter runs its smoltcp poll loop. The driver reads time only
+//! through the waiter, so the same code runs on a fake clock in tests.
+//!
+//! Timeouts: the whole response head must arrive within `timeout` of the request being sent
+//! (so a server dripping its head a byte at a time cannot hold us), and while the body lasts,
+//! every `timeout` window must bring at least [`MIN_PROGRESS`] bytes (so a body dripped a byte
+//! a second ends in [`FetchError::Timeout`] too, like curl's `--speed-limit`).
+
+use core::fmt;
+use core::net::SocketAddr;
+
+use embedded_nal::{nb, TcpClientStack};
+
+use super::{Event, Exchange, ExchangeError, Request, Response};
+use crate::time::{Duration, Instant};
+
+/// The fewest body bytes each `timeout` window must bring while the body lasts.
+pub const MIN_PROGRESS: u64 = 1024;
+
+/// Time and readiness, as the platform provides them.
+pub trait Waiter {
+    /// The current time on a monotonic clock.
+    fn now(&mut self) -> Instant;
+    /// Parks until the socket may be readable or writable, or until `deadline`. Waking early
+    /// is allowed; the driver simply tries again.
+    fn wait(&mut self, deadline: Instant);
+}
+
+/// Receives what an exchange reads.
+pub trait Handler {
+    /// The handler's own error (e.g. a file write failing).
+    type Error;
+
+    /// Called once with the final response head, before any body byte.
+    ///
+    /// # Errors
+    /// Any error stops the exchange (and the connection is then unusable).
+    fn head(&mut self, response: &Response<'_>) -> Result<(), Self::Error>;
+
+    /// Called with each run of body data, in order.
+    ///
+    /// # Errors
+    /// Any error stops the exchange.
+    fn body(&mut self, data: &[u8]) -> Result<(), Self::Error>;
+}
+
+/// The caller's buffers for one exchange.
+#[derive(Debug)]
+pub struct Buffers<'b> {
+    /// Holds the encoded request head.
+    pub tx: &'b mut [u8],
+    /// Holds the response head (bounding its size), then body data in chunks of up to its
+    /// length.
+    pub rx: &'b mut [u8],
+}
+
+/// How an exchange ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchanged {
+    /// Whether the connection may carry another request.
+    pub keep_alive: bool,
+    /// Body bytes received.
+    pub body_len: u64,
+}
+
+/// Why an exchange (or a connect) failed.
+#[derive(Debug)]
+pub enum FetchError<N, E> {
+    /// The network stack failed.
+    Net(N),
+    /// No progress within the timeout.
+    Timeout,
+    /// The response was malformed, lying, or cut short.
+    Exchange(ExchangeError),
+    /// The request could not be encoded.
+    Encode(super::EncodeError),
+    /// The handler failed.
+    Handler(E),
+}
+
+impl<N: fmt::Debug, E: fmt::Display> fmt::Display for FetchError<N, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Net(e) => write!(f, "network error: {e:?}"),
+            Self::Timeout => f.write_str("timed out"),
+            Self::Exchange(e) => fmt::Display::fmt(e, f),
+            Self::Encode(e) => fmt::Display::fmt(e, f),
+            Self::Handler(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<N: fmt::Debug, E: fmt::Debug + fmt::Display> core::error::Error for FetchError<N, E> {}
+
+/// Opens a socket and connects it to `remote`, bounded by `timeout`.
+///
+/// # Errors
+/// [`FetchError::Net`] when the stack refuses; [`FetchError::Timeout`] when the connection is
+/// not established in time.
+pub fn connect<S: TcpClientStack, W: Waiter, E>(
+    stack: &mut S,
+    waiter: &mut W,
+    remote: SocketAddr,
+    timeout: Duration,
+) -> Result<S::TcpSocket, FetchError<S::Error, E>> {
+    let mut socket = stack.socket().map_err(FetchError::Net)?;
+    let deadline = waiter.now() + timeout;
+    loop {
+        match stack.connect(&mut socket, remote) {
+            Ok(()) => return Ok(socket),
+            Err(nb::Error::Other(e)) => {
+                let _ = stack.close(socket);
+                return Err(FetchError::Net(e));
+            }
+            Err(nb::Error::WouldBlock) => {
+                if waiter.now() >= deadline {
+                    let _ = stack.close(socket);
+                    return Err(FetchError::Timeout);
+                }
+                waiter.wait(deadline);
+            }
+        }
+    }
+}
+
+/// Sends `request` on a connected socket and reads the whole response into `handler`.
+///
+/// The request head is encoded into `buffers.tx`; the response head must fit `buffers.rx`,
+/// which then carries the body to the handler in runs of up to its length. Time limits are
+/// those of the module doc, with `timeout` as the window.
+///
+/// # Errors
+/// See [`FetchError`]. After an error the socket must be closed, not reused.
+pub fn exchange<S, W, H>(
+    stack: &mut S,
+    socket: &mut S::TcpSocket,
+    waiter: &mut W,
+    request: &Request<'_>,
+    timeout: Duration,
+    buffers: Buffers<'_>,
+    handler: &mut H,
+) -> Result<Exchanged, FetchError<S::Error, H::Error>>
+where
+    S: TcpClientStack,
+    W: Waiter,
+    H: Handler,
+{
+    let Buffers { tx, rx } = buffers;
+    let len = request.encode(tx).map_err(FetchError::Encode)?;
+    let mut sent = 0usize;
+    let mut deadline = waiter.now() + timeout;
+    while let Some(out) = tx.get(sent..len).filter(|o| !o.is_empty()) {
+        match stack.send(socket, out) {
+            Ok(n) => {
+                sent += n;
+                deadline = waiter.now() + timeout;
+            }
+            Err(nb::Error::Other(e)) => return Err(FetchError::Net(e)),
+            Err(nb::Error::WouldBlock) => park(waiter, deadline)?,
+        }
+    }
+
+    let mut ex = Exchange::new(false, rx.len());
+    // Until the head is in: one fixed deadline. Then: windows of `timeout`.
+    let mut window_start = waiter.now();
+    let mut window_bytes: Option<u64> = None;
+    let mut filled = 0usize;
+    loop {
+        // Drain what is buffered.
+        let mut start = 0usize;
+        loop {
+            let input = rx.get(start..filled).unwrap_or_default();
+            let (n, event) = ex.handle_input(input).map_err(FetchError::Exchange)?;
+            start += n;
+            match event {
+                Event::NeedMore => break,
+                Event::Head(response) => handler.head(&response).map_err(FetchError::Handler)?,
+                Event::Body(data) => handler.body(data).map_err(FetchError::Handler)?,
+                Event::Done { keep_alive } => {
+                    return Ok(Exchanged {
+                        keep_alive,
+                        body_len: ex.body_received(),
+                    })
+                }
+            }
+        }
+        rx.copy_within(start..filled, 0);
+        filled -= start;
+
+        // Receive more.
+        let Some(space) = rx.get_mut(filled..).filter(|s| !s.is_empty()) else {
+            // Only a head larger than rx can fill it; the exchange reports that itself.
+            return Err(FetchError::Exchange(ExchangeError::Head(
+                super::HeadError::TooLarge,
+            )));
+        };
+        match stack.receive(socket, space) {
+            Ok(0) => {
+                if let Event::Done { keep_alive } = ex.handle_eof().map_err(FetchError::Exchange)? {
+                    return Ok(Exchanged {
+                        keep_alive,
+                        body_len: ex.body_received(),
+                    });
+                }
+            }
+            Ok(n) => {
+                filled += n;
+                if let Some(bytes) = &mut window_bytes {
+                    *bytes += n as u64;
+                }
+            }
+            Err(nb::Error::Other(e)) => return Err(FetchError::Net(e)),
+            Err(nb::Error::WouldBlock) => {
+                let deadline = window_start + timeout;
+                if window_bytes.is_none() {
+                    park(waiter, deadline)?;
+                } else if waiter.now() < deadline {
+                    // In the body the window check below decides; just wait for news.
+                    waiter.wait(deadline);
+                }
+            }
+        }
+        match window_bytes {
+            None if ex.head_received() => {
+                window_start = waiter.now();
+                window_bytes = Some(0);
+            }
+            Some(bytes) if waiter.now() >= window_start + timeout => {
+                if bytes < MIN_PROGRESS {
+                    return Err(FetchError::Timeout);
+                }
+                window_start = waiter.now();
+                window_bytes = Some(0);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn park<W: Waiter, N, E>(waiter: &mut W, deadline: Instant) -> Result<(), FetchError<N, E>> {
+    if waiter.now() >= deadline {
+        return Err(FetchError::Timeout);
+    }
+    waiter.wait(deadline);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    /// A scripted peer: each receive gets the next scripted piece, `None` means "would block"
+    /// (and the fake clock advances 1 s on the wait that follows).
+    struct Scripted {
+        sent: Vec<u8>,
+        script: Vec<Option<&'static [u8]>>,
+        clock: u64,
+    }
+
+    #[derive(Debug)]
+    struct Never;
+
+    impl embedded_nal::TcpError for Never {
+        fn kind(&self) -> embedded_nal::TcpErrorKind {
+            embedded_nal::TcpErrorKind::Other
+        }
+    }
+
+    impl TcpClientStack for Scripted {
+        type TcpSocket = ();
+        type Error = Never;
+        fn socket(&mut self) -> Result<(), Never> {
+            Ok(())
+        }
+        fn connect(&mut self, _: &mut (), _: SocketAddr) -> nb::Result<(), Never> {
+            Ok(())
+        }
+        fn send(&mut self, _: &mut (), buf: &[u8]) -> nb::Result<usize, Never> {
+            let n = buf.len().min(7);
+            self.sent.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn receive(&mut self, _: &mut (), buf: &mut [u8]) -> nb::Result<usize, Never> {
+            if self.script.is_empty() {
+                return Ok(0);
+            }
+            match self.script.remove(0) {
+                None => Err(nb::Error::WouldBlock),
+                Some(piece) => {
+                    let n = piece.len().min(buf.len());
+                    buf[..n].copy_from_slice(&piece[..n]);
+                    if n < piece.len() {
+                        self.script.insert(0, Some(&piece[n..]));
+                    }
+                    Ok(n)
+                }
+            }
+        }
+        fn close(&mut self, _: ()) -> Result<(), Never> {
+            Ok(())
+        }
+    }
+
+    struct Clock<'a>(&'a core::cell::Cell<u64>);
+
+    impl Waiter for Clock<'_> {
+        fn now(&mut self) -> Instant {
+            Instant::from_millis(self.0.get())
+        }
+        fn wait(&mut self, _deadline: Instant) {
+            self.0.set(self.0.get() + 1000);
+        }
+    }
+
+    #[derive(Default)]
+    struct Collect {
+        status: u16,
+        body: Vec<u8>,
+    }
+
+    impl Handler for Collect {
+        type Error = &'static str;
+        fn head(&mut self, r: &Response<'_>) -> Result<(), &'static str> {
+            self.status = r.status;
+            Ok(())
+        }
+        fn body(&mut self, data: &[u8]) -> Result<(), &'static str> {
+            self.body.extend_from_slice(data);
+            Ok(())
+        }
+    }
+
+    fn fetch(
+        script: Vec<Option<&'static [u8]>>,
+        rx_len: usize,
+    ) -> (
+        Result<Exchanged, FetchError<Never, &'static str>>,
+        Collect,
+        Vec<u8>,
+    ) {
+        let mut peer = Scripted {
+            sent: Vec::new(),
+            script,
+            clock: 0,
+        };
+        let time = core::cell::Cell::new(0);
+        let mut clock = Clock(&time);
+        let mut tx = [0u8; 256];
+        let mut rx = std::vec![0u8; rx_len];
+        let mut out = Collect::default();
+        let req = Request::get("h", "/f");
+        let r = exchange(
+            &mut peer,
+            &mut (),
+            &mut clock,
+            &req,
+            Duration::from_secs(5),
+            Buffers {
+                tx: &mut tx,
+                rx: &mut rx,
+            },
+            &mut out,
+        );
+        let _ = peer.clock;
+        (r, out, peer.sent)
+    }
+
+    #[test]
+    fn sends_request_and_reads_body_through_small_buffer() {
+        let (r, out, sent) = fetch(
+            std::vec![
+                Some(&b"HTTP/1.1 200 OK\r\nContent-Length: 26\r\n\r\n"[..]),
+                None,
+                Some(b"abcdefghijklmnopqrstuvwxyz"),
+            ],
+            64,
+        );
+        assert_eq!(
+            r.ok(),
+            Some(Exchanged {
+                keep_alive: true,
+                body_len: 26
+            })
+        );
+        assert_eq!(out.status, 200);
+        assert_eq!(out.body, b"abcdefghijklmnopqrstuvwxyz");
+        assert!(sent.starts_with(b"GET /f HTTP/1.1\r\nHost: h\r\n"));
+        assert!(sent.ends_with(b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn dripping_head_times_out() {
+        let mut script = Vec::new();
+        for piece in b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx".chunks(1) {
+            script.push(None);
+            script.push(Some(piece));
+        }
+        let (r, _, _) = fetch(script, 256);
+        assert!(matches!(r, Err(FetchError::Timeout)), "{r:?}");
+    }
+
+    #[test]
+    fn dripping_body_times_out() {
+        let mut script = std::vec![Some(&b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"[..])];
+        for piece in b"12345678".chunks(1) {
+            script.push(None);
+            script.push(Some(piece));
+        }
+        let (r, out, _) = fetch(script, 256);
+        assert!(matches!(r, Err(FetchError::Timeout)), "{r:?}");
+        assert!(out.body.len() < 8);
+    }
+
+    #[test]
+    fn paused_but_plentiful_body_is_fine() {
+        static CHUNK: [u8; 2048] = [b'x'; 2048];
+        let mut script = std::vec![Some(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 20480\r\n\r\n"[..]
+        )];
+        for _ in 0..10 {
+            script.push(None);
+            script.push(Some(&CHUNK[..]));
+        }
+        let (r, out, _) = fetch(script, 4096);
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(out.body.len(), 20480);
+    }
+
+    #[test]
+    fn truncated_body_is_an_error() {
+        let (r, out, _) = fetch(
+            std::vec![Some(
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n1234"[..]
+            )],
+            256,
+        );
+        assert!(matches!(
+            r,
+            Err(FetchError::Exchange(ExchangeError::Framing(
+                super::super::FramingError::Truncated { received: 4 }
+            )))
+        ));
+        assert_eq!(out.body, b"1234");
+    }
+
+    #[test]
+    fn oversized_head_is_an_error() {
+        let (r, _, _) = fetch(std::vec![Some(&b"HTTP/1.1 200 OK\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"[..])], 32);
+        assert!(matches!(
+            r,
+            Err(FetchError::Exchange(ExchangeError::Head(
+                super::super::HeadError::TooLarge
+            )))
+        ));
+    }
+}

@@ -1,0 +1,106 @@
+//! Exit codes and the failure type that carries one.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | every download succeeded |
+//! | 2 | usage: bad arguments, a NAME or URL that cannot be saved safely |
+//! | 3 | not found: the server answered 404 or 410 |
+//! | 4 | other HTTP error: any other non-success status, too many or off-server redirects |
+//! | 5 | network or timeout: cannot connect, reset, cut short, no progress within `--timeout` (after `--retries`) |
+//! | 6 | local I/O: cannot write, disk full, file exists without `--force` |
+//! | 7 | integrity: malformed or lying response (bad head, bad framing, length or digest mismatch, 206 with the wrong range) |
+
+use std::fmt;
+
+use satchel_core::client::nal::FetchError;
+use satchel_core::client::{ExchangeError, FramingError};
+
+use crate::net::NetError;
+
+/// Every download succeeded.
+pub(crate) const EXIT_OK: u8 = 0;
+/// Bad arguments, or a NAME/URL that cannot be saved safely.
+pub(crate) const EXIT_USAGE: u8 = 2;
+/// The server answered 404 or 410.
+pub(crate) const EXIT_NOT_FOUND: u8 = 3;
+/// Any other HTTP error status, or a redirect we do not follow.
+pub(crate) const EXIT_HTTP: u8 = 4;
+/// Cannot connect, connection reset or cut short, or a timeout (after the retries).
+pub(crate) const EXIT_NETWORK: u8 = 5;
+/// A local file system error, or an existing file without `--force`.
+pub(crate) const EXIT_LOCAL_IO: u8 = 6;
+/// A malformed or lying response: bad head or framing, length mismatch, wrong range.
+pub(crate) const EXIT_INTEGRITY: u8 = 7;
+
+/// The exit-code table for `--help`.
+pub(crate) const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  2  usage error (bad arguments, a name that cannot be saved safely)
+  3  not found (404, 410)
+  4  other HTTP error (other 4xx/5xx, too many or off-server redirects)
+  5  network error or timeout (after --retries)
+  6  local I/O error (cannot write, disk full, file exists without --force)
+  7  integrity error (malformed or lying response, length or digest mismatch, wrong range)";
+
+/// A failed operation: the exit code it maps to and what happened.
+#[derive(Debug)]
+pub(crate) struct Fail {
+    /// One of the `EXIT_*` codes.
+    pub(crate) code: u8,
+    /// What went wrong, for the user.
+    pub(crate) message: String,
+}
+
+impl Fail {
+    /// A failure with `code`.
+    pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A usage failure.
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Self::new(EXIT_USAGE, message)
+    }
+
+    /// A local I/O failure about `what`.
+    pub(crate) fn local(what: impl fmt::Display, e: &std::io::Error) -> Self {
+        Self::new(EXIT_LOCAL_IO, format!("{what}: {e}"))
+    }
+
+    /// An integrity failure.
+    pub(crate) fn integrity(message: impl Into<String>) -> Self {
+        Self::new(EXIT_INTEGRITY, message)
+    }
+
+    /// Whether retrying (resuming) might help.
+    pub(crate) fn is_retryable(&self) -> bool {
+        self.code == EXIT_NETWORK
+    }
+
+    /// Maps a failed exchange to its exit code.
+    pub(crate) fn from_fetch(e: FetchError<NetError, Self>) -> Self {
+        match e {
+            FetchError::Handler(fail) => fail,
+            FetchError::Net(e) => Self::new(EXIT_NETWORK, format!("network: {}", e.0)),
+            FetchError::Timeout => Self::new(EXIT_NETWORK, "timed out"),
+            FetchError::Exchange(
+                e @ (ExchangeError::Closed { .. }
+                | ExchangeError::Framing(FramingError::Truncated { .. })),
+            ) => Self::new(EXIT_NETWORK, e.to_string()),
+            FetchError::Exchange(e) => Self::integrity(e.to_string()),
+            FetchError::Encode(e) => Self::usage(e.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fail {}

@@ -1,0 +1,313 @@
+//! Limits and lifecycle of satchel-server: the connection cap, timeouts, slowloris, large files
+//! streamed from disk (and truncated while streaming), the command line, graceful shutdown.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use satchel_tests::raw::{self, Conn};
+use satchel_tests::{bin_path, Server};
+
+fn root_with(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in files {
+        fs::write(dir.path().join(name), data).unwrap();
+    }
+    dir
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 253) as u8).collect()
+}
+
+#[test]
+fn past_the_cap_a_client_gets_503_with_retry_after() {
+    let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
+    let server = Server::start(
+        dir.path(),
+        &["--quiet", "--max-connections", "2", "--workers", "1"],
+    );
+    let mut held: Vec<Conn> = (0..2).map(|_| Conn::open(server.addr())).collect();
+    // Make sure both are accepted and served before the third arrives.
+    for c in &mut held {
+        c.get("/a.txt", "");
+        assert_eq!(c.response(false).unwrap().status, 200);
+    }
+    let mut third = Conn::open(server.addr());
+    third.get("/a.txt", "");
+    let r = third.response(false).expect("an answer, not a hang");
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(third.closed_within(Duration::from_secs(5)));
+    // Once one leaves, a new client is served again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = raw::get(server.addr(), "/a.txt");
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn idle_connection_closed_silently_and_slow_head_gets_408() {
+    let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
+    let server = Server::start(
+        dir.path(),
+        &["--quiet", "--idle-timeout", "1s", "--head-timeout", "1s"],
+    );
+    let mut idle = Conn::open(server.addr());
+    idle.get("/a.txt", "");
+    assert_eq!(idle.response(false).unwrap().status, 200);
+    let t = Instant::now();
+    assert!(
+        idle.closed_within(Duration::from_secs(5)),
+        "idle connection not closed"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(700),
+        "closed too early"
+    );
+
+    let mut slow = Conn::open(server.addr());
+    slow.send(b"GET /a.txt HTTP/1.1\r\nHo");
+    let r = slow.response(false).expect("a 408");
+    assert_eq!(r.status, 408);
+    assert_eq!(r.header("connection"), Some("close"));
+}
+
+/// 500 connections dripping one header byte a second do not stop a normal client.
+#[test]
+fn slowloris_does_not_starve_normal_clients() {
+    let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
+    let server = Server::start(dir.path(), &["--quiet", "--head-timeout", "3s"]);
+    let addr = server.addr();
+    let mut drips: Vec<TcpStream> = (0..500)
+        .map(|_| {
+            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            s
+        })
+        .collect();
+    let head = b"GET /a.txt HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+    for round in 0..3 {
+        for s in &mut drips {
+            let _ = s.write_all(&head[round..=round]);
+        }
+        let t = Instant::now();
+        let mut c = Conn::open(addr);
+        c.set_read_timeout(Duration::from_secs(2));
+        c.get("/a.txt", "Connection: close\r\n");
+        let r = c.response(false).expect("normal client served");
+        assert_eq!(r.status, 200);
+        eprintln!(
+            "normal request served in {:?} beside 500 drippers",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    // After the head timeout the drippers get 408 and are closed.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut buf = [0u8; 256];
+    let s = &mut drips[0];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
+#[test]
+fn large_files_bypass_the_cache_and_stream_intact() {
+    let big = pattern(3 << 20);
+    let dir = root_with(&[("big.bin", big.clone()), ("small.bin", pattern(1000))]);
+    let server = Server::start(dir.path(), &["--quiet", "--max-cached-file", "1MiB"]);
+    for _ in 0..2 {
+        let r = raw::get(server.addr(), "/big.bin");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("cache-status"), Some("satchel; fwd=bypass"));
+        assert!(r.body == big, "streamed body differs");
+    }
+    let mut c = Conn::open(server.addr());
+    c.get(
+        "/big.bin",
+        "Range: bytes=1000000-1000099\r\nConnection: close\r\n",
+    );
+    let r = c.response(false).unwrap();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &big[1_000_000..1_000_100]);
+    assert_eq!(
+        raw::get(server.addr(), "/small.bin").header("cache-status"),
+        Some("satchel; fwd=miss; stored")
+    );
+}
+
+/// A file truncated while it streams ends the connection early; every byte sent is a byte of
+/// the file as it was — never garbage, never padding.
+#[test]
+fn truncated_while_streaming_ends_cleanly() {
+    let big = pattern(64 << 20);
+    let dir = root_with(&[("big.bin", big.clone())]);
+    let server = Server::start(dir.path(), &["--quiet", "--max-cached-file", "1MiB"]);
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < 1 << 20 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("big.bin"))
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let body = &got[head_end..];
+    assert!(
+        body.len() < big.len(),
+        "connection must end before the announced length"
+    );
+    assert!(
+        body == &big[..body.len()],
+        "bytes sent must be the file's own bytes"
+    );
+}
+
+#[test]
+fn command_line_errors_have_distinct_exit_codes() {
+    let bin = bin_path("satchel-server");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(&bin).arg("--no-such-flag").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(&bin)
+        .args(["0", "."])
+        .args(["--cache-size", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lots"));
+    // A port in use: a run-time error, exit 1, one line naming the address.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let out = Command::new(&bin)
+        .arg(&port)
+        .arg(dir.path())
+        .args(["--bind", "127.0.0.1", "--workers", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&port) && err.lines().count() == 1, "{err}");
+    let help = Command::new(&bin).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--cache-size",
+        "--cache-entries",
+        "--max-cached-file",
+        "--workers",
+        "--max-connections",
+        "--idle-timeout",
+        "--head-timeout",
+        "--no-listing",
+        "--hidden",
+        "--quiet",
+        "--bind",
+    ] {
+        assert!(help.contains(flag), "--help documents {flag}");
+    }
+}
+
+/// SIGTERM: new connections are refused, the response in flight completes, exit code 0.
+#[test]
+fn sigterm_finishes_in_flight_then_exits_zero() {
+    let big = pattern(32 << 20);
+    let dir = root_with(&[("big.bin", big.clone())]);
+    let mut server = Server::start(dir.path(), &["--max-cached-file", "1MiB"]);
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < 1 << 20 {
+        let n = s.read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        got[head_end..] == big[..],
+        "the response in flight completes"
+    );
+    assert_eq!(server.wait_exit(Duration::from_secs(15)), Some(0));
+    let lines = server.drain_lines(Duration::from_millis(200));
+    assert!(
+        lines.iter().any(|l| l.starts_with("shutdown: cache")),
+        "{lines:?}"
+    );
+    assert!(
+        TcpStream::connect(server.addr()).is_err(),
+        "no longer accepting"
+    );
+}
+
+#[test]
+fn access_log_has_one_line_per_request() {
+    let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
+    let server = Server::start(dir.path(), &[]);
+    // Skip the banner.
+    let _ = server.next_line(Duration::from_secs(5));
+    raw::get(server.addr(), "/a.txt");
+    raw::get(server.addr(), "/nope");
+    let a = server.next_line(Duration::from_secs(5)).unwrap();
+    let b = server.next_line(Duration::from_secs(5)).unwrap();
+    let fields: Vec<&str> = a.split(' ').collect();
+    assert_eq!(
+        &fields[..6],
+        [
+            "127.0.0.1",
+            "GET",
+            "/a.txt",
+            "200",
+            fields[4],
+            "miss-stored"
+        ],
+        "{a}"
+    );
+    assert!(fields[6].ends_with("us"), "{a}");
+    assert!(b.contains(" GET /nope 404 "), "{b}");
+}
