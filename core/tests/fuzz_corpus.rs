@@ -63,14 +63,16 @@ replay_tests!(
     path,
     range_and_conditionals,
     connection,
-    cache_ops
+    cache_ops,
+    response_head,
+    client
 );
 
 #[test]
 fn every_target_is_replayed_and_every_seed_is_checked_in() {
     assert_eq!(
         checks::TARGETS.len(),
-        5,
+        7,
         "add the new target to replay_tests!"
     );
     for (target, name, data) in checks::seeds::all() {

@@ -11,10 +11,12 @@
 //! `core/tests/fuzz_corpus.rs`. It may use only `std` and `satchel_core`.
 
 pub mod cache_ops;
+pub mod client;
 pub mod connection;
 pub mod path;
 pub mod range_and_conditionals;
 pub mod request_head;
+pub mod response_head;
 pub mod seeds;
 pub mod site;
 
@@ -28,6 +30,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("range_and_conditionals", range_and_conditionals::check),
     ("connection", connection::check),
     ("cache_ops", cache_ops::check),
+    ("response_head", response_head::check),
+    ("client", client::check),
 ];
 
 /// A total decoder over fuzz input: each read takes bytes from the front, and reads past the

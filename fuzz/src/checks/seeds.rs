@@ -35,6 +35,125 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
     for (i, s) in cache_seeds().into_iter().enumerate() {
         seeds.push(("cache_ops", format!("seed-{i:02}"), s));
     }
+    for (i, s) in RESPONSES.iter().enumerate() {
+        seeds.push(("response_head", format!("seed-{i:02}"), s.to_vec()));
+    }
+    for (i, s) in client_seeds().into_iter().enumerate() {
+        seeds.push(("client", format!("seed-{i:02}"), s));
+    }
+    seeds
+}
+
+/// The response fixtures of the client's tests (`core/src/client/`).
+const RESPONSES: &[&[u8]] = &[
+        b"HTTP/",
+        b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\nall the rest",
+        b"HTTP/1.0 404\nContent-Length: 0\n\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 101 Switching\r\n\r\n",
+        b"HTTP/1.1 20 OK\r\n\r\n",
+        b"HTTP/1.1 200 O",
+        b"HTTP/1.1 200 OK\rX: y\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n",
+        b"HTTP/1.1 200 OK\r\nA: b\0c\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nA: b\r\n folded\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nlonger",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"abc\"\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nwxyz\r\n2;e=1\r\n!!\r\n0\r\nT: v\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: ",
+        b"HTTP/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 200OK\r\n\r\n",
+        b"HTTP/1.1 206 P\r\nContent-Length: 6\r\n\r\n",
+        b"HTTP/1.1 206 P\r\nContent-Range: bytes 0-9/10\r\nContent-Length: 10\r\n\r\n",
+        b"HTTP/1.1 206 P\r\nContent-Range: bytes 4-5/10\r\nContent-Length: 2\r\n\r\n",
+        b"HTTP/1.1 206 P\r\nContent-Range: bytes 4-9/10\r\nContent-Length: 5\r\n\r\n",
+        b"HTTP/1.1 206 P\r\nContent-Range: bytes 4-9/10\r\nContent-Length: 6\r\n\r\n",
+        b"HTTP/1.1 206 Partial\r\nContent-Range: bytes 1-2/3\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+        b"HTTP/1.1 416 R\r\nContent-Range: bytes */10\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 999 Nine\r\n\r\n",
+        b"HTTP/2.0 200 OK\r\n\r\n",
+];
+
+/// (file length, asked from, framing, bare LF, interim, corruption kind).
+type ClientCase = (u16, Option<u16>, u8, u8, u8, u8);
+
+/// `client` inputs: a file, a saved prefix, buffer and read sizes, then an answer.
+fn client_seeds() -> Vec<Vec<u8>> {
+    let mut seeds = Vec::new();
+    // (file length, asked from, framing, bare LF, interim, corruption kind)
+    let cases: &[ClientCase] = &[
+        (100, None, 0, 1, 1, 4),       // 200, Content-Length
+        (100, None, 1, 1, 1, 4),       // 200, chunked
+        (100, None, 2, 1, 1, 4),       // 200, until close
+        (2000, Some(700), 0, 1, 1, 4), // 206
+        (2000, Some(700), 1, 0, 0, 4), // 206 chunked, bare LF, 100 Continue
+        (50, Some(50), 0, 1, 1, 4),    // 416: already complete
+        (0, None, 0, 1, 1, 4),         // empty file
+        (300, None, 0, 1, 1, 0),       // a byte changed
+        (300, None, 1, 1, 1, 1),       // a byte inserted
+        (300, None, 1, 1, 1, 2),       // a byte removed
+        (300, None, 0, 1, 1, 3),       // cut short
+    ];
+    for &(len, asked, framing, bare_lf, interim, corrupt) in cases {
+        let mut w = Writer::default();
+        w.u16(len).u8(3);
+        match asked {
+            None => w.u8(0),
+            Some(a) => w.u8(1).u16(a),
+        };
+        w.u16(1024).u8(10).u8(200).u8(1).u8(255);
+        w.u8(1); // generated
+        w.u8(1).u8(framing).u8(bare_lf).u8(interim);
+        if framing == 2 {
+            w.u8(0);
+        }
+        if framing == 1 {
+            for _ in 0..8 {
+                w.u8(60).u8(0);
+            }
+            w.u8(1);
+        }
+        w.u8(corrupt).u16(150).u8(b'x');
+        seeds.push(w.finish());
+    }
+    for raw in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    ] {
+        let mut w = Writer::default();
+        w.u16(3)
+            .u8(0)
+            .u8(0)
+            .u16(512)
+            .u8(5)
+            .u8(5)
+            .u8(5)
+            .u8(5)
+            .u8(0)
+            .raw(raw);
+        seeds.push(w.finish());
+    }
     seeds
 }
 
