@@ -14,7 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${FUZZ_SECONDS:-60}"
-all_targets=(request_head path range_and_conditionals connection cache_ops response_head client)
+all_targets=(request_head path range_and_conditionals connection cache_ops response_head client names)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -27,7 +27,7 @@ fi
 
 dict_for() {
     case "$1" in
-        path) echo fuzz/url.dict ;;
+        path | names) echo fuzz/url.dict ;;
         client) echo "" ;;
         cache_ops) echo "" ;;
         *) echo fuzz/http.dict ;;

@@ -65,14 +65,15 @@ replay_tests!(
     connection,
     cache_ops,
     response_head,
-    client
+    client,
+    names
 );
 
 #[test]
 fn every_target_is_replayed_and_every_seed_is_checked_in() {
     assert_eq!(
         checks::TARGETS.len(),
-        7,
+        8,
         "add the new target to replay_tests!"
     );
     for (target, name, data) in checks::seeds::all() {

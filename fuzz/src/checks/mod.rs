@@ -13,6 +13,7 @@
 pub mod cache_ops;
 pub mod client;
 pub mod connection;
+pub mod names;
 pub mod path;
 pub mod range_and_conditionals;
 pub mod request_head;
@@ -32,6 +33,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("cache_ops", cache_ops::check),
     ("response_head", response_head::check),
     ("client", client::check),
+    ("names", names::check),
 ];
 
 /// A total decoder over fuzz input: each read takes bytes from the front, and reads past the

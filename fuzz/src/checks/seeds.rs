@@ -41,8 +41,43 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
     for (i, s) in client_seeds().into_iter().enumerate() {
         seeds.push(("client", format!("seed-{i:02}"), s));
     }
+    for (i, (op, text)) in NAMES.iter().enumerate() {
+        seeds.push(("names", format!("seed-{i:02}"), [&[*op][..], text].concat()));
+    }
     seeds
 }
+
+/// `names` inputs: (selector, text), from the client's target tests and traversal payloads.
+const NAMES: &[(u8, &[u8])] = &[
+    (0, b"a%20b.txt\t1234"),
+    (0, b"sub/\t0"),
+    (0, b"..%2F..%2Fetc%2Fpasswd\t1"),
+    (1, b"report.pdf"),
+    (1, b"%2e%2e"),
+    (1, b"a%5Cb"),
+    (1, b"caf%C3%A9"),
+    (1, b"%ff"),
+    (2, b"/a/b%20c.txt?q=/x"),
+    (2, b"/../../x"),
+    (2, b"/dir/"),
+    (2, b"/x/..%2f..%2fetc%2fpasswd"),
+    (3, b"/other"),
+    (3, b"next"),
+    (3, b"http://H:8080/x"),
+    (3, b"//h:8080/y"),
+    (3, b"http://evil:8080/x"),
+    (3, b"http://h:80/x"),
+    (3, b"https://h:8080/x"),
+    (3, b"//evil/x"),
+    (3, b"file:///etc/passwd"),
+    (3, b"/a\r\nX: y"),
+    (3, b"http://h:8080@evil/x"),
+    (3, b"http://[::1]:8080/x"),
+    (4, b"a b/c?d#e.txt"),
+    (4, b"../../etc/passwd"),
+    (4, b"/abs/name"),
+    (4, b"100%.txt"),
+];
 
 /// The response fixtures of the client's tests (`core/src/client/`).
 const RESPONSES: &[&[u8]] = &[
