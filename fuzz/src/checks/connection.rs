@@ -37,7 +37,10 @@ use satchel_core::path::{SafePath, MAX_PATH};
 use satchel_core::serve::Config;
 use satchel_core::Status;
 
-use super::site::{read_response, MemSite, Peer, Response, Snapshot};
+use satchel_core::http::date::format_http_date;
+use satchel_core::mime;
+
+use super::site::{read_response, MemSite, Peer, Response, Snapshot, MAX_CACHED};
 use super::Reader;
 
 /// The files every run starts with: small and cached, large and streamed, a folder with an
@@ -95,6 +98,8 @@ struct Expect {
     close: bool,
     /// For a file response: the version that must be sent.
     file: Option<Rc<Snapshot>>,
+    /// For a file response: the file's name (its last segment).
+    name: Vec<u8>,
     /// For a file response: what was decided.
     decision: Option<Decision>,
     /// What the request was, for messages.
@@ -322,6 +327,7 @@ impl Test<'_> {
                     head: false,
                     close: true,
                     file: None,
+                    name: Vec::new(),
                     decision: None,
                     what,
                 };
@@ -332,6 +338,7 @@ impl Test<'_> {
             head: request.method == Method::Head,
             close: !request.keep_alive,
             file: None,
+            name: Vec::new(),
             decision: None,
             what,
         };
@@ -358,6 +365,7 @@ impl Test<'_> {
                 expect.status = 404;
                 return expect;
             }
+            expect.name = path.file_name().unwrap_or_default().to_vec();
             snap
         } else if source.is_dir(key) {
             if !path.trailing_slash() && !path.is_root() {
@@ -370,7 +378,10 @@ impl Test<'_> {
                 [key, b"/index.html"].concat()
             };
             match source.get(&index) {
-                Some(snap) => snap,
+                Some(snap) => {
+                    expect.name = b"index.html".to_vec();
+                    snap
+                }
                 None => {
                     expect.status = if config.listings { 200 } else { 404 };
                     return expect;
@@ -451,6 +462,7 @@ impl Test<'_> {
                 head: false,
                 close: true,
                 file: None,
+                name: Vec::new(),
                 decision: None,
                 what: "(slow head)".to_owned(),
             });
@@ -520,6 +532,43 @@ fn check_response(response: &Response, expect: &Expect) {
         );
     }
     let size = file.data.len() as u64;
+    if decision != Decision::Unsatisfiable {
+        let modified = file
+            .meta
+            .modified
+            .map(|m| String::from_utf8_lossy(&format_http_date(m)).into_owned());
+        assert_eq!(
+            response.header("last-modified").map(str::to_owned),
+            modified,
+            "Last-Modified"
+        );
+        // PROTOCOL.md: a file above the per-entry limit is streamed (`fwd=bypass`).
+        let cache = response.header("cache-status").unwrap_or_default();
+        assert!(
+            matches!(
+                cache,
+                "satchel; hit"
+                    | "satchel; fwd=miss; stored"
+                    | "satchel; fwd=miss"
+                    | "satchel; fwd=bypass"
+            ),
+            "Cache-Status {cache:?}"
+        );
+        assert_eq!(
+            cache == "satchel; fwd=bypass",
+            size > MAX_CACHED as u64,
+            "Cache-Status {cache:?} for {size} bytes"
+        );
+    }
+    if matches!(decision, Decision::Full | Decision::Partial { .. }) {
+        assert_eq!(
+            response.header("content-type"),
+            Some(mime::content_type_for_name(&expect.name)),
+            "Content-Type of {:?}",
+            String::from_utf8_lossy(&expect.name)
+        );
+        assert_eq!(response.header("accept-ranges"), Some("bytes"));
+    }
     match decision {
         Decision::Full => {
             assert_eq!(response.content_length(), Some(size));
