@@ -285,6 +285,11 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     ///
     /// A response in flight is still sent (the peer may only have half-closed); then the
     /// connection closes. An incomplete head is dropped silently.
+    ///
+    /// Call it once every complete request received before the EOF has been offered to
+    /// [`handle_input`](Self::handle_input): told of the EOF while a response is in flight, the
+    /// connection closes after that response, and pipelined requests still in the driver's
+    /// buffer go unanswered (the `io`, `smoltcp` and host drivers all wait for that).
     pub fn handle_eof(&mut self, _now: Instant) {
         self.peer_closed = true;
         match self.state {
