@@ -18,7 +18,10 @@ all_targets=(request_head path range_and_conditionals connection cache_ops respo
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
-    echo "fuzz/smoke.sh: a nightly toolchain is needed (rustup toolchain install nightly)" >&2
+    rustup toolchain install nightly --profile minimal || true
+fi
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "fuzz/smoke.sh: cargo-fuzz needs a nightly toolchain, and none could be installed" >&2
     exit 1
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
