@@ -13,10 +13,17 @@
 //! - what the client acts on agrees with a plain reading of the same lines, written here
 //!   without the core's code: the framing (RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304;
 //!   `Transfer-Encoding: chunked` never together with `Content-Length`; equal
-//!   `Content-Length` values only), persistence (RFC 9112 §9.3), and the validators kept.
+//!   `Content-Length` values only), persistence (RFC 9112 §9.3), and the validators kept;
+//! - the resume decision (`plan`) for the whole file and for ranges from a few offsets obeys
+//!   RFC 9110 §14 (append only a 206 that starts where asked, reaches the end and agrees with
+//!   its `Content-Length`; complete only a 416 naming the size already saved);
+//! - a SHA-256 digest the client accepts (any bytes as the value of `Repr-Digest` or
+//!   `Digest`) reads back the same from its canonical base64, among other members.
 
+use satchel_core::client::digest::{from_dictionary, from_legacy, whole_file_sha256, Sha256};
 use satchel_core::client::head::MAX_FIELDS;
-use satchel_core::client::{parse_response, ContentRange, Framing, Response};
+use satchel_core::client::ResumeError;
+use satchel_core::client::{parse_response, plan, ContentRange, Framing, Plan, Response};
 use satchel_core::Status;
 
 /// Runs every property on `data`; panics on a violation.
@@ -24,6 +31,35 @@ pub fn check(data: &[u8]) {
     for head_request in [false, true] {
         check_with(data, head_request);
     }
+    // The digest fields' values, as any bytes.
+    for parse in [from_dictionary, from_legacy] {
+        if let Ok(Some(digest)) = parse(data) {
+            digest_round_trip(&digest);
+        }
+    }
+}
+
+/// A digest the client accepted, written back canonically, reads the same in both field forms.
+fn digest_round_trip(digest: &Sha256) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::new();
+    for chunk in digest.chunks(3) {
+        let mut n = 0u32;
+        for (i, &b) in chunk.iter().enumerate() {
+            n |= u32::from(b) << (16 - 8 * i);
+        }
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let dictionary = format!("sha-512=:AA==:, sha-256=:{b64}:;p=1");
+    assert_eq!(from_dictionary(dictionary.as_bytes()), Ok(Some(*digest)));
+    let legacy = format!("MD5=x, SHA-256={b64}");
+    assert_eq!(from_legacy(legacy.as_bytes()), Ok(Some(*digest)));
 }
 
 fn check_with(data: &[u8], head_request: bool) {
@@ -46,6 +82,8 @@ fn check_with(data: &[u8], head_request: bool) {
                 }
             }
             agrees_with_model(&response, &data[..n], head_request);
+            let _ = whole_file_sha256(&response);
+            plans(&response);
         }
         Ok(Status::Partial) => {
             for k in [data.len() / 2, 1] {
@@ -197,5 +235,64 @@ fn agrees_with_model(r: &Response<'_>, head: &[u8], head_request: bool) {
             assert!(first <= last && complete.is_none_or(|c| last < c));
         }
         Some(ContentRange::Unsatisfied { .. }) | None => {}
+    }
+}
+
+/// What a download makes of the response (RFC 9110 §14 as `client::resume` applies it), for a
+/// request of the whole file and for ranges from a few offsets.
+fn plans(r: &Response<'_>) {
+    let mut offsets = vec![None, Some(0), Some(1)];
+    match r.content_range {
+        Some(ContentRange::Bytes { first, .. }) => offsets.push(Some(first)),
+        Some(ContentRange::Unsatisfied { complete }) => offsets.push(Some(complete)),
+        None => {}
+    }
+    for asked in offsets {
+        let decided = plan(asked, r);
+        match decided {
+            Ok(Plan::Write { total }) => {
+                assert!(
+                    !matches!(r.status, 206 | 416),
+                    "{decided:?} for a {}",
+                    r.status
+                );
+                if let Framing::Length(n) = r.framing {
+                    assert_eq!(total, Some(n));
+                }
+            }
+            Ok(Plan::Append { offset, total }) => {
+                assert_eq!((r.status, Some(offset)), (206, asked));
+                let Some(ContentRange::Bytes {
+                    first,
+                    last,
+                    complete,
+                }) = r.content_range
+                else {
+                    panic!("append without a byte range");
+                };
+                assert_eq!(first, offset);
+                let end = last.saturating_add(1);
+                assert_eq!(total, Some(complete.unwrap_or(end)));
+                assert_eq!(total, Some(end), "a range that does not reach the end");
+                if let Framing::Length(n) = r.framing {
+                    assert_eq!(n, last - first + 1, "Content-Length against Content-Range");
+                }
+            }
+            Ok(Plan::Complete) => {
+                assert_eq!(r.status, 416);
+                assert_eq!(
+                    r.content_range.map(|c| match c {
+                        ContentRange::Unsatisfied { complete } => Some(complete),
+                        ContentRange::Bytes { .. } => None,
+                    }),
+                    Some(asked)
+                );
+            }
+            Ok(Plan::Restart) => assert!(r.status == 416 && asked.is_some()),
+            Err(ResumeError::Unasked) => {
+                assert!(matches!(r.status, 206 | 416) && asked.is_none());
+            }
+            Err(_) => assert_eq!(r.status, 206),
+        }
     }
 }

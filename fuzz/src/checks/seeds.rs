@@ -79,8 +79,12 @@ const NAMES: &[(u8, &[u8])] = &[
     (4, b"100%.txt"),
 ];
 
-/// The response fixtures of the client's tests (`core/src/client/`).
+/// The response fixtures of the client's tests (`core/src/client/`), and digest values.
 const RESPONSES: &[&[u8]] = &[
+    b"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:, sha-512=:AA==:",
+    b"SHA-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=",
+    b"HTTP/1.1 200 OK\r\nRepr-Digest: sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 5-9/10\r\nContent-Length: 5\r\n\r\n",
         b"HTTP/",
         b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.0 200 OK\r\n\r\nall the rest",
