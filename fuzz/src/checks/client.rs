@@ -30,9 +30,13 @@ use super::Reader;
 /// What the peer's reads deliver and the exchange made of them.
 #[derive(Debug, Default)]
 struct Outcome {
+    /// The final status, once its head was read.
     status: Option<u16>,
+    /// The body runs, joined.
     body: Vec<u8>,
+    /// The exchange reported the response complete.
     done: bool,
+    /// The exchange failed (head, framing, truncation, trailing bytes).
     error: bool,
     /// Bytes of the answer not yet read when the exchange reported the response complete.
     unread: usize,
