@@ -127,6 +127,17 @@ enum Body<H, F, L> {
     },
 }
 
+impl<H, F, L> Body<H, F, L> {
+    /// Bytes still to send.
+    fn remaining(&self) -> u64 {
+        match self {
+            Self::None => 0,
+            Self::Cached { len, .. } | Self::Listing { len, .. } => *len as u64,
+            Self::File { len, .. } => *len,
+        }
+    }
+}
+
 /// What to send next: the rest of the response head, then (part of) the body.
 ///
 /// Send `head` first, then the body bytes; report the total sent with
@@ -387,24 +398,21 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         }
         let from_head = n.min(self.tx_len - self.tx_sent);
         self.tx_sent += from_head;
-        let mut left = (n - from_head) as u64;
+        let from_body = n - from_head;
         match &mut self.body {
             Body::None => {}
             Body::Cached { offset, len, .. } | Body::Listing { offset, len, .. } => {
-                let k = left.min(*len as u64) as usize;
+                let k = from_body.min(*len);
                 *offset += k;
                 *len -= k;
-                left = 0;
             }
             Body::File { offset, len, .. } => {
-                let k = left.min(*len);
+                let k = (from_body as u64).min(*len);
                 *offset += k;
                 *len -= k;
-                left = 0;
             }
         }
-        let _ = left;
-        if self.tx_sent == self.tx_len && self.body_remaining() == 0 {
+        if self.tx_sent == self.tx_len && self.body.remaining() == 0 {
             self.finish_response();
         }
     }
@@ -449,14 +457,6 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     /// A snapshot of the shared cache's counters.
     pub fn cache_stats(&self) -> CacheStats {
         self.site.cache().stats()
-    }
-
-    fn body_remaining(&self) -> u64 {
-        match &self.body {
-            Body::None => 0,
-            Body::Cached { len, .. } | Body::Listing { len, .. } => *len as u64,
-            Body::File { len, .. } => *len,
-        }
     }
 
     fn release_body(&mut self) {
@@ -819,7 +819,6 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     ) {
         let close = head.connection_close;
         head.content_type = Some("text/plain; charset=utf-8");
-        head.content_length = Some(reason.len() as u64 + 1);
         let mut text = [0u8; 128];
         let n = reason.len().min(text.len() - 1);
         text[..n].copy_from_slice(&reason.as_bytes()[..n]);
@@ -865,11 +864,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         };
         self.tx_len = len;
         self.tx_sent = 0;
-        let body_len = match &body {
-            Body::None => 0,
-            Body::Cached { len, .. } | Body::Listing { len, .. } => *len as u64,
-            Body::File { len, .. } => *len,
-        };
+        let body_len = body.remaining();
         self.body = body;
         self.state = State::Sending { close };
         self.event = Some(ResponseInfo {

@@ -5,6 +5,7 @@
 //! with its own `SO_REUSEPORT` listener, and drives the core's sans-IO connections from them.
 
 mod cache;
+mod clock;
 mod fs;
 mod site;
 mod worker;

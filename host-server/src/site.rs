@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use satchel_core::serve::{Config, Site};
 
@@ -48,10 +47,7 @@ impl Site for HostSite {
     }
 
     fn unix_time(&self) -> Option<u64> {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs())
+        Some(crate::clock::unix_secs())
     }
 }
 

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# satchel-server against nginx, lighttpd, h2o and the canned-response floor, in the same run.
+#
+#   bench/compare.sh                  ROUNDS=3 DURATION=10s: ~30 min on the 2-core box
+#
+# Uses ../shared/bench/run.sh (wrk pinned to cpu 1, each server to cpu 0, quiet gate, foreign
+# CPU accounting) for every unit, in interleaved rounds (each round runs every server once, in
+# rotated order) so drift in machine noise spreads over all of them. Results and the summary
+# (median [min-max] per scenario and server) go to bench/results/<UTC timestamp>/.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SHARED=$(cd "$ROOT/../shared/bench" && pwd)
+ROUNDS=${ROUNDS:-3}
+export DURATION=${DURATION:-10s} WARMUP=${WARMUP:-2s}
+export CORPUS=${CORPUS:-/tmp/bench-corpus}
+export BENCH_LUA_DIR="$SHARED/lua"
+RES=${RES:-$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$RES"
+export OUT="$RES/results.txt"
+: > "$OUT"
+
+if ! ( cd "$CORPUS" 2>/dev/null && sha256sum -c --quiet SHA256SUMS ) >/dev/null 2>&1; then
+    "$SHARED/make-corpus.sh" "$CORPUS"
+fi
+cargo build --release --quiet -p satchel-server --manifest-path "$ROOT/Cargo.toml"
+SATCHEL="$ROOT/target/release/satchel-server"
+# The floor server lives in the read-only shared folder: build it into /tmp.
+CARGO_TARGET_DIR=/tmp/satchel-bench-limit cargo build --release --quiet \
+    --manifest-path "$SHARED/limit/Cargo.toml"
+LIMIT=/tmp/satchel-bench-limit/release/limit
+
+{
+  set +e +o pipefail
+  grep -m1 'model name' /proc/cpuinfo; echo "cpus: $(nproc)"; free -m | sed -n 2p
+  echo "date: $(date -u +%FT%TZ)"; uname -a
+  nginx -v 2>&1; lighttpd -v 2>&1 | head -1; h2o --version 2>&1 | head -1
+  wrk -v 2>&1 | head -1; rustc --version; git -C "$ROOT" rev-parse HEAD
+  echo "DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS corpus=$CORPUS"
+} > "$RES/env.txt" || true
+
+UNITS="satchel:28085 nginx:28080 lighttpd:28081"
+command -v h2o >/dev/null && UNITS="$UNITS h2o:28082"
+UNITS="$UNITS limit"
+
+run_unit() { # name:port | limit
+    local u=$1 round=$2
+    cd "$SHARED"
+    if [ "$u" = limit ]; then
+        local sz
+        for sz in "1024:a b g" "4096:f" "65536:c" "1048576:d" "268435456:e"; do
+            SCENARIOS=${sz#*:} REPS_A=1 REPS=1 TAG=round$round \
+                ./run.sh limit "$LIMIT --mode epoll --size ${sz%%:*} --addr 127.0.0.1:\$PORT" 28090
+        done
+    elif [ "${u%%:*}" = satchel ]; then
+        REPS_A=1 REPS=1 TAG=round$round ./run.sh satchel \
+            "$SATCHEL \$PORT \$CORPUS --bind 127.0.0.1 --quiet" "${u##*:}"
+    else
+        local n=${u%%:*} p=${u##*:}
+        REPS_A=1 REPS=1 TAG=round$round ./run.sh "$n" "peers/start-peer.sh $n \$PORT" "$p"
+    fi
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+    set -- $UNITS
+    k=$(( (round - 1) % $# )); shift "$k"
+    order="$*"; [ "$k" -gt 0 ] && order="$order $(echo $UNITS | cut -d' ' -f1-"$k")"
+    echo "=== round $round: $order" >&2
+    for u in $order; do run_unit "$u" "$round"; done
+done
+
+python3 "$SHARED/summarize.py" "$OUT" > "$RES/summary.md"
+cat "$RES/summary.md"
