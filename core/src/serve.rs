@@ -297,6 +297,11 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     ///
     /// A response in flight is still sent (the peer may only have half-closed); then the
     /// connection closes. An incomplete head is dropped silently.
+    ///
+    /// Call it once every complete request received before the EOF has been offered to
+    /// [`handle_input`](Self::handle_input): told of the EOF while a response is in flight, the
+    /// connection closes after that response, and pipelined requests still in the driver's
+    /// buffer go unanswered (the `io`, `smoltcp` and host drivers all wait for that).
     pub fn handle_eof(&mut self, _now: Instant) {
         self.peer_closed = true;
         match self.state {
@@ -384,6 +389,11 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     /// Reports that `n` bytes of the last [`poll_transmit`](Self::poll_transmit) were sent
     /// (head first, then body). Any split is fine; `n` beyond what was offered is ignored.
     pub fn transmitted(&mut self, now: Instant, n: usize) {
+        // Nothing was offered (between responses, or closed): there is nothing to account for,
+        // and finishing a response that does not exist would close a kept-alive connection.
+        if !self.is_sending() {
+            return;
+        }
         if n > 0 {
             self.last_activity = now;
         }
@@ -1173,6 +1183,28 @@ mod tests {
         }
         let stats = site.cache().stats();
         assert_eq!((stats.hits, stats.insertions), (1, 1));
+    }
+
+    /// Found by the `connection` fuzz target: `transmitted` while nothing was offered (a driver
+    /// reporting a zero-byte write between responses) closed a kept-alive connection.
+    #[test]
+    fn transmitted_with_nothing_offered_changes_nothing() {
+        let site = TestSite::new();
+        let t = Instant::from_millis(0);
+        let mut conn = Conn::new(&site, t);
+        conn.transmitted(t, 0);
+        conn.transmitted(t, 5);
+        assert!(conn.is_idle() && !conn.is_closed());
+        assert_eq!(conn.poll_timeout(), Some(t + Duration::from_secs(15)));
+        let req = get("/hello.txt");
+        assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+        while let Some(tx) = conn.poll_transmit() {
+            let n = tx.head.len() + tx.body.len() as usize;
+            conn.transmitted(t, n);
+        }
+        conn.transmitted(Instant::from_millis(9_000), 3);
+        assert!(conn.is_idle() && !conn.is_closed());
+        assert_eq!(conn.poll_timeout(), Some(t + Duration::from_secs(15)));
     }
 
     #[test]

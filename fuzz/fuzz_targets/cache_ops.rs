@@ -1,0 +1,4 @@
+//! `cache_ops`: see `satchel_fuzz::checks::cache_ops` for the input format and the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| satchel_fuzz::checks::cache_ops::check(data));

@@ -1,0 +1,4 @@
+//! `connection`: see `satchel_fuzz::checks::connection` for the input format and the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| satchel_fuzz::checks::connection::check(data));

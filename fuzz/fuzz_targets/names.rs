@@ -1,0 +1,4 @@
+//! `names`: see `satchel_fuzz::checks::names` for the input format and the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| satchel_fuzz::checks::names::check(data));

@@ -1,0 +1,4 @@
+//! `response_head`: see `satchel_fuzz::checks::response_head` for the input format and the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| satchel_fuzz::checks::response_head::check(data));

@@ -1,0 +1,401 @@
+//! An in-memory site for the server-side targets: a mutable file set, a small board cache, a
+//! miniature driver and a strict response reader.
+
+use core::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use satchel_core::cache::{ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig};
+use satchel_core::cache::{ContentCache, Region, Slot};
+use satchel_core::http::etag::ETag;
+use satchel_core::listing::{Entry, ListingWriter};
+use satchel_core::path::SafePath;
+use satchel_core::serve::{BodyRef, Config, Connection, Site};
+use satchel_core::source::SourceError;
+use satchel_core::source::{FileKind, FileSource, FileVersion, ListingStyle, Metadata};
+use satchel_core::time::Instant;
+
+/// Bytes in the site's cache arena.
+pub const CACHE_BYTES: usize = 8 * 1024;
+/// Files above this many bytes bypass the cache (and stream from the "file").
+pub const MAX_CACHED: usize = 4 * 1024;
+/// The connection's TX buffer, as the server tests use.
+pub const TX: usize = 4096;
+
+/// The board cache of the site: 8 entries, 16 buckets, [`CACHE_BYTES`] bytes.
+pub type BoardCache = ArrayCache<8, 16, CACHE_BYTES>;
+
+/// One version of a file: what an open file keeps reading even after the path is replaced
+/// (the file system's inode semantics).
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The content.
+    pub data: Vec<u8>,
+    /// Its metadata (a file).
+    pub meta: Metadata,
+}
+
+impl Snapshot {
+    /// The `ETag` the server derives for this version.
+    pub fn etag(&self) -> ETag {
+        ETag::from_version(&self.meta.version)
+    }
+}
+
+/// A file set in memory whose files can be replaced while the server runs.
+#[derive(Debug, Default)]
+pub struct MemSource {
+    files: RefCell<Vec<(Vec<u8>, Rc<Snapshot>)>>,
+    next_id: Cell<u64>,
+}
+
+impl MemSource {
+    /// Adds (or replaces, as a rename over it would) the file at normalised `path`.
+    pub fn put(&self, path: &[u8], data: Vec<u8>, modified: Option<u64>) -> Rc<Snapshot> {
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        let snap = Rc::new(Snapshot {
+            meta: Metadata {
+                kind: FileKind::File,
+                version: FileVersion {
+                    len: data.len() as u64,
+                    stamp: modified.unwrap_or(0).wrapping_mul(1_000_000_000),
+                    id,
+                },
+                modified,
+            },
+            data,
+        });
+        let mut files = self.files.borrow_mut();
+        match files.iter_mut().find(|(p, _)| p == path) {
+            Some(slot) => slot.1 = Rc::clone(&snap),
+            None => files.push((path.to_vec(), Rc::clone(&snap))),
+        }
+        snap
+    }
+
+    /// The current version of the file at normalised `path`.
+    pub fn get(&self, path: &[u8]) -> Option<Rc<Snapshot>> {
+        let files = self.files.borrow();
+        files
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, s)| Rc::clone(s))
+    }
+
+    /// Whether normalised `path` is a folder (the root, or a proper prefix of a file's path).
+    pub fn is_dir(&self, path: &[u8]) -> bool {
+        path.is_empty()
+            || self
+                .files
+                .borrow()
+                .iter()
+                .any(|(p, _)| p.len() > path.len() && p.starts_with(path) && p[path.len()] == b'/')
+    }
+}
+
+impl FileSource for MemSource {
+    type File = Rc<Snapshot>;
+    type Listing = Vec<u8>;
+
+    fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+        if let Some(snap) = self.get(path.as_bytes()) {
+            return Ok(snap.meta);
+        }
+        if self.is_dir(path.as_bytes()) {
+            return Ok(Metadata {
+                kind: FileKind::Dir,
+                version: FileVersion::default(),
+                modified: None,
+            });
+        }
+        Err(SourceError::NotFound)
+    }
+
+    fn open(&self, path: &SafePath<'_>) -> Result<(Rc<Snapshot>, Metadata), SourceError> {
+        let snap = self.get(path.as_bytes()).ok_or(SourceError::NotFound)?;
+        let meta = snap.meta;
+        Ok((snap, meta))
+    }
+
+    fn file_metadata(&self, file: &Rc<Snapshot>) -> Result<Metadata, SourceError> {
+        Ok(file.meta)
+    }
+
+    fn read_at(
+        &self,
+        file: &Rc<Snapshot>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, SourceError> {
+        let data = &file.data;
+        let start = usize::try_from(offset).map_or(data.len(), |o| o.min(data.len()));
+        let n = buf.len().min(data.len() - start);
+        buf[..n].copy_from_slice(&data[start..start + n]);
+        Ok(n)
+    }
+
+    fn listing(&self, path: &SafePath<'_>, style: ListingStyle) -> Result<Vec<u8>, SourceError> {
+        let dir = path.as_bytes();
+        let mut out =
+            ListingWriter::begin(String::new(), style, dir).map_err(|_| SourceError::Io)?;
+        let prefix_len = if dir.is_empty() { 0 } else { dir.len() + 1 };
+        for (p, snap) in self.files.borrow().iter() {
+            if p.len() <= prefix_len || !p.starts_with(dir) {
+                continue;
+            }
+            if !dir.is_empty() && p[dir.len()] != b'/' {
+                continue;
+            }
+            let rest = &p[prefix_len..];
+            let (name, is_dir) = match rest.iter().position(|&b| b == b'/') {
+                Some(i) => (&rest[..i], true),
+                None => (rest, false),
+            };
+            let entry = Entry {
+                name,
+                is_dir,
+                size: snap.meta.version.len,
+            };
+            out.entry(&entry).map_err(|_| SourceError::Io)?;
+        }
+        let text = out.finish().map_err(|_| SourceError::Io)?;
+        Ok(text.into_bytes())
+    }
+}
+
+/// A site over a [`MemSource`] and a [`BoardCache`]; no clock, so no `Date`.
+pub struct MemSite {
+    /// The files.
+    pub source: MemSource,
+    /// The shared cache.
+    pub cache: RefCell<BoardCache>,
+    /// The server configuration.
+    pub config: Config,
+}
+
+impl MemSite {
+    /// An empty site with the host configuration and a cache that stores every file up to
+    /// [`MAX_CACHED`] bytes on its first GET.
+    pub fn new(config: Config) -> Self {
+        let store = ArenaStore::new([0u8; CACHE_BYTES], [const { Region::new() }; 8])
+            .expect("eight region records");
+        let cache = Cache::new(
+            store,
+            [const { Slot::new() }; 8],
+            [const { Bucket::new() }; 16],
+            CacheConfig {
+                max_entry_bytes: MAX_CACHED,
+                large_bytes: MAX_CACHED,
+                small_percent: 10,
+            },
+        )
+        .expect("16 buckets for 8 slots");
+        Self {
+            source: MemSource::default(),
+            cache: RefCell::new(cache),
+            config,
+        }
+    }
+}
+
+impl Site for MemSite {
+    type Source = MemSource;
+    type Cache = RefCell<BoardCache>;
+
+    fn source(&self) -> &MemSource {
+        &self.source
+    }
+
+    fn cache(&self) -> &RefCell<BoardCache> {
+        &self.cache
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// A connection with the peer's side of the socket: bytes received but not consumed, and
+/// bytes sent so far.
+pub struct Peer<'s> {
+    /// The site served.
+    pub site: &'s MemSite,
+    /// The connection under test.
+    pub conn: Connection<'s, MemSite, TX>,
+    /// The fake clock, in milliseconds.
+    pub now: u64,
+    /// Received, not yet consumed.
+    pub pending: Vec<u8>,
+    /// Everything the server sent.
+    pub out: Vec<u8>,
+}
+
+impl<'s> Peer<'s> {
+    /// A connection accepted at time 0.
+    pub fn new(site: &'s MemSite) -> Self {
+        Self {
+            site,
+            conn: Connection::new(site, Instant::from_millis(0)),
+            now: 0,
+            pending: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// The current instant.
+    pub fn instant(&self) -> Instant {
+        Instant::from_millis(self.now)
+    }
+
+    /// Offers the pending bytes once; returns those consumed (removed from `pending`).
+    pub fn offer(&mut self) -> Vec<u8> {
+        let n = self.conn.handle_input(self.instant(), &self.pending);
+        assert!(n <= self.pending.len(), "consumed more than offered");
+        self.pending.drain(..n).collect()
+    }
+
+    /// Sends at most `max` bytes of what the connection offers and reports them; `None` when it
+    /// offers nothing.
+    pub fn send(&mut self, max: usize) -> Option<usize> {
+        let now = self.instant();
+        let tx = self.conn.poll_transmit()?;
+        let mut sent = Vec::new();
+        sent.extend_from_slice(&tx.head[..tx.head.len().min(max)]);
+        let room = max - sent.len();
+        let offered = tx.head.len() as u64 + tx.body.len();
+        assert!(offered > 0, "poll_transmit offered an empty transmit");
+        match tx.body {
+            BodyRef::None => {}
+            BodyRef::Cached {
+                handle,
+                offset,
+                len,
+            } => {
+                let mut buf = vec![0u8; len.min(room)];
+                let got = self.site.cache().copy_out(handle, offset, &mut buf);
+                assert_eq!(got, buf.len(), "cached body shorter than planned");
+                sent.extend_from_slice(&buf);
+            }
+            BodyRef::File { file, offset, len } => {
+                let want = usize::try_from(len).unwrap_or(usize::MAX).min(room);
+                let mut buf = vec![0u8; want];
+                let got = self
+                    .site
+                    .source()
+                    .read_at(file, offset, &mut buf)
+                    .expect("memory files always read");
+                assert_eq!(got, want, "file body shorter than planned");
+                sent.extend_from_slice(&buf);
+            }
+            BodyRef::Listing {
+                listing,
+                offset,
+                len,
+            } => {
+                let part = listing
+                    .get(offset..offset + len.min(room))
+                    .expect("listing range inside the listing");
+                sent.extend_from_slice(part);
+            }
+        }
+        let n = sent.len();
+        self.out.extend_from_slice(&sent);
+        self.conn.transmitted(now, n);
+        Some(n)
+    }
+
+    /// Alternates offering input and sending everything until neither makes progress.
+    pub fn run(&mut self) {
+        loop {
+            let consumed = !self.offer().is_empty();
+            let mut sent = false;
+            while self.send(usize::MAX).is_some() {
+                sent = true;
+            }
+            if !consumed && !sent {
+                break;
+            }
+        }
+    }
+}
+
+/// One response as the peer reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The header fields, in order.
+    pub headers: Vec<(String, String)>,
+    /// The head's length in bytes, final empty line included.
+    pub head_len: usize,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The value of the first field named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `Content-Length`, parsed.
+    pub fn content_length(&self) -> Option<u64> {
+        self.header("content-length").map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("bad Content-Length {v:?}"))
+        })
+    }
+
+    /// Whether the server announced it closes after this response.
+    pub fn closes(&self) -> bool {
+        self.header("connection") == Some("close")
+    }
+}
+
+/// Reads one response from the front of `buf` as a strict client would: `None` when it is not
+/// complete yet. `head_only` is for the answer to a HEAD (no body whatever the length says).
+///
+/// # Panics
+/// On anything PROTOCOL.md rules out: a malformed status line or field, a response other than
+/// 304 without `Content-Length`, a 304 with a body.
+pub fn read_response(buf: &[u8], head_only: bool) -> Option<(Response, usize)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..end - 4]).expect("response head is ASCII");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("bad field line {line:?}"));
+        assert!(
+            !name.is_empty() && !name.contains(' '),
+            "bad field {line:?}"
+        );
+        headers.push((name.to_owned(), value.to_owned()));
+    }
+    let mut response = Response {
+        status,
+        headers,
+        head_len: end,
+        body: Vec::new(),
+    };
+    let len = match (response.content_length(), status) {
+        (None, 304) => 0,
+        (Some(_), 304) => panic!("304 with Content-Length"),
+        (None, _) => panic!("{status} without Content-Length"),
+        (Some(len), _) => len,
+    };
+    let body_len = if head_only { 0 } else { len as usize };
+    let body = buf.get(end..end + body_len)?;
+    response.body = body.to_vec();
+    Some((response, end + body_len))
+}
