@@ -116,7 +116,11 @@ impl ShardedCache {
     ///
     /// Shards are as many as allow each to hold four of the largest cacheable files (so sharding
     /// never makes a file uncacheable), at most [`MAX_SHARDS`], and a power of two.
+    /// Every entry is charged at least [`ENTRY_OVERHEAD`] bytes, so no more than
+    /// `bytes / ENTRY_OVERHEAD` entries can ever be held: the index is not made larger than
+    /// that (each index slot costs about 100 bytes of memory outside `bytes`).
     pub(crate) fn new(bytes: usize, entries: usize, max_file: u64) -> Self {
+        let entries = entries.min(bytes / ENTRY_OVERHEAD).max(1);
         let max_file_usize = usize::try_from(max_file).unwrap_or(usize::MAX);
         let by_size = bytes / max_file_usize.saturating_mul(4).max(1);
         let by_entries = entries / 16;
@@ -157,6 +161,11 @@ impl ShardedCache {
     /// How many shards there are.
     pub(crate) fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    /// How many files the cache can hold in all.
+    pub(crate) fn entries_capacity(&self) -> usize {
+        self.stats().entries_capacity
     }
 }
 

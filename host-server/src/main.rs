@@ -53,7 +53,8 @@ struct Args {
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     cache_size: u64,
 
-    /// Files the cache may hold at once.
+    /// Files the cache may hold at once (at most one per 64 bytes of --cache-size: each entry
+    /// is charged 64 bytes of bookkeeping).
     #[arg(long, default_value_t = 16384)]
     cache_entries: usize,
 
@@ -166,17 +167,17 @@ fn run(args: Args) -> Result<()> {
     let addr = listeners[0].local_addr().context("listener address")?;
     let shared = Arc::new(Shared::new(max_connections, args.quiet));
 
-    println!("listening on {addr}");
+    say(format_args!("listening on {addr}"));
     if !args.quiet {
-        println!(
+        say(format_args!(
             "serving {} with {} worker(s), cache {} bytes / {} entries in {} shard(s), files above {} bytes streamed",
             site.source_root().display(),
             workers,
             args.cache_size,
-            args.cache_entries,
+            site.cache().entries_capacity(),
             site.cache().shard_count(),
             args.max_cached_file
-        );
+        ));
     }
     flush_stdout();
 
@@ -208,7 +209,7 @@ fn run(args: Args) -> Result<()> {
 
     if !args.quiet {
         let s = site.cache().stats();
-        println!(
+        say(format_args!(
             "shutdown: cache hits={} misses={} insertions={} evictions={} bypasses={} stale={} bytes_used={} entries={} | requests={}",
             s.hits,
             s.misses,
@@ -219,10 +220,17 @@ fn run(args: Args) -> Result<()> {
             s.bytes_used,
             s.entries,
             shared.requests.load(Ordering::Relaxed)
-        );
+        ));
         flush_stdout();
     }
     Ok(())
+}
+
+/// One line on stdout. A closed stdout (`satchel-server | head`) is not an error worth dying
+/// for: the line is dropped (Rust ignores SIGPIPE, and `println!` would panic on EPIPE).
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 fn flush_stdout() {

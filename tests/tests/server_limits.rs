@@ -308,3 +308,53 @@ fn access_log_has_one_line_per_request() {
     assert!(fields[6].ends_with("us"), "{a}");
     assert!(b.contains(" GET /nope 404 "), "{b}");
 }
+
+/// A closed stdout (`satchel-server | head -1`) must not kill the server: the access log and
+/// the shutdown summary are dropped, requests are still served, SIGTERM still exits 0.
+#[test]
+fn closed_stdout_is_not_fatal() {
+    use std::io::BufRead;
+    let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
+    let mut child = Command::new(bin_path("satchel-server"))
+        .arg("0")
+        .arg(dir.path())
+        .args(["--bind", "127.0.0.1", "--workers", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    drop(out); // the reader goes away, like `head -1`
+    for _ in 0..3 {
+        assert_eq!(raw::get(addr, "/a.txt").status, 200);
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "server did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
