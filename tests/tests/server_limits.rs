@@ -358,3 +358,62 @@ fn closed_stdout_is_not_fatal() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The host's glue (epoll loop, pending buffers, lingering close) under hostile bytes: many
+/// connections sending seeded garbage, partial heads, pipelined junk and abrupt closes. The
+/// server stays up and keeps serving.
+#[test]
+fn hostile_bytes_do_not_take_the_server_down() {
+    let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
+    let server = Server::start(dir.path(), &["--quiet", "--head-timeout", "2s"]);
+    let addr = server.addr();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let pieces: [&[u8]; 8] = [
+        b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /a.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\n\r\n",
+        b"\r\n\r\n\r\n",
+        b"GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nX: \x01\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999\r\n\r\n",
+        b"GET /a.txt HTTP/1.1\r\nHo",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    ];
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+            continue;
+        };
+        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut bytes = Vec::new();
+        for _ in 0..(next() % 6) {
+            if next() % 3 == 0 {
+                bytes.extend((0..(next() % 3000)).map(|_| next() as u8));
+            } else {
+                bytes.extend_from_slice(pieces[(next() % 8) as usize]);
+            }
+        }
+        let _ = s.write_all(&bytes);
+        match i % 3 {
+            0 => drop(s), // abrupt close, maybe with unread data
+            1 => {
+                let _ = s.shutdown(std::net::Shutdown::Write); // half-close
+                held.push(s);
+            }
+            _ => held.push(s), // stays open mid-head
+        }
+    }
+    // Still serving, promptly.
+    for _ in 0..5 {
+        let r = raw::get(addr, "/a.txt");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"a\n"[..]));
+    }
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(raw::get(addr, "/a.txt").status, 200);
+}
