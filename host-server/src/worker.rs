@@ -28,8 +28,10 @@ use crate::site::{HostSite, Shared};
 const TX: usize = 4096;
 /// Size of the read buffer shared by a worker's connections.
 const READ_CHUNK: usize = 16 * 1024;
-/// Largest `sendfile` call: many bounded calls measured faster here than one huge one.
-const SENDFILE_CHUNK: usize = 512 * 1024;
+/// Largest `sendfile` call. Measured here (256 MiB, one connection, 3 interleaved rounds):
+/// 1 MiB chunks beat 512 KiB in every round (3.55/2.73/3.67 against 2.40/2.62/3.57 GB/s);
+/// 128 and 256 KiB were slower, 2 MiB no better.
+const SENDFILE_CHUNK: usize = 1024 * 1024;
 /// How often timeouts are checked.
 const SWEEP: Duration = Duration::from_millis(250);
 /// How long a closing connection may linger, draining what the peer still sends, so that the
