@@ -19,6 +19,35 @@ fn root_with(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
     dir
 }
 
+/// Sends `GET path` and reads until at least 1 MiB of the response has arrived.
+fn start_streaming(addr: std::net::SocketAddr, path: &str) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < 1 << 20 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection ended before 1 MiB");
+        got.extend_from_slice(&buf[..n]);
+    }
+    (s, got)
+}
+
+/// Reads until the server closes (or the read times out); returns the body after the head.
+fn read_rest(s: &mut TcpStream, mut got: Vec<u8>) -> Vec<u8> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    got.split_off(head_end)
+}
+
 #[test]
 fn past_the_cap_a_client_gets_503_with_retry_after() {
     let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
@@ -154,31 +183,14 @@ fn truncated_while_streaming_ends_cleanly() {
     let big = content(64 << 20, 0);
     let dir = root_with(&[("big.bin", big.clone())]);
     let server = Server::start(dir.path(), &["--quiet", "--max-cached-file", "1MiB"]);
-    let mut s = TcpStream::connect(server.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    while got.len() < 1 << 20 {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0);
-        got.extend_from_slice(&buf[..n]);
-    }
+    let (mut s, got) = start_streaming(server.addr(), "/big.bin");
     fs::OpenOptions::new()
         .write(true)
         .open(dir.path().join("big.bin"))
         .unwrap()
         .set_len(8 << 20)
         .unwrap();
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let body = &got[head_end..];
+    let body = &read_rest(&mut s, got);
     assert!(
         body.len() < big.len(),
         "connection must end before the announced length"
@@ -244,30 +256,14 @@ fn sigterm_finishes_in_flight_then_exits_zero() {
     let big = content(32 << 20, 0);
     let dir = root_with(&[("big.bin", big.clone())]);
     let mut server = Server::start(dir.path(), &["--max-cached-file", "1MiB"]);
-    let mut s = TcpStream::connect(server.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    while got.len() < 1 << 20 {
-        let n = s.read(&mut buf).unwrap();
-        got.extend_from_slice(&buf[..n]);
-    }
+    let (mut s, got) = start_streaming(server.addr(), "/big.bin");
     let status = Command::new("kill")
         .args(["-TERM", &server.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert!(
-        got[head_end..] == big[..],
+        read_rest(&mut s, got) == big,
         "the response in flight completes"
     );
     assert_eq!(server.wait_exit(Duration::from_secs(15)), Some(0));
