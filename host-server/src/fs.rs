@@ -119,9 +119,12 @@ impl FileSource for FsSource {
         } else {
             path.as_bytes()
         };
-        rustix::fs::statat(self.root.as_fd(), rel, AtFlags::empty())
-            .map(|st| metadata_from(&st))
-            .map_err(map_errno)
+        // Reused within a batch of requests when that is sound (see `probes`).
+        crate::probes::probe(rel, || {
+            rustix::fs::statat(self.root.as_fd(), rel, AtFlags::empty())
+                .map(|st| metadata_from(&st))
+                .map_err(map_errno)
+        })
     }
 
     fn open(&self, path: &SafePath<'_>) -> Result<(OwnedFd, Metadata), SourceError> {

@@ -7,6 +7,7 @@
 mod cache;
 mod clock;
 mod fs;
+mod probes;
 mod site;
 mod worker;
 

@@ -4,7 +4,9 @@
 //! Per request on a kept-alive connection the loop makes two system calls in the common case:
 //! one `read` (a short read means the socket is drained, so no second read to see `EAGAIN`) and
 //! one `writev` of the response head together with the cached body. Bodies of uncached files
-//! go out with `sendfile` in bounded chunks. Timeouts are checked by a sweep every
+//! go out with `sendfile` in bounded chunks. Each turn of the loop first reads every ready
+//! socket, then handles what came, so that one `stat` per path validates the cache for all the
+//! turn's requests ([`probes`]). Timeouts are checked by a sweep every
 //! [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
 
 use std::io::{self, IoSlice, Read, Write};
@@ -21,6 +23,7 @@ use satchel_core::http::response::CacheStatus;
 use satchel_core::serve::{BodyRef, Connection, ResponseInfo};
 
 use crate::clock::{self, now};
+use crate::probes;
 use crate::site::{HostSite, Shared};
 
 /// Bytes of response head buffer per connection: fits a `301` whose `Location` is the longest
@@ -134,11 +137,25 @@ struct Slot<'s> {
     pending: Vec<u8>,
     /// The socket may have bytes to read (edge-triggered: cleared only on a short read or EAGAIN).
     readable: bool,
+    /// The number of the read that delivered the newest bytes (see [`probes`]).
+    received: u64,
     /// The peer closed its side.
     eof: bool,
+    /// The connection was told about `eof`.
+    eof_handled: bool,
+    /// Reading failed (a reset): nothing more can be sent either.
+    failed: bool,
     /// The status of the last response, to decide whether closing needs to linger.
     last_status: u16,
     log: Option<PendingLog>,
+}
+
+/// What one `read` gave.
+enum Received {
+    Bytes(usize),
+    Eof,
+    Blocked,
+    Failed,
 }
 
 /// What the loop should do with a connection after driving it.
@@ -160,6 +177,8 @@ pub(crate) struct Worker<'s> {
     free: Vec<usize>,
     open: usize,
     read_buf: Box<[u8]>,
+    /// Connections with something to do in this turn of the loop.
+    ready: Vec<usize>,
     lingering: Vec<(TcpStream, std::time::Instant)>,
     /// Accepting stopped on EMFILE/ENFILE; retried at each sweep.
     accept_stalled: bool,
@@ -189,6 +208,7 @@ impl<'s> Worker<'s> {
             free: Vec::new(),
             open: 0,
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            ready: Vec::new(),
             lingering: Vec::new(),
             accept_stalled: false,
             log: Vec::with_capacity(64 * 1024),
@@ -227,11 +247,12 @@ impl<'s> Worker<'s> {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
                                 slot.readable = true;
                             }
-                            self.drive(id);
+                            self.ready.push(id);
                         }
                     }
                 }
             }
+            self.serve_ready();
             if shutdown_deadline.is_none() && self.shared.shutting_down() {
                 shutdown_deadline = Some(std::time::Instant::now() + SHUTDOWN_GRACE);
                 self.begin_shutdown();
@@ -260,6 +281,23 @@ impl<'s> Worker<'s> {
             .requests
             .fetch_add(self.requests, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Serves the connections that became ready: first every one of them takes in what it
+    /// received, then each is driven. Reading all before handling any lets one `stat` of a path
+    /// validate the cache for every request of the turn (see [`probes`]).
+    fn serve_ready(&mut self) {
+        let mut ready = std::mem::take(&mut self.ready);
+        for &id in &ready {
+            if let Some(Some(slot)) = self.slots.get_mut(id) {
+                slot.receive(&mut self.read_buf);
+            }
+        }
+        for &id in &ready {
+            self.drive(id);
+        }
+        ready.clear();
+        self.ready = ready;
     }
 
     fn begin_shutdown(&mut self) {
@@ -327,11 +365,14 @@ impl<'s> Worker<'s> {
             conn: Connection::new(self.site, now()),
             pending: Vec::new(),
             readable: true,
+            received: 0,
             eof: false,
+            eof_handled: false,
+            failed: false,
             last_status: 0,
             log: None,
         }));
-        self.drive(id);
+        self.ready.push(id);
     }
 
     /// Runs a connection until it must wait for the socket, then closes it if it is done.
@@ -414,6 +455,7 @@ impl<'s> Worker<'s> {
         });
         if self.accept_stalled {
             self.accept_all();
+            self.serve_ready();
         }
     }
 
@@ -435,9 +477,55 @@ struct Ctx<'a> {
 }
 
 impl Slot<'_> {
+    /// The first half of a turn: one read of what the socket holds, kept for [`Slot::pump`].
+    /// Only when nothing is pending or being sent, so that a client that does not read its
+    /// responses cannot make the server buffer its requests.
+    fn receive(&mut self, read_buf: &mut [u8]) {
+        if !self.readable || self.eof || !self.pending.is_empty() || self.conn.is_sending() {
+            return;
+        }
+        if let Received::Bytes(n) = self.read_once(read_buf) {
+            self.pending.extend_from_slice(&read_buf[..n]);
+        }
+    }
+
+    /// One `read`, with its outcome recorded in the slot's flags.
+    fn read_once(&mut self, read_buf: &mut [u8]) -> Received {
+        loop {
+            return match self.sock.read(read_buf) {
+                Ok(0) => {
+                    self.readable = false;
+                    self.eof = true;
+                    Received::Eof
+                }
+                Ok(n) => {
+                    if n < read_buf.len() {
+                        // A short read drained the socket; the next bytes raise a new edge.
+                        self.readable = false;
+                    }
+                    self.received = probes::received();
+                    Received::Bytes(n)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    Received::Blocked
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.failed = true;
+                    self.eof = true;
+                    Received::Failed
+                }
+            };
+        }
+    }
+
     /// Sends what is owed, feeds what was received, reads more; until the socket would block.
     fn pump(&mut self, read_buf: &mut [u8], mut ctx: Ctx<'_>) -> Flow {
         loop {
+            if self.failed {
+                return Flow::Close;
+            }
             match self.send(&mut ctx) {
                 Ok(true) => {}
                 Ok(false) => return Flow::Wait,
@@ -448,6 +536,7 @@ impl Slot<'_> {
             }
             if !self.pending.is_empty() {
                 let mut pending = std::mem::take(&mut self.pending);
+                probes::handling(self.received);
                 let consumed = self.conn.handle_input(now(), &pending);
                 if consumed > 0 {
                     self.after_request(&pending[..consumed], &mut ctx);
@@ -458,22 +547,19 @@ impl Slot<'_> {
                     continue;
                 }
             }
+            if self.eof && !self.eof_handled {
+                self.eof_handled = true;
+                self.conn.handle_eof(now());
+                continue;
+            }
             if !self.readable || self.eof {
                 return Flow::Wait;
             }
-            match self.sock.read(read_buf) {
-                Ok(0) => {
-                    self.readable = false;
-                    self.eof = true;
-                    self.conn.handle_eof(now());
-                }
-                Ok(n) => {
-                    if n < read_buf.len() {
-                        // A short read drained the socket; the next bytes raise a new edge.
-                        self.readable = false;
-                    }
+            match self.read_once(read_buf) {
+                Received::Bytes(n) => {
                     let data = &read_buf[..n];
                     if self.pending.is_empty() {
+                        probes::handling(self.received);
                         let consumed = self.conn.handle_input(now(), data);
                         if consumed > 0 {
                             self.after_request(&data[..consumed], &mut ctx);
@@ -483,12 +569,8 @@ impl Slot<'_> {
                         self.pending.extend_from_slice(data);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    return Flow::Wait;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Flow::Close,
+                Received::Eof | Received::Failed => {}
+                Received::Blocked => return Flow::Wait,
             }
         }
     }

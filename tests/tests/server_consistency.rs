@@ -138,3 +138,83 @@ fn in_place_rewrites_never_leave_a_mix_in_the_cache() {
         assert!(r.body == last, "the cache kept a mixed or old version");
     }
 }
+
+/// The server validates a cached file once per path for a whole batch of requests received
+/// together; a change must still reach every request sent after it completed. Many keep-alive
+/// connections send at once (so batches are large) while a writer publishes numbered versions;
+/// a response may never carry a version older than the one published before its request left.
+#[test]
+fn a_change_is_seen_by_every_request_sent_after_it() {
+    const CONNS: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.txt");
+    let body = |n: u64| format!("{n:020}\n").repeat(32);
+    fs::write(&path, body(0)).unwrap();
+    let server = Server::start(dir.path(), &["--quiet", "--workers", "1"]);
+    let addr = server.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    // The newest version whose rename has returned.
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+
+    let writer = {
+        let (stop, published) = (Arc::clone(&stop), Arc::clone(&published));
+        let dir = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let tmp = dir.join(format!("n.tmp{n}"));
+                fs::write(&tmp, body(n)).unwrap();
+                fs::rename(&tmp, dir.join("n.txt")).unwrap();
+                published.store(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            n
+        })
+    };
+
+    let checked = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, published, checked) = (
+                Arc::clone(&stop),
+                Arc::clone(&published),
+                Arc::clone(&checked),
+            );
+            std::thread::spawn(move || {
+                let mut conns: Vec<Conn> = (0..CONNS).map(|_| Conn::open(addr)).collect();
+                while !stop.load(Ordering::Relaxed) {
+                    let floor = published.load(Ordering::SeqCst);
+                    for c in &mut conns {
+                        c.get("/n.txt", "");
+                    }
+                    for c in &mut conns {
+                        let r = c.response(false).expect("a response");
+                        assert_eq!(r.status, 200);
+                        let text = std::str::from_utf8(&r.body).unwrap();
+                        let seen: u64 = text[..20].parse().unwrap();
+                        assert!(
+                            seen >= floor,
+                            "version {seen} served after version {floor} was published"
+                        );
+                        assert_eq!(text, body(seen), "a whole version");
+                        checked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let versions = writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert!(versions > 100, "the file changed {versions} times");
+    assert!(
+        checked.load(Ordering::Relaxed) > 1000,
+        "{} responses checked",
+        checked.load(Ordering::Relaxed)
+    );
+}
