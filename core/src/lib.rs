@@ -25,6 +25,7 @@
 //! Nothing a peer sends can panic the core: parsers return `Status::Partial` for incomplete
 //! input and an error that knows its HTTP status for bad input; capacity failures are values.
 #![no_std]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),

@@ -94,6 +94,12 @@ struct Args {
     /// No access log on stdout (and no cache summary at exit).
     #[arg(long)]
     quiet: bool,
+
+    /// Accept connections as soon as the handshake completes, not when the client's first bytes
+    /// arrive (TCP_DEFER_ACCEPT, on by default: it saves a wakeup per connection, and clients
+    /// that connect without sending hold no slot until they have waited a second).
+    #[arg(long)]
+    no_defer_accept: bool,
 }
 
 fn main() -> ExitCode {
@@ -163,8 +169,12 @@ fn run(args: Args) -> Result<()> {
     let site = HostSite::new(source, cache, config);
 
     let bind = args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-    let listeners = worker::bind_listeners(SocketAddr::new(bind, args.port), workers)
-        .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
+    let listeners = worker::bind_listeners(
+        SocketAddr::new(bind, args.port),
+        workers,
+        !args.no_defer_accept,
+    )
+    .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
     let shared = Arc::new(Shared::new(max_connections, args.quiet));
 
@@ -188,7 +198,8 @@ fn run(args: Args) -> Result<()> {
         for (i, listener) in listeners.into_iter().enumerate() {
             let site = &site;
             let shared = Arc::clone(&shared);
-            let w = worker::Worker::new(site, shared, listener).context("creating worker")?;
+            let w = worker::Worker::new(site, shared, listener, !args.no_defer_accept)
+                .context("creating worker")?;
             signals.add_waker(w.waker());
             handles.push(
                 std::thread::Builder::new()

@@ -31,6 +31,8 @@ use crate::site::{HostSite, Shared};
 const TX: usize = 4096;
 /// Size of the read buffer shared by a worker's connections.
 const READ_CHUNK: usize = 16 * 1024;
+/// How long a deferred accept waits for a silent client's first bytes.
+const DEFER_ACCEPT_SECS: libc::c_int = 1;
 /// Largest `sendfile` call. Measured here (256 MiB, one connection, 3 interleaved rounds):
 /// 1 MiB chunks beat 512 KiB in every round (3.55/2.73/3.67 against 2.40/2.62/3.57 GB/s);
 /// 128 and 256 KiB were slower, 2 MiB no better.
@@ -50,9 +52,12 @@ const WAKER: Token = Token(usize::MAX);
 
 /// Binds `count` listeners on `addr` with `SO_REUSEPORT`, so the kernel spreads new
 /// connections over the workers. Port 0 is resolved by the first bind and reused.
+/// With `defer_accept`, a connection is handed over only once its first bytes have arrived (or
+/// after [`DEFER_ACCEPT_SECS`] without any).
 pub(crate) fn bind_listeners(
     addr: SocketAddr,
     count: usize,
+    defer_accept: bool,
 ) -> io::Result<Vec<std::net::TcpListener>> {
     use socket2::{Domain, Protocol, Socket, Type};
     let mut addr = addr;
@@ -69,6 +74,9 @@ pub(crate) fn bind_listeners(
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt here
         // instead of one per connection.
         socket.set_tcp_nodelay(true)?;
+        if defer_accept {
+            set_defer_accept(&socket, DEFER_ACCEPT_SECS)?;
+        }
         socket.bind(&addr.into())?;
         socket.listen(4096)?;
         let listener: std::net::TcpListener = socket.into();
@@ -78,6 +86,37 @@ pub(crate) fn bind_listeners(
         out.push(listener);
     }
     Ok(out)
+}
+
+/// `TCP_DEFER_ACCEPT` on a listener: the kernel completes the handshake but wakes the server
+/// only when the client's first bytes arrive, so a new connection costs one turn of the loop
+/// (accept, read, answer) instead of two, and clients that connect and say nothing hold no
+/// slot. Apache httpd does the same by default on Linux (`AcceptFilter http data`). A client
+/// silent for `secs` is handed over anyway (and then meets the usual timeouts).
+///
+/// Neither std (unstable), socket2, rustix nor nix offers this option, hence the one `unsafe`
+/// call of the workspace, on a descriptor borrowed for the call.
+#[allow(unsafe_code)]
+fn set_defer_accept(socket: &socket2::Socket, secs: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the descriptor is open for the whole call (borrowed from `socket`); the option
+    // value is a live, aligned `c_int` and `len` is its exact size; the kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&secs).cast::<libc::c_void>(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// SIGINT/SIGTERM: the first asks every worker to finish and stop; a second one exits at once.
@@ -135,6 +174,8 @@ struct Slot<'s> {
     /// Received bytes the connection has not consumed yet (an incomplete head, or pipelined
     /// requests waiting for the response before them). Empty in the common case.
     pending: Vec<u8>,
+    /// What the socket is registered for in the worker's epoll set (`None`: not registered).
+    interest: Option<Interest>,
     /// The socket may have bytes to read (edge-triggered: cleared only on a short read or EAGAIN).
     readable: bool,
     /// The number of the read that delivered the newest bytes (see [`probes`]).
@@ -160,8 +201,8 @@ enum Received {
 
 /// What the loop should do with a connection after driving it.
 enum Flow {
-    /// Wait for the next readiness event.
-    Wait,
+    /// Wait for the next readiness event: the socket's room to write (`write`), or bytes.
+    Wait { write: bool },
     /// Close it (after lingering if the peer may still be sending).
     Close,
 }
@@ -182,6 +223,8 @@ pub(crate) struct Worker<'s> {
     lingering: Vec<(TcpStream, std::time::Instant)>,
     /// Accepting stopped on EMFILE/ENFILE; retried at each sweep.
     accept_stalled: bool,
+    /// Read a new connection at once (deferred accept: its request is usually there).
+    eager_read: bool,
     log: Vec<u8>,
     requests: usize,
 }
@@ -191,6 +234,7 @@ impl<'s> Worker<'s> {
         site: &'s HostSite,
         shared: Arc<Shared>,
         listener: std::net::TcpListener,
+        defer_accept: bool,
     ) -> Result<Self> {
         let poll = Poll::new().context("epoll")?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("waker")?);
@@ -211,6 +255,7 @@ impl<'s> Worker<'s> {
             ready: Vec::new(),
             lingering: Vec::new(),
             accept_stalled: false,
+            eager_read: defer_accept,
             log: Vec::with_capacity(64 * 1024),
             requests: 0,
         })
@@ -344,27 +389,16 @@ impl<'s> Worker<'s> {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        if self
-            .poll
-            .registry()
-            .register(
-                &mut sock,
-                Token(id),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .is_err()
-        {
-            self.free.push(id);
-            self.shared.release();
-            return;
-        }
         self.open += 1;
         self.slots[id] = Some(Box::new(Slot {
             sock,
             peer,
             conn: Connection::new(self.site, now()),
             pending: Vec::new(),
-            readable: true,
+            interest: None,
+            // With deferred accept the request is usually there already; otherwise a read now
+            // would only see EAGAIN, and registering reports the data when it comes.
+            readable: self.eager_read,
             received: 0,
             eof: false,
             eof_handled: false,
@@ -386,7 +420,27 @@ impl<'s> Worker<'s> {
             requests: &mut self.requests,
         };
         match slot.pump(&mut self.read_buf, ctx) {
-            Flow::Wait => {}
+            Flow::Wait { write } => {
+                // Writability is asked for only once a write has blocked (then kept: a
+                // connection that streamed once may well stream again), so that short exchanges
+                // cost no EPOLLOUT wakeups; a connection that never waits is never registered.
+                let wanted = if write || slot.interest.is_some_and(|i| i.is_writable()) {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                if slot.interest != Some(wanted) {
+                    let registry = self.poll.registry();
+                    let done = match slot.interest {
+                        None => registry.register(&mut slot.sock, Token(id), wanted),
+                        Some(_) => registry.reregister(&mut slot.sock, Token(id), wanted),
+                    };
+                    match done {
+                        Ok(()) => slot.interest = Some(wanted),
+                        Err(_) => self.close_slot(id, false),
+                    }
+                }
+            }
             Flow::Close => {
                 let linger = !slot.eof && (slot.last_status >= 400 || !slot.pending.is_empty());
                 self.close_slot(id, linger);
@@ -408,7 +462,9 @@ impl<'s> Worker<'s> {
         self.shared.release();
         if linger {
             // It stays open a while: its token will be reused, so it must leave the epoll set.
-            let _ = self.poll.registry().deregister(&mut slot.sock);
+            if slot.interest.is_some() {
+                let _ = self.poll.registry().deregister(&mut slot.sock);
+            }
             self.linger(slot.sock);
         }
     }
@@ -528,7 +584,7 @@ impl Slot<'_> {
             }
             match self.send(&mut ctx) {
                 Ok(true) => {}
-                Ok(false) => return Flow::Wait,
+                Ok(false) => return Flow::Wait { write: true },
                 Err(_) => return Flow::Close,
             }
             if self.conn.is_closed() {
@@ -553,7 +609,7 @@ impl Slot<'_> {
                 continue;
             }
             if !self.readable || self.eof {
-                return Flow::Wait;
+                return Flow::Wait { write: false };
             }
             match self.read_once(read_buf) {
                 Received::Bytes(n) => {
@@ -570,7 +626,7 @@ impl Slot<'_> {
                     }
                 }
                 Received::Eof | Received::Failed => {}
-                Received::Blocked => return Flow::Wait,
+                Received::Blocked => return Flow::Wait { write: false },
             }
         }
     }

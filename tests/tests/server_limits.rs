@@ -81,6 +81,54 @@ fn past_the_cap_a_client_gets_503_with_retry_after() {
     }
 }
 
+/// A client that connects and says nothing is handed to the server only after a second
+/// (deferred accept): meanwhile it holds no slot, and afterwards the idle timeout closes it.
+/// `--no-defer-accept` makes it take its slot at once.
+#[test]
+fn silent_connections_hold_no_slot_until_handed_over() {
+    let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
+    let args = [
+        "--quiet",
+        "--max-connections",
+        "1",
+        "--workers",
+        "1",
+        "--idle-timeout",
+        "1s",
+    ];
+    let server = Server::start(dir.path(), &args);
+    let mut silent = Conn::open(server.addr());
+    let r = raw::get(server.addr(), "/a.txt");
+    assert_eq!(r.status, 200, "a silent connection took the only slot");
+    let t = Instant::now();
+    assert!(
+        silent.closed_within(Duration::from_secs(10)),
+        "silent connection never closed"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "closed before it was handed over and idle"
+    );
+
+    let mut eager = args.to_vec();
+    eager.push("--no-defer-accept");
+    let server = Server::start(dir.path(), &eager);
+    let _silent = Conn::open(server.addr());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // The silent connection is accepted at once and holds the slot: the next client gets 503.
+    loop {
+        let r = raw::get(server.addr(), "/a.txt");
+        if r.status == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the silent connection never took the slot"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn idle_connection_closed_silently_and_slow_head_gets_408() {
     let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
