@@ -5,6 +5,7 @@
 use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use satchel_tests::raw::Conn;
@@ -14,6 +15,28 @@ const SIZE: usize = 256 * 1024;
 
 fn version(fill: u8) -> Vec<u8> {
     vec![fill; SIZE]
+}
+
+/// Lets a writer thread (returning how many versions it published) and reader threads (counting
+/// the responses they checked in `checked`) run for three seconds, stops and joins them, and
+/// asserts that both did enough work for the test to mean something: more than `min.0` versions
+/// and more than `min.1` responses.
+fn run_then_stop(
+    stop: &AtomicBool,
+    writer: JoinHandle<u64>,
+    readers: Vec<JoinHandle<()>>,
+    min: (u64, usize),
+    checked: &AtomicUsize,
+) {
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let versions = writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert!(versions > min.0, "the file changed {versions} times");
+    let checked = checked.load(Ordering::Relaxed);
+    assert!(checked > min.1, "{checked} responses checked");
 }
 
 #[test]
@@ -30,7 +53,7 @@ fn replaced_file_is_never_served_torn_or_mislabelled() {
         let stop = Arc::clone(&stop);
         let dir = dir.path().to_path_buf();
         std::thread::spawn(move || {
-            let mut n = 0u32;
+            let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let fill = b"abcd"[(n % 4) as usize];
                 let tmp = dir.join(format!("v.tmp{n}"));
@@ -71,18 +94,7 @@ fn replaced_file_is_never_served_torn_or_mislabelled() {
         })
         .collect();
 
-    std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, Ordering::Relaxed);
-    let versions = writer.join().unwrap();
-    for r in readers {
-        r.join().unwrap();
-    }
-    assert!(versions > 50, "the file changed {versions} times");
-    assert!(
-        checked.load(Ordering::Relaxed) > 100,
-        "{} responses checked",
-        checked.load(Ordering::Relaxed)
-    );
+    run_then_stop(&stop, writer, readers, (50, 100), &checked);
 
     // Quiescent: the final content, whatever was cached before.
     let last = fs::read(&path).unwrap();
@@ -205,16 +217,5 @@ fn a_change_is_seen_by_every_request_sent_after_it() {
         })
         .collect();
 
-    std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, Ordering::Relaxed);
-    let versions = writer.join().unwrap();
-    for r in readers {
-        r.join().unwrap();
-    }
-    assert!(versions > 100, "the file changed {versions} times");
-    assert!(
-        checked.load(Ordering::Relaxed) > 1000,
-        "{} responses checked",
-        checked.load(Ordering::Relaxed)
-    );
+    run_then_stop(&stop, writer, readers, (100, 1000), &checked);
 }
