@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # satchel-server against nginx, lighttpd, h2o and the canned-response floor, in the same run.
 #
-#   bench/compare.sh                  ROUNDS=3 DURATION=10s: ~30 min on the 2-core box
+#   bench/compare.sh                  ROUNDS=3 DURATION=10s: ~35 min on the 2-core box
+#   SCENARIOS=g ROUNDS=5 bench/compare.sh   one row (here: a new connection per request)
 #
 # Uses ../shared/bench/run.sh (wrk pinned to cpu 1, each server to cpu 0, quiet gate, foreign
 # CPU accounting) for every unit, in interleaved rounds (each round runs every server once, in
@@ -12,6 +13,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 SHARED=$(cd "$ROOT/../shared/bench" && pwd)
 ROUNDS=${ROUNDS:-3}
+# A subset of run.sh's scenarios, e.g. SCENARIOS=g for the new-connection row alone.
+WANTED=${SCENARIOS:-a b c d e f g}
 export DURATION=${DURATION:-10s} WARMUP=${WARMUP:-2s}
 export CORPUS=${CORPUS:-/tmp/bench-corpus}
 export BENCH_LUA_DIR="$SHARED/lua"
@@ -47,9 +50,15 @@ run_unit() { # name:port | limit
     local u=$1 round=$2
     cd "$SHARED"
     if [ "$u" = limit ]; then
-        local sz
+        local sz s picked
         for sz in "1024:a b g" "4096:f" "65536:c" "1048576:d" "268435456:e"; do
-            SCENARIOS=${sz#*:} REPS_A=1 REPS=1 TAG=round$round \
+            # The floor answers one size per start: run the sizes the chosen scenarios need.
+            picked=""
+            for s in ${sz#*:}; do
+                case " $WANTED " in *" $s "*) picked="$picked $s" ;; esac
+            done
+            [ -n "$picked" ] || continue
+            SCENARIOS=$picked REPS_A=1 REPS=1 TAG=round$round \
                 ./run.sh limit "$LIMIT --mode epoll --size ${sz%%:*} --addr 127.0.0.1:\$PORT" 28090
         done
     elif [ "${u%%:*}" = satchel ]; then
