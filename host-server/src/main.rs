@@ -169,12 +169,9 @@ fn run(args: Args) -> Result<()> {
     let site = HostSite::new(source, cache, config);
 
     let bind = args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-    let listeners = worker::bind_listeners(
-        SocketAddr::new(bind, args.port),
-        workers,
-        !args.no_defer_accept,
-    )
-    .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
+    let defer_accept = !args.no_defer_accept;
+    let listeners = worker::bind_listeners(SocketAddr::new(bind, args.port), workers, defer_accept)
+        .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
     let shared = Arc::new(Shared::new(max_connections, args.quiet));
 
@@ -198,7 +195,7 @@ fn run(args: Args) -> Result<()> {
         for (i, listener) in listeners.into_iter().enumerate() {
             let site = &site;
             let shared = Arc::clone(&shared);
-            let w = worker::Worker::new(site, shared, listener, !args.no_defer_accept)
+            let w = worker::Worker::new(site, shared, listener, defer_accept)
                 .context("creating worker")?;
             signals.add_waker(w.waker());
             handles.push(

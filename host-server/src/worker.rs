@@ -4,10 +4,10 @@
 //! Per request on a kept-alive connection the loop makes two system calls in the common case:
 //! one `read` (a short read means the socket is drained, so no second read to see `EAGAIN`) and
 //! one `writev` of the response head together with the cached body. Bodies of uncached files
-//! go out by `pread` + `write` through the worker's buffer, in bounded chunks. Each turn of the loop first reads every ready
-//! socket, then handles what came, so that one `stat` per path validates the cache for all the
-//! turn's requests ([`probes`]). Timeouts are checked by a sweep every
-//! [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
+//! go out by `pread` + `write` through the worker's buffer, in bounded chunks. Each turn of the
+//! loop first reads every ready socket, then handles what came, so that one `stat` per path
+//! validates the cache for all the turn's requests ([`probes`]). Timeouts are checked by a sweep
+//! every [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -541,10 +541,10 @@ impl Slot<'_> {
     /// Only when nothing is pending or being sent, so that a client that does not read its
     /// responses cannot make the server buffer its requests.
     fn receive(&mut self, buf: &mut [u8]) {
-        let read_buf = &mut buf[..READ_CHUNK];
         if !self.readable || self.eof || !self.pending.is_empty() || self.conn.is_sending() {
             return;
         }
+        let read_buf = &mut buf[..READ_CHUNK];
         if let Received::Bytes(n) = self.read_once(read_buf) {
             self.pending.extend_from_slice(&read_buf[..n]);
         }

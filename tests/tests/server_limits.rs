@@ -70,15 +70,7 @@ fn past_the_cap_a_client_gets_503_with_retry_after() {
     assert!(third.closed_within(Duration::from_secs(5)));
     // Once one leaves, a new client is served again.
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = raw::get(server.addr(), "/a.txt");
-        if r.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slot never freed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    get_until_status(server.addr(), 200, "slot never freed");
 }
 
 /// A client that connects and says nothing is handed to the server only after a second
@@ -111,19 +103,12 @@ fn silent_connections_hold_no_slot_until_handed_over() {
     eager.push("--no-defer-accept");
     let server = Server::start(dir.path(), &eager);
     let _silent = Conn::open(server.addr());
-    let deadline = Instant::now() + Duration::from_secs(5);
     // The silent connection is accepted at once and holds the slot: the next client gets 503.
-    loop {
-        let r = raw::get(server.addr(), "/a.txt");
-        if r.status == 503 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the silent connection never took the slot"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    get_until_status(
+        server.addr(),
+        503,
+        "the silent connection never took the slot",
+    );
 }
 
 #[test]
@@ -468,4 +453,14 @@ fn assert_closed_between(conn: &mut Conn, min: Duration, max: Duration) {
     assert!(conn.closed_within(max), "not closed within {max:?}");
     let after = t.elapsed();
     assert!(after >= min, "closed after {after:?}, before {min:?}");
+}
+
+/// GETs `/a.txt` until the answer has `status`, for at most 5 s.
+#[track_caller]
+fn get_until_status(addr: std::net::SocketAddr, status: u16, never: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while raw::get(addr, "/a.txt").status != status {
+        assert!(Instant::now() < deadline, "{never}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
