@@ -445,6 +445,11 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         self.state == State::Closed
     }
 
+    /// Whether the connection closes once the response in flight is sent.
+    pub fn closes_after(&self) -> bool {
+        matches!(self.state, State::Sending { close: true })
+    }
+
     /// Whether a response is being sent.
     pub fn is_sending(&self) -> bool {
         matches!(self.state, State::Sending { .. })
@@ -1205,6 +1210,38 @@ mod tests {
         conn.transmitted(Instant::from_millis(9_000), 3);
         assert!(conn.is_idle() && !conn.is_closed());
         assert_eq!(conn.poll_timeout(), Some(t + Duration::from_secs(15)));
+    }
+
+    /// `closes_after` is what lets a driver send the last bytes with the FIN: true exactly while
+    /// a response that ends the connection is owed, then the connection is closed.
+    #[test]
+    fn closes_after_marks_the_last_response() {
+        let site = TestSite::new();
+        let t = Instant::from_millis(0);
+        let mut conn = Conn::new(&site, t);
+        let send_all = |conn: &mut Conn<'_>| {
+            while let Some(tx) = conn.poll_transmit() {
+                let n = tx.head.len() + tx.body.len() as usize;
+                conn.transmitted(t, n);
+            }
+        };
+        let req = get("/hello.txt");
+        assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+        assert!(conn.is_sending() && !conn.closes_after());
+        send_all(&mut conn);
+        assert!(conn.is_idle() && !conn.closes_after());
+        let req = "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+        assert!(conn.is_sending() && conn.closes_after());
+        send_all(&mut conn);
+        assert!(conn.is_closed() && !conn.closes_after());
+        // A keep-alive response in flight when the server shuts down becomes the last one.
+        let mut conn = Conn::new(&site, t);
+        let req = get("/big.bin");
+        assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+        assert!(!conn.closes_after());
+        conn.shutdown();
+        assert!(conn.closes_after());
     }
 
     #[test]
