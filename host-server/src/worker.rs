@@ -3,8 +3,8 @@
 //!
 //! Per request on a kept-alive connection the loop makes two system calls in the common case:
 //! one `read` (a short read means the socket is drained, so no second read to see `EAGAIN`) and
-//! one `writev` of the response head together with the cached body. Bodies of uncached files
-//! go out by `pread` + `write` through the worker's buffer, in bounded chunks. Each turn of the
+//! one `send` of the response head together with the cached body. Bodies of uncached files
+//! go out by `pread` + `send` through the worker's buffer, in bounded chunks. Each turn of the
 //! loop first reads every ready socket, then handles what came, so that one `stat` per path
 //! validates the cache for all the turn's requests ([`probes`]). Timeouts are checked by a sweep
 //! every [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
@@ -34,7 +34,7 @@ const TX: usize = 4096;
 const READ_CHUNK: usize = 16 * 1024;
 /// How long a deferred accept waits for a silent client's first bytes.
 const DEFER_ACCEPT_SECS: libc::c_int = 1;
-/// Largest piece of an uncached file per `pread` + `write`. Measured here (256 MiB, one
+/// Largest piece of an uncached file per `pread` + `send`. Measured here (256 MiB, one
 /// connection, 8 interleaved rounds, median requests/s): 512 KiB 20.3, 256 KiB 17.3, 1 MiB 17.7,
 /// against `sendfile` in 1 MiB calls 12.6 (and h2o, which also reads into buffers, 15.8):
 /// `sendfile` on this VM pays more for splicing page references than two copies through a
