@@ -468,17 +468,16 @@ impl<'s> Worker<'s> {
         self.free.push(id);
         self.open -= 1;
         self.shared.release();
-        if slot.held && !linger {
-            // Sends the held bytes with the FIN at once: a reset from `close` (bytes the peer
-            // sent after its last request are unread) would otherwise discard them unsent.
-            let _ = slot.sock.shutdown(Shutdown::Write);
-        }
         if linger {
             // It stays open a while: its token will be reused, so it must leave the epoll set.
             if slot.interest.is_some() {
                 let _ = self.poll.registry().deregister(&mut slot.sock);
             }
             self.linger(slot.sock);
+        } else if slot.held {
+            // Sends the held bytes with the FIN at once: a reset from `close` (bytes the peer
+            // sent after its last request are unread) would otherwise discard them unsent.
+            let _ = slot.sock.shutdown(Shutdown::Write);
         }
     }
 
@@ -675,31 +674,26 @@ impl Slot<'_> {
     /// packet less per connection, and the peer learns of the end with the data).
     fn send(&mut self, buf: &mut [u8], ctx: &mut Ctx<'_>) -> io::Result<bool> {
         loop {
-            // The flags of a write that reaches the end of the response.
-            let last = if self.conn.closes_after() {
+            // For a write that reaches the end of the response; a file's earlier pieces clear it.
+            let mut flags = if self.conn.closes_after() {
                 SendFlags::MORE
             } else {
                 SendFlags::empty()
             };
-            let mut more = SendFlags::empty();
             let result = {
                 let Some(t) = self.conn.poll_transmit() else {
                     return Ok(true);
                 };
                 match t.body {
                     BodyRef::None if t.head.is_empty() => Ok(0),
-                    BodyRef::None => {
-                        more = last;
-                        send_two(&self.sock, t.head, &[], more)
-                    }
+                    BodyRef::None => send_two(&self.sock, t.head, &[], flags),
                     BodyRef::Cached {
                         handle,
                         offset,
                         len,
                     } => {
                         let body = handle.bytes().get(offset..offset + len).unwrap_or(&[]);
-                        more = last;
-                        send_two(&self.sock, t.head, body, more)
+                        send_two(&self.sock, t.head, body, flags)
                     }
                     BodyRef::Listing {
                         listing,
@@ -707,8 +701,7 @@ impl Slot<'_> {
                         len,
                     } => {
                         let body = listing.get(offset..offset + len).unwrap_or(&[]);
-                        more = last;
-                        send_two(&self.sock, t.head, body, more)
+                        send_two(&self.sock, t.head, body, flags)
                     }
                     BodyRef::File { file, offset, len } => {
                         // The head (while still owed) and the next piece of the file in one
@@ -721,10 +714,10 @@ impl Slot<'_> {
                             .min(buf.len() - head);
                         match rustix::io::pread(file, &mut buf[head..head + want], offset) {
                             Ok(got) if got > 0 || want == 0 => {
-                                if got as u64 == len {
-                                    more = last;
+                                if (got as u64) < len {
+                                    flags = SendFlags::empty();
                                 }
-                                send_two(&self.sock, &buf[..head + got], &[], more)
+                                send_two(&self.sock, &buf[..head + got], &[], flags)
                             }
                             Err(rustix::io::Errno::INTR) => continue,
                             // The file ended before its length (it shrank under us) or cannot
@@ -739,7 +732,9 @@ impl Slot<'_> {
             };
             match result {
                 Ok(n) => {
-                    self.held = !more.is_empty();
+                    if n > 0 {
+                        self.held = flags.contains(SendFlags::MORE);
+                    }
                     let was_sending = self.conn.is_sending();
                     self.conn.transmitted(now(), n);
                     if was_sending && !self.conn.is_sending() {
