@@ -6,6 +6,7 @@
 //! pass for the current code.
 
 pub mod faulty;
+pub mod haproxy;
 pub mod peers;
 pub mod raw;
 pub mod smol;

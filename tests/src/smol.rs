@@ -210,11 +210,7 @@ fn host_metadata(m: &std::fs::Metadata) -> Metadata {
     let ctime = ns(m.ctime(), m.ctime_nsec());
     Metadata {
         kind,
-        version: FileVersion {
-            len: m.size(),
-            stamp: mtime ^ ctime.rotate_left(29),
-            id: m.ino() ^ m.dev().rotate_left(40),
-        },
+        version: FileVersion::from_stat(m.size(), mtime, ctime, m.dev(), m.ino()),
         modified: u64::try_from(m.mtime()).ok(),
     }
 }
