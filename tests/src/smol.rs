@@ -61,45 +61,8 @@ pub type SmolServer<F> = Server<'static, BoardSite<F>, CONNECTIONS, HEAD_TX, STA
 /// The loopback world: one interface, the server in the background, `2` client sockets.
 pub type LoopStack<F> = NalStack<'static, Loopback, fn() -> SmolInstant, SmolServer<F>, 2>;
 
-/// `n` bytes of a pattern with no short period, computed at compile time.
-pub const fn pattern<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    let mut i = 0;
-    while i < N {
-        out[i] = (i * 7 % 251) as u8;
-        i += 1;
-    }
-    out
-}
-
-/// A file larger than the cache's per-entry limit (16 KiB): streamed from "flash" every time.
-pub static BIG: [u8; 20_000] = pattern();
-/// A file the cache stores (10,000 bytes: more than a socket buffer).
-pub static MEDIUM: [u8; 10_000] = pattern();
-
-/// The files baked into the "board", as a firmware would bake them.
-pub static BAKED: &[StaticFile] = &[
-    StaticFile {
-        path: "hello.txt",
-        data: include_bytes!("../fixtures/smol/hello.txt"),
-        modified: Some(1_700_000_000),
-    },
-    StaticFile {
-        path: "docs/index.html",
-        data: include_bytes!("../fixtures/smol/docs/index.html"),
-        modified: Some(1_700_000_000),
-    },
-    StaticFile {
-        path: "data.bin",
-        data: &MEDIUM,
-        modified: Some(1_700_000_100),
-    },
-    StaticFile {
-        path: "big.bin",
-        data: &BIG,
-        modified: Some(1_700_000_200),
-    },
-];
+// `pattern`, `BIG`, `MEDIUM` and `BAKED`: the file set the board firmware bakes too.
+include!("../fixtures/smol/baked.rs");
 
 /// A board's site: a file source, a cache in arrays behind a `RefCell`, a configuration, and
 /// optionally a wall clock for `Date`.
