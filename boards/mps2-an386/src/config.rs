@@ -52,4 +52,4 @@ pub const IDLE_TIMEOUT_SECS: u64 = 15;
 pub const HEAD_TIMEOUT_SECS: u64 = 10;
 /// A response the client stops reading for this long is abandoned and its slot freed
 /// (shorter than the host's 30 s: a board has only [`CONNECTIONS`] slots).
-pub const SEND_TIMEOUT_SECS: u64 = 10;
+pub const SEND_TIMEOUT_SECS: u64 = 5;
