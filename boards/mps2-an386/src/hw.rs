@@ -72,20 +72,42 @@ pub fn wait_for_interrupt() {
     unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) }
 }
 
-/// The deepest the stack has ever been, in bytes: cortex-m-rt (`paint-stack`) fills the space
-/// between the end of `.bss` (`_stack_end`) and the top of RAM (`_stack_start`) with
-/// `0xCCCC_CCCC` at reset; the first word from the bottom that lost its paint marks the
-/// high-water line.
-pub fn stack_high_water() -> usize {
+fn stack_bounds() -> (usize, usize) {
     extern "C" {
         static _stack_end: u32;
         static _stack_start: u32;
     }
     // Only the addresses of the linker's symbols are taken.
-    let (bottom, top) = (
+    (
         core::ptr::addr_of!(_stack_end) as usize,
         core::ptr::addr_of!(_stack_start) as usize,
-    );
+    )
+}
+
+/// Paints the stack again from its bottom up to 1 KiB below the caller's frame, so that
+/// [`stack_high_water`] measures from here on (the serving loop apart from boot). The 1 KiB
+/// left alone covers the caller and an exception frame pushed meanwhile (SysTick's is a few
+/// dozen bytes).
+#[inline(never)]
+pub fn repaint_stack() {
+    let (bottom, _) = stack_bounds();
+    let here = 0u32;
+    let limit = (core::ptr::addr_of!(here) as usize).saturating_sub(1024) & !3;
+    let mut addr = bottom;
+    while addr < limit {
+        // SAFETY: an aligned word of the stack region more than 1 KiB below the current
+        // frame: no live frame or object is there (the stack grows down from above it).
+        unsafe { core::ptr::write_volatile(addr as *mut u32, cortex_m_rt::STACK_PAINT_VALUE) };
+        addr += 4;
+    }
+}
+
+/// The deepest the stack has ever been, in bytes: cortex-m-rt (`paint-stack`) fills the space
+/// between the end of `.bss` (`_stack_end`) and the top of RAM (`_stack_start`) with
+/// `0xCCCC_CCCC` at reset; the first word from the bottom that lost its paint marks the
+/// high-water line (since reset, or since the last [`repaint_stack`]).
+pub fn stack_high_water() -> usize {
+    let (bottom, top) = stack_bounds();
     let mut addr = bottom;
     while addr < top {
         // SAFETY: an aligned word of the stack region, which is RAM reserved for the stack;

@@ -241,6 +241,8 @@ fn serve(world: World) -> ! {
         mut sockets,
         server,
     } = world;
+    // From here on the high-water mark is the serving loop's own.
+    hw::repaint_stack();
     let mut stack_logged = 0;
     let mut next_stack_check = 0;
     loop {
@@ -258,7 +260,7 @@ fn serve(world: World) -> ! {
             let used = hw::stack_high_water();
             if used > stack_logged {
                 stack_logged = used;
-                let _ = writeln!(uart, "satchel: stack high-water {used} bytes");
+                let _ = writeln!(uart, "satchel: stack high-water serving {used} bytes");
             }
         }
         // Sleep until the next tick unless the stack or the server has work due now.
