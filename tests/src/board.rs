@@ -24,11 +24,6 @@ pub const BOARD_PORT: u16 = 80;
 /// The firmware's target.
 pub const TARGET: &str = "thumbv7em-none-eabihf";
 
-/// Whether a skip must fail (CI sets `SATCHEL_REQUIRE_QEMU=1`).
-pub fn qemu_required() -> bool {
-    std::env::var("SATCHEL_REQUIRE_QEMU").is_ok_and(|v| v == "1")
-}
-
 fn runs(program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)

@@ -16,7 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use satchel_tests::board::{self, Helper, Qemu, BOARD_IP, BOARD_PORT};
-use satchel_tests::smol::{exchange_std, without_date, TapNet, BAKED, BIG, MEDIUM};
+use satchel_tests::smol::{
+    self, exchange_std, header_value as header, without_date, TapNet, BAKED, BIG, MEDIUM,
+};
 use satchel_tests::{Server, WAIT};
 
 /// The board's send timeout (`boards/mps2-an386/src/config.rs`) plus its linger, and margin:
@@ -27,15 +29,8 @@ fn url(path: &str) -> String {
     format!("http://{BOARD_IP}:{BOARD_PORT}{path}")
 }
 
-/// `curl ARGS` inside the namespace: (exit code, stdout).
 fn curl(net: &TapNet, args: &[&str]) -> (i32, String) {
-    let mut argv = vec!["curl", "-sS", "--max-time", "10", "--noproxy", "*"];
-    argv.extend_from_slice(args);
-    let out = net.exec(&argv).expect("run curl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    net.curl(args)
 }
 
 /// `curl -o /dev/null -w %{http_code} ARGS`: the status.
@@ -47,22 +42,10 @@ fn status(net: &TapNet, args: &[&str]) -> String {
     out
 }
 
-fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
-    headers
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-}
-
 #[test]
 fn the_firmware_serves_curl_from_an_emulated_mps2_board() {
-    if let Err(why) = board::qemu_capable() {
-        assert!(
-            !board::qemu_required(),
-            "SATCHEL_REQUIRE_QEMU=1 but the board test cannot run: {why}"
-        );
-        eprintln!("SKIPPED board (QEMU mps2-an386) test: {why}");
+    let test = "board (QEMU mps2-an386) test";
+    if smol::skip(test, board::qemu_capable(), "SATCHEL_REQUIRE_QEMU") {
         return;
     }
     let elf = board::firmware();
@@ -169,37 +152,20 @@ fn fetch_checks(net: &TapNet, dir: &Path) {
     assert_eq!(header(&out, "content-length"), Some("10000"));
     assert!(out.ends_with("\r\n\r\n"), "no body after a HEAD: {out:?}");
 
-    // A range.
-    let (code, out) = curl(
-        net,
-        &[
-            "-r",
-            "100-199",
-            "-o",
-            body_s,
-            "-w",
-            "%{http_code}",
-            &url("/big.bin"),
-        ],
-    );
-    assert_eq!((code, out.as_str()), (0, "206"));
+    // A range, then a resumed download: curl continues a partial file from where it stops.
+    let fetch = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend_from_slice(&["-o", body_s, "-w", "%{http_code}"]);
+        let big = url("/big.bin");
+        args.push(&big);
+        let (code, out) = curl(net, &args);
+        assert_eq!(code, 0, "curl {extra:?}");
+        out
+    };
+    assert_eq!(fetch(&["-r", "100-199"]), "206");
     assert_eq!(std::fs::read(&body).unwrap(), &BIG[100..200]);
-
-    // A resumed download: curl continues a partial file from where it stops.
     std::fs::write(&body, &BIG[..7_000]).unwrap();
-    let (code, out) = curl(
-        net,
-        &[
-            "-C",
-            "-",
-            "-o",
-            body_s,
-            "-w",
-            "%{http_code}",
-            &url("/big.bin"),
-        ],
-    );
-    assert_eq!((code, out.as_str()), (0, "206"));
+    assert_eq!(fetch(&["-C", "-"]), "206");
     assert_eq!(std::fs::read(&body).unwrap(), BIG, "resumed file is whole");
 
     // Revalidation: If-None-Match with the ETag it sent → 304, no body.
