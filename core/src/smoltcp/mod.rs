@@ -902,4 +902,35 @@ mod tests {
             "reset, not a clean end"
         );
     }
+
+    #[test]
+    fn poll_with_reports_each_answer_with_its_peer_and_request() {
+        let s = site(StaticSource::new(FILES), 4096);
+        let mut world = World::new::<1024, 4096>(s);
+        world.connect(50_010);
+        let two = [get("/hello.txt"), get("/nope")].concat();
+        assert_eq!(world.client().send_slice(&two), Ok(two.len()));
+        let mut seen = std::vec::Vec::new();
+        for _ in 0..20 {
+            let now = world.now;
+            world.iface.poll(now, &mut world.device, &mut world.sockets);
+            world.server.poll_with(now, &mut world.sockets, |a| {
+                let line = a.head.split(|&b| b == b'\r').next().unwrap_or_default();
+                seen.push((
+                    a.peer.map(|p| p.port),
+                    std::string::String::from_utf8_lossy(line).into_owned(),
+                    a.info.status.as_u16(),
+                ));
+            });
+            world.iface.poll(now, &mut world.device, &mut world.sockets);
+            world.now += ::smoltcp::time::Duration::from_millis(1);
+        }
+        assert_eq!(
+            seen,
+            [
+                (Some(50_010), "GET /hello.txt HTTP/1.1".into(), 200),
+                (Some(50_010), "GET /nope HTTP/1.1".into(), 404),
+            ]
+        );
+    }
 }
