@@ -11,7 +11,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-SHARED=$(cd "$ROOT/../shared/bench" && pwd)
+SHARED=$(cd "${SHARED:-$ROOT/../shared/bench}" && pwd)   # SHARED=... when not beside the checkout
 ROUNDS=${ROUNDS:-3}
 # A subset of run.sh's scenarios, e.g. SCENARIOS=g for the new-connection row alone.
 WANTED=${SCENARIOS:-a b c d e f g}
