@@ -7,7 +7,9 @@
 # Uses ../shared/bench/run.sh (wrk pinned to cpu 1, each server to cpu 0, quiet gate, foreign
 # CPU accounting) for every unit, in interleaved rounds (each round runs every server once, in
 # rotated order) so drift in machine noise spreads over all of them. Results and the summary
-# (median [min-max] per scenario and server) go to bench/results/<UTC timestamp>/.
+# (median [min-max] per scenario and server) go to bench/results/<UTC timestamp>/. For the
+# 64 KiB, 1 MiB and 256 MiB rows the summary also gives the machine's CPU per request (server
+# core + wrk core, bench/machine_cpu.py), where a copy moved to the receiver still counts.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -79,4 +81,6 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 python3 "$SHARED/summarize.py" "$OUT" > "$RES/summary.md"
+# Issue 19: what the whole machine (server + wrk + kernel) pays per big response.
+python3 "$HERE/machine_cpu.py" "$SHARED" "$(nproc)" "$OUT" >> "$RES/summary.md"
 cat "$RES/summary.md"
