@@ -63,7 +63,7 @@ COLD_FILES=${COLD_FILES:-$(awk -v r="$cold_per_s" -v s="$dur_s" -v k=$COLD_PER_D
     'BEGIN { n = 2 * r * s; print k * int((n + k - 1) / k) }')}
 
 log() { echo "[slow.sh] $*" >&2; }
-for t in wrk curl taskset ss nginx h2o mountpoint; do
+for t in wrk curl taskset ss nginx h2o; do
     command -v "$t" >/dev/null || { log "missing tool: $t (see the header of $0)"; exit 1; }
 done
 [ -e /dev/fuse ] || { log "no /dev/fuse"; exit 1; }
@@ -144,9 +144,11 @@ stop_server() {
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""; KNOWN_PIDS=""
 }
+mounted() { awk -v m="$MNT" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; }
 cleanup() {
     stop_server
-    if mountpoint -q "$MNT"; then umount "$MNT" 2>/dev/null || umount -l "$MNT" || true; fi
+    # /proc/mounts, not mountpoint(1): a mount whose daemon died cannot be stat'ed.
+    if mounted; then umount "$MNT" 2>/dev/null || umount -l "$MNT" || true; fi
     if [ -n "$SLOWFS_PID" ]; then
         for _ in $(seq 1 25); do kill -0 "$SLOWFS_PID" 2>/dev/null || break; sleep 0.2; done
         kill -TERM "$SLOWFS_PID" 2>/dev/null || true
@@ -157,12 +159,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if mountpoint -q "$MNT"; then log "$MNT is already a mount point (a run in progress?)"; exit 1; fi
+if mounted; then log "$MNT is already mounted (a run in progress? else: umount $MNT)"; exit 1; fi
 mkdir -p "$MNT"
 taskset -c "$WRK_CPU" "$SLOWFS" --delay-ms "$DELAY_MS" "$BACKING" "$MNT" 2> "$RES/slowfs.log" &
 SLOWFS_PID=$!
-for _ in $(seq 1 50); do mountpoint -q "$MNT" && break; sleep 0.1; done
-mountpoint -q "$MNT" || { log "slowfs did not mount:"; cat "$RES/slowfs.log" >&2; exit 1; }
+for _ in $(seq 1 50); do mounted && break; sleep 0.1; done
+mounted || { log "slowfs did not mount:"; cat "$RES/slowfs.log" >&2; exit 1; }
 
 # The storage must wait out each request's delay in parallel, or this measures slowfs.
 python3 - "$MNT/check" > "$RES/parallel-check.txt" <<'EOF'
@@ -255,7 +257,8 @@ quiet_gate() { # sets BG (busy % in the last second) and WAITED (seconds waited)
     done
 }
 proc_ticks() { # "pid ppid ticks" of every user process (kernel threads left out)
-    cat /proc/[0-9]*/stat 2>/dev/null | awk '{
+    # A process that exits between the glob and cat makes cat fail: not an error here.
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{
         pid = $1; s = $0; sub(/^.*\) /, "", s); split(s, f, " ");
         if (pid != 2 && f[2] != 2) print pid, f[2], f[12] + f[13] + f[14] + f[15] }'
 }
@@ -292,26 +295,26 @@ measure() { # name round measure: runs one measured unit and emits its SLOW line
     local name=$1 round=$2 what=$3 url=http://127.0.0.1:$PORT
     local hot="" cold="" fpct clean b0 t0 b1 t1 n
     quiet_gate
-    proc_ticks > "$RES/snap0"
+    proc_ticks > "$WORK/snap0"
     read -r b0 t0 < <(cpu_busy_total)
     case $what in
         hot_alone)
             hot=$(wrk_line "$HOT_CONNS" "$url/hot/1k.bin" -s "$SHARED/lua/report.lua") ;;
         hot_under_misses)
             COLD_START=$COLD_NEXT COLD_PER_DIR=$COLD_PER_DIR \
-                wrk_line "$COLD_CONNS" "$url/" -s "$HERE/lua/cold.lua" > "$RES/cold.line" &
+                wrk_line "$COLD_CONNS" "$url/" -s "$HERE/lua/cold.lua" > "$WORK/cold.line" &
             local cold_pid=$!
             hot=$(wrk_line "$HOT_CONNS" "$url/hot/1k.bin" -s "$SHARED/lua/report.lua")
             wait "$cold_pid" || true
-            cold=$(cat "$RES/cold.line") ;;
+            cold=$(cat "$WORK/cold.line") ;;
         miss_c*)
             n=${what#miss_c}
             cold=$(COLD_START=$COLD_NEXT COLD_PER_DIR=$COLD_PER_DIR \
                 wrk_line "$n" "$url/" -s "$HERE/lua/cold.lua") ;;
     esac
     read -r b1 t1 < <(cpu_busy_total)
-    proc_ticks > "$RES/snap1"
-    fpct=$(( 100 * $(foreign_ticks "$RES/snap0" "$RES/snap1") * $(nproc) / ((t1 - t0) > 0 ? (t1 - t0) : 1) ))
+    proc_ticks > "$WORK/snap1"
+    fpct=$(( 100 * $(foreign_ticks "$WORK/snap0" "$WORK/snap1") * $(nproc) / ((t1 - t0) > 0 ? (t1 - t0) : 1) ))
     clean=1; [ "$fpct" -gt "$FOREIGN_MAX" ] && clean=0
     local common="server=$name round=$round clean=$clean foreign_cpu_pct=$fpct bg_busy_pct=$BG quiet_wait_s=$WAITED machine_busy_pct=$(( 100 * (b1 - b0) / ((t1 - t0) > 0 ? (t1 - t0) : 1) )) duration=$DURATION delay_ms=$DELAY_MS"
     if [ "$what" != "${what#hot_}" ]; then

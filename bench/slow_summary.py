@@ -134,7 +134,9 @@ def main():
             print(f"| {s} | " + " | ".join(row) + " |")
         print()
 
-    print("### Other tenants' CPU during the runs (% of one core; machine busy % of all cores)\n")
+    print("### Other tenants' CPU during the runs (% of one core, counted as ../shared/bench/run.sh "
+          "does: a child reaped during a run brings its whole CPU time, so this can exceed the "
+          "machine) and machine busy (% of all cores)\n")
     print("| server | foreign CPU % | machine busy % |\n|---|---|---|")
     for s in servers:
         f = [v for v in (num(r, "foreign_cpu_pct") for r in runs if r["server"] == s) if v is not None]
@@ -143,8 +145,13 @@ def main():
     print()
     if cells.notes:
         print("### Notes\n")
+        by_note = defaultdict(list)
         for (s, m, p), ns in sorted(cells.notes.items()):
-            print(f"- {s} / {m} / {p}: " + "; ".join(sorted(ns)))
+            for n in ns:
+                by_note[n].append(f"{s} / {m} / {p}")
+        for n, where in sorted(by_note.items()):
+            every = len(where) == len(cells.groups)
+            print(f"- {n}: " + ("every cell" if every else ", ".join(where)))
 
 
 if __name__ == "__main__":
