@@ -192,7 +192,7 @@ for k in (1, 16):
 EOF
 cat "$RES/parallel-check.txt" >&2
 
-{
+(  # a subshell: errexit stays on for the rest of the script
   set +e +o pipefail
   grep -m1 'model name' /proc/cpuinfo; echo "cpus: $(nproc)"; free -m | sed -n 2p
   echo "date: $(date -u +%FT%TZ)"; uname -a
@@ -202,7 +202,7 @@ cat "$RES/parallel-check.txt" >&2
   echo "MISS_CLIENTS=$MISS_CLIENTS COLD_FILES=$COLD_FILES COLD_SIZE=$COLD_SIZE SERVERS=$SERVERS"
   echo "SERVER_CPU=$SERVER_CPU WRK_CPU=$WRK_CPU (slowfs on $WRK_CPU) QUIET_PCT=$QUIET_PCT QUIET_WAIT=$QUIET_WAIT"
   cat "$RES/parallel-check.txt"
-} > "$RES/env.txt" || true
+) > "$RES/env.txt" || true
 
 # ---------------------------------------------------------------- servers --
 # nginx with `aio threads` (its default pool: 32 threads): the shared peer config plus one line.
