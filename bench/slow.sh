@@ -63,7 +63,10 @@ COLD_FILES=${COLD_FILES:-$(awk -v r="$cold_per_s" -v s="$dur_s" -v k=$COLD_PER_D
     'BEGIN { n = 2 * r * s; print k * int((n + k - 1) / k) }')}
 
 log() { echo "[slow.sh] $*" >&2; }
-for t in wrk curl taskset ss nginx h2o; do
+need="wrk curl taskset ss"
+case " $SERVERS " in *" nginx"*) need="$need nginx" ;; esac
+case " $SERVERS " in *" h2o "*) need="$need h2o" ;; esac
+for t in $need; do
     command -v "$t" >/dev/null || { log "missing tool: $t (see the header of $0)"; exit 1; }
 done
 [ -e /dev/fuse ] || { log "no /dev/fuse"; exit 1; }
