@@ -8,6 +8,8 @@
 #   bench/slow.sh                                    ROUNDS=3 DURATION=10s: ~15 min
 #   ROUNDS=1 DURATION=3s bench/slow.sh               a quick look (~3 min)
 #   SERVERS="satchel h2o" DELAY_MS=10 bench/slow.sh  a subset, another delay
+#   Other knobs: HOT_CONNS COLD_CONNS MISS_CLIENTS COLD_SIZE COLD_FILES SATCHEL_ARGS SERVER_CPU
+#   WRK_CPU QUIET_PCT QUIET_WAIT FOREIGN_MAX SHARED (../shared/bench) WORK (/tmp/satchel-slow).
 #
 # Measures, per server and round (the server is started afresh for each round):
 #   hot_alone        the hot file /hot/1k.bin (warmed first) at HOT_CONNS connections alone;
@@ -34,6 +36,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 DELAY_MS=${DELAY_MS:-5}
 SERVERS=${SERVERS:-"satchel nginx nginx-aio h2o"}
+SATCHEL_ARGS=${SATCHEL_ARGS:-}   # e.g. "--workers 2" (pinned to one CPU it runs one worker)
 HOT_CONNS=${HOT_CONNS:-16}
 COLD_CONNS=${COLD_CONNS:-16}
 MISS_CLIENTS=${MISS_CLIENTS:-"1 4 16"}
@@ -201,7 +204,7 @@ cat "$RES/parallel-check.txt" >&2
   echo "date: $(date -u +%FT%TZ)"; uname -a
   nginx -v 2>&1; h2o --version 2>&1 | head -1; wrk -v 2>&1 | head -1; rustc --version
   git -C "$ROOT" rev-parse HEAD
-  echo "ROUNDS=$ROUNDS DURATION=$DURATION DELAY_MS=$DELAY_MS HOT_CONNS=$HOT_CONNS COLD_CONNS=$COLD_CONNS"
+  echo "ROUNDS=$ROUNDS DURATION=$DURATION DELAY_MS=$DELAY_MS HOT_CONNS=$HOT_CONNS COLD_CONNS=$COLD_CONNS SATCHEL_ARGS=$SATCHEL_ARGS"
   echo "MISS_CLIENTS=$MISS_CLIENTS COLD_FILES=$COLD_FILES COLD_SIZE=$COLD_SIZE SERVERS=$SERVERS"
   echo "SERVER_CPU=$SERVER_CPU WRK_CPU=$WRK_CPU (slowfs on $WRK_CPU) QUIET_PCT=$QUIET_PCT QUIET_WAIT=$QUIET_WAIT"
   cat "$RES/parallel-check.txt"
@@ -222,7 +225,7 @@ start_server() { # name port
     local name=$1 port=$2 rundir=/tmp/bench-run/slow-$1-$2 cmd
     mkdir -p "$rundir/nginx-tmp"
     case $name in
-        satchel) cmd="$SATCHEL $port $MNT --bind 127.0.0.1 --quiet" ;;
+        satchel) cmd="$SATCHEL $port $MNT --bind 127.0.0.1 --quiet $SATCHEL_ARGS" ;;
         nginx | h2o) cmd="$SHARED/peers/start-peer.sh $name $port $MNT $rundir" ;;
         nginx-aio)
             chown -R www-data:www-data "$rundir"
