@@ -7,9 +7,7 @@
 
 use embedded_io::{Read, Write};
 
-use crate::cache::ContentCache;
-use crate::serve::{BodyRef, Connection, Site};
-use crate::source::FileSource;
+use crate::serve::{Connection, Site};
 use crate::time::Instant;
 
 /// Why [`serve`] stopped before the peer closed cleanly.
@@ -47,7 +45,7 @@ impl<E: embedded_io::Error> embedded_io::Error for ServeError<E> {
 ///
 /// `rx` holds request bytes not yet consumed and must be larger than the configured
 /// `max_head` (a head filling it is answered 431); `chunk` is the copy buffer for bodies (cached
-/// bytes, file reads). `now` is the driver's monotonic clock.
+/// bytes, file reads; it must not be empty). `now` is the driver's monotonic clock.
 ///
 /// # Errors
 /// [`ServeError::Io`] when the stream fails; [`ServeError::SourceChanged`] when a streamed file
@@ -106,46 +104,13 @@ where
     T: Write,
 {
     while let Some(transmit) = conn.poll_transmit() {
-        if !transmit.head.is_empty() {
-            let n = transmit.head.len();
-            stream.write_all(transmit.head).map_err(ServeError::Io)?;
-            conn.transmitted(now(), n);
-            continue;
+        if transmit.is_empty() {
+            // Nothing left: transmitted(0) completes the response.
+            conn.transmitted(now(), 0);
+            break;
         }
-        let n = match transmit.body {
-            BodyRef::None => {
-                // Nothing left: transmitted(0) completes the response.
-                conn.transmitted(now(), 0);
-                break;
-            }
-            BodyRef::Cached {
-                handle,
-                offset,
-                len,
-            } => {
-                let want = len.min(chunk.len());
-                let got = site.cache().copy_out(handle, offset, &mut chunk[..want]);
-                got
-            }
-            BodyRef::Listing {
-                listing,
-                offset,
-                len,
-            } => {
-                let bytes = listing.as_ref();
-                let end = offset.saturating_add(len).min(bytes.len());
-                let part = bytes.get(offset..end).unwrap_or(&[]);
-                let want = part.len().min(chunk.len());
-                chunk[..want].copy_from_slice(&part[..want]);
-                want
-            }
-            BodyRef::File { file, offset, len } => {
-                let want = usize::try_from(len).unwrap_or(usize::MAX).min(chunk.len());
-                site.source()
-                    .read_at(file, offset, &mut chunk[..want])
-                    .unwrap_or(0)
-            }
-        };
+        // Zero bytes with some owed: the source came up short (or `chunk` is empty).
+        let n = transmit.copy_to(site, chunk).unwrap_or(0);
         if n == 0 {
             conn.abort();
             return Err(ServeError::SourceChanged);

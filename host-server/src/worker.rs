@@ -423,6 +423,7 @@ impl<'s> Worker<'s> {
             return;
         };
         let ctx = Ctx {
+            site: self.site,
             quiet: self.shared.quiet,
             log: &mut self.log,
             requests: &mut self.requests,
@@ -539,6 +540,7 @@ impl<'s> Worker<'s> {
 
 /// What `pump` needs from its worker besides the slot.
 struct Ctx<'a> {
+    site: &'a HostSite,
     quiet: bool,
     log: &'a mut Vec<u8>,
     requests: &'a mut usize,
@@ -703,26 +705,20 @@ impl Slot<'_> {
                         let body = listing.get(offset..offset + len).unwrap_or(&[]);
                         send_two(&self.sock, t.head, body, flags)
                     }
-                    BodyRef::File { file, offset, len } => {
+                    BodyRef::File { len, .. } => {
                         // The head (while still owed) and the next piece of the file in one
                         // write, from the worker's buffer. After a partial write the rest is
                         // read again: cheap, and no per-connection buffer is needed.
-                        let head = t.head.len();
-                        buf[..head].copy_from_slice(t.head);
-                        let want = usize::try_from(len)
-                            .unwrap_or(usize::MAX)
-                            .min(buf.len() - head);
-                        match rustix::io::pread(file, &mut buf[head..head + want], offset) {
-                            Ok(got) if got > 0 || want == 0 => {
-                                if (got as u64) < len {
+                        match t.copy_to(ctx.site, buf) {
+                            Ok(n) => {
+                                if (n.saturating_sub(t.head.len()) as u64) < len {
                                     flags = SendFlags::empty();
                                 }
-                                send_two(&self.sock, &buf[..head + got], &[], flags)
+                                send_two(&self.sock, &buf[..n], &[], flags)
                             }
-                            Err(rustix::io::Errno::INTR) => continue,
                             // The file ended before its length (it shrank under us) or cannot
                             // be read: nothing truthful can follow, so the connection ends.
-                            Ok(_) | Err(_) => {
+                            Err(_) => {
                                 self.conn.abort();
                                 return Ok(true);
                             }

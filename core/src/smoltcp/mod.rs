@@ -24,7 +24,8 @@
 //! connection's staging buffer (bounded: once it is full the socket keeps the rest, and its
 //! window closes — the same back-pressure as on the host), and the connection parses from
 //! there. Only heads are copied this way; bodies go straight from the cache arena or the
-//! [`FileSource`] into the socket's transmit ring with one copy, as smoltcp requires.
+//! [`FileSource`](crate::source::FileSource) into the socket's transmit ring with one copy
+//! ([`Transmit::copy_to`](crate::serve::Transmit::copy_to)), as smoltcp requires.
 //!
 //! # The poll loop
 //!
@@ -44,9 +45,7 @@ use ::smoltcp::iface::{SocketHandle, SocketSet};
 use ::smoltcp::socket::tcp;
 use ::smoltcp::time::Instant as SmolInstant;
 
-use crate::cache::ContentCache;
-use crate::serve::{BodyRef, Connection, ResponseInfo, Site, Transmit};
-use crate::source::FileSource;
+use crate::serve::{Connection, ResponseInfo, Site};
 use crate::time::{Duration, Instant};
 
 /// The core's instant for a smoltcp instant (milliseconds; times before the origin are 0).
@@ -422,14 +421,6 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
     }
 }
 
-/// What a connection of site `S` plans to send.
-type SiteTransmit<'a, S> = Transmit<
-    'a,
-    <<S as Site>::Cache as ContentCache>::Handle,
-    <<S as Site>::Source as FileSource>::File,
-    <<S as Site>::Source as FileSource>::Listing,
->;
-
 /// Copies what `conn` has to send into `socket`'s transmit buffer, as far as it has room.
 fn push<S: Site, const TX: usize>(
     site: &S,
@@ -451,9 +442,9 @@ fn push<S: Site, const TX: usize>(
                     return pushed;
                 }
                 // The ring's contiguous free part; a second round fills the part after the wrap.
-                match socket.send(|buf| match copy_transmit(site, &transmit, buf) {
-                    Some(n) => (n, Some(n)),
-                    None => (0, None),
+                match socket.send(|buf| match transmit.copy_to(site, buf) {
+                    Ok(n) => (n, Some(n)),
+                    Err(_) => (0, None),
                 }) {
                     Ok(Some(n)) if n > 0 => n,
                     Ok(Some(_)) => return pushed,
@@ -467,49 +458,6 @@ fn push<S: Site, const TX: usize>(
         conn.transmitted(now, sent);
         pushed = Pushed::Progress;
     }
-}
-
-/// Fills `buf` with the head bytes of `transmit`, then as many body bytes as fit. `None` when
-/// the body's source came up short (a file changed size, a cache entry was not readable).
-fn copy_transmit<S: Site>(
-    site: &S,
-    transmit: &SiteTransmit<'_, S>,
-    buf: &mut [u8],
-) -> Option<usize> {
-    let head = transmit.head;
-    let h = head.len().min(buf.len());
-    buf.get_mut(..h)?.copy_from_slice(head.get(..h)?);
-    if h < head.len() {
-        return Some(h);
-    }
-    let room = buf.get_mut(h..)?;
-    let want = usize::try_from(transmit.body.len())
-        .unwrap_or(usize::MAX)
-        .min(room.len());
-    if want == 0 {
-        return Some(h);
-    }
-    let dst = room.get_mut(..want)?;
-    let got = match &transmit.body {
-        BodyRef::None => 0,
-        BodyRef::Cached { handle, offset, .. } => site.cache().copy_out(handle, *offset, dst),
-        BodyRef::File { file, offset, .. } => site.source().read_at(file, *offset, dst).ok()?,
-        BodyRef::Listing {
-            listing, offset, ..
-        } => {
-            let part = listing
-                .as_ref()
-                .get(*offset..)
-                .and_then(|rest| rest.get(..want))?;
-            dst.copy_from_slice(part);
-            want
-        }
-    };
-    if got == 0 {
-        // The head (if any) still goes out; the next round finds the source short again.
-        return (h > 0).then_some(h);
-    }
-    Some(h + got)
 }
 
 #[cfg(test)]
@@ -527,8 +475,8 @@ mod tests {
         ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
     };
     use crate::path::SafePath;
-    use crate::serve::Config;
-    use crate::source::{Metadata, SourceError, StaticFile, StaticSource};
+    use crate::serve::{Config, SiteParts};
+    use crate::source::{FileSource, Metadata, SourceError, StaticFile, StaticSource};
 
     const PORT: u16 = 80;
     const STAGE: usize = 8192 + 64;
@@ -585,25 +533,7 @@ mod tests {
         }
     }
 
-    struct TestSite<F> {
-        source: F,
-        cache: RefCell<Board>,
-        config: Config,
-    }
-
-    impl<F: FileSource> Site for TestSite<F> {
-        type Source = F;
-        type Cache = RefCell<Board>;
-        fn source(&self) -> &F {
-            &self.source
-        }
-        fn cache(&self) -> &RefCell<Board> {
-            &self.cache
-        }
-        fn config(&self) -> &Config {
-            &self.config
-        }
-    }
+    type TestSite<F> = SiteParts<F, RefCell<Board>>;
 
     /// `max_entry` bytes: files above it are streamed from the source, not cached.
     fn site<F: FileSource>(source: F, max_entry: usize) -> &'static TestSite<F> {
@@ -621,11 +551,11 @@ mod tests {
         .unwrap();
         let mut config = Config::host();
         config.idle_timeout = crate::time::Duration::from_millis(500);
-        Box::leak(Box::new(TestSite {
+        Box::leak(Box::new(SiteParts::new(
             source,
-            cache: RefCell::new(cache),
+            RefCell::new(cache),
             config,
-        }))
+        )))
     }
 
     /// One interface on a Loopback device, the server (2 sockets with `RX`/`TX` buffers) and

@@ -27,7 +27,7 @@ use satchel_core::http::date::{format_http_date, MAX_HTTP_DATE};
 use satchel_core::http::range::{evaluate_range, RangeRequest};
 use satchel_core::serve::Config;
 
-use super::site::{read_response, MemSite, Peer, Response, MAX_CACHED};
+use super::site::{mem_site, read_response, Peer, Response, MAX_CACHED};
 use super::Reader;
 
 /// A decoded field: its value and, when generated, what it must mean.
@@ -63,7 +63,7 @@ pub fn check(data: &[u8]) {
     let other_size = r.u64();
     let head_first = r.bool();
 
-    let site = MemSite::new(Config::host());
+    let site = mem_site(Config::host());
     let content: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let snap = site.source.put(b"f.bin", content, modified);
     let etag = snap.etag();

@@ -1,0 +1,385 @@
+//! Unit tests of the server connection, through a driver in miniature.
+
+use core::cell::RefCell;
+use std::borrow::ToOwned;
+use std::string::String;
+use std::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::cache::{ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot};
+use crate::source::{StaticFile, StaticSource};
+use crate::time::{Duration, Instant};
+
+const BYTES: usize = 16 * 1024;
+type Board = ArrayCache<8, 16, BYTES>;
+
+static FILES: &[StaticFile] = &[
+    StaticFile {
+        path: "hello.txt",
+        data: b"hello, satchel\n",
+        modified: Some(1_700_000_000),
+    },
+    StaticFile {
+        path: "docs/index.html",
+        data: b"<h1>docs</h1>\n",
+        modified: Some(1_700_000_000),
+    },
+    StaticFile {
+        path: "big.bin",
+        data: &[7u8; 6000],
+        modified: Some(1_700_000_000),
+    },
+];
+
+type TestSite = SiteParts<StaticSource, RefCell<Board>>;
+
+fn test_site() -> TestSite {
+    let store = ArenaStore::new([0u8; BYTES], [const { Region::new() }; 8]).unwrap();
+    let cache = Cache::new(
+        store,
+        [const { Slot::new() }; 8],
+        [const { Bucket::new() }; 16],
+        // Every test file is stored on its first GET (no large-file deferral here).
+        CacheConfig {
+            max_entry_bytes: BYTES / 2,
+            large_bytes: BYTES / 2,
+            small_percent: 10,
+        },
+    )
+    .unwrap();
+    SiteParts::new(
+        StaticSource::new(FILES),
+        RefCell::new(cache),
+        Config::host(),
+    )
+}
+
+type Conn<'s> = Connection<'s, TestSite, 4096>;
+
+/// A driver in miniature: feeds `chunks` in turn (keeping what is not consumed, as a real
+/// driver does), sends with write sizes from `sizes` (cycled), then EOF. Returns the bytes
+/// the peer would receive.
+fn drive(site: &TestSite, chunks: &[&[u8]], sizes: &[usize]) -> Vec<u8> {
+    let t = Instant::from_millis(0);
+    let mut conn = Conn::new(site, t);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut out = Vec::new();
+    let mut size = sizes.iter().copied().cycle();
+    let mut pump = |conn: &mut Conn<'_>, pending: &mut Vec<u8>, out: &mut Vec<u8>| loop {
+        let n = conn.handle_input(t, pending);
+        pending.drain(..n);
+        let mut progressed = n > 0;
+        while let Some(tx) = conn.poll_transmit() {
+            let max = size.next().unwrap_or(usize::MAX).max(1);
+            let mut sent = std::vec![0u8; max.min(tx.len() as usize)];
+            let n = tx.copy_to(site, &mut sent).unwrap();
+            sent.truncate(n);
+            out.extend_from_slice(&sent);
+            conn.transmitted(t, sent.len());
+            progressed = true;
+        }
+        if !progressed || conn.is_closed() {
+            break;
+        }
+    };
+    for chunk in chunks {
+        pending.extend_from_slice(chunk);
+        pump(&mut conn, &mut pending, &mut out);
+    }
+    conn.handle_eof(t);
+    pump(&mut conn, &mut pending, &mut out);
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn get(path: &str) -> String {
+    std::format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
+}
+
+#[test]
+fn miss_then_hit_same_bytes() {
+    let site = test_site();
+    let req = get("/hello.txt") + &get("/hello.txt");
+    let out = text(&drive(&site, &[req.as_bytes()], &[usize::MAX]));
+    let parts: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(parts.len(), 2, "{out}");
+    assert!(parts[0].starts_with("200 OK\r\n"));
+    assert!(
+        parts[0].contains("Cache-Status: satchel; fwd=miss; stored\r\n"),
+        "{out}"
+    );
+    assert!(parts[1].contains("Cache-Status: satchel; hit\r\n"), "{out}");
+    for p in &parts {
+        assert!(p.ends_with("\r\n\r\nhello, satchel\n"), "{p}");
+        assert!(p.contains("Content-Type: text/plain; charset=utf-8\r\n"));
+        assert!(p.contains("Content-Length: 15\r\n"));
+        assert!(!p.contains("Date:"), "no clock, no Date");
+    }
+    let stats = site.cache().stats();
+    assert_eq!((stats.hits, stats.insertions), (1, 1));
+}
+
+/// Found by the `connection` fuzz target: `transmitted` while nothing was offered (a driver
+/// reporting a zero-byte write between responses) closed a kept-alive connection.
+#[test]
+fn transmitted_with_nothing_offered_changes_nothing() {
+    let site = test_site();
+    let t = Instant::from_millis(0);
+    let mut conn = Conn::new(&site, t);
+    conn.transmitted(t, 0);
+    conn.transmitted(t, 5);
+    assert!(conn.is_idle() && !conn.is_closed());
+    assert_eq!(conn.poll_timeout(), Some(t + Duration::from_secs(15)));
+    let req = get("/hello.txt");
+    assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+    while let Some(tx) = conn.poll_transmit() {
+        let n = tx.head.len() + tx.body.len() as usize;
+        conn.transmitted(t, n);
+    }
+    conn.transmitted(Instant::from_millis(9_000), 3);
+    assert!(conn.is_idle() && !conn.is_closed());
+    assert_eq!(conn.poll_timeout(), Some(t + Duration::from_secs(15)));
+}
+
+/// `closes_after` is what lets a driver send the last bytes with the FIN: true exactly while
+/// a response that ends the connection is owed, then the connection is closed.
+#[test]
+fn closes_after_marks_the_last_response() {
+    let site = test_site();
+    let t = Instant::from_millis(0);
+    let mut conn = Conn::new(&site, t);
+    let send_all = |conn: &mut Conn<'_>| {
+        while let Some(tx) = conn.poll_transmit() {
+            let n = tx.head.len() + tx.body.len() as usize;
+            conn.transmitted(t, n);
+        }
+    };
+    let req = get("/hello.txt");
+    assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+    assert!(conn.is_sending() && !conn.closes_after());
+    send_all(&mut conn);
+    assert!(conn.is_idle() && !conn.closes_after());
+    let req = "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+    assert!(conn.is_sending() && conn.closes_after());
+    send_all(&mut conn);
+    assert!(conn.is_closed() && !conn.closes_after());
+    // A keep-alive response in flight when the server shuts down becomes the last one.
+    let mut conn = Conn::new(&site, t);
+    let req = get("/big.bin");
+    assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+    assert!(!conn.closes_after());
+    conn.shutdown();
+    assert!(conn.closes_after());
+}
+
+#[test]
+fn head_has_headers_no_body() {
+    let site = test_site();
+    let out = text(&drive(
+        &site,
+        &[b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"],
+        &[usize::MAX],
+    ));
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(out.contains("Content-Length: 6000\r\n"));
+    assert!(out.ends_with("\r\n\r\n"), "{out}");
+}
+
+#[test]
+fn errors_keep_or_close_as_protocol_says() {
+    let site = test_site();
+    // 405 and 404 and a bad path keep the connection; the next request is answered.
+    let req = std::format!(
+        "DELETE /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n{}{}{}",
+        get("/missing"),
+        get("/a/../hello.txt"),
+        get("/hello.txt")
+    );
+    let out = text(&drive(&site, &[req.as_bytes()], &[usize::MAX]));
+    let statuses: Vec<&str> = out.split("HTTP/1.1 ").skip(1).map(|p| &p[..3]).collect();
+    assert_eq!(statuses, ["405", "404", "400", "200"], "{out}");
+    assert!(out.contains("Allow: GET, HEAD\r\n"));
+    // A malformed head: error, Connection: close, nothing after it.
+    let req = std::format!(
+        "{}GET / HTTP/9.9\r\nHost: t\r\n\r\n{}",
+        get("/hello.txt"),
+        get("/hello.txt")
+    );
+    let out = text(&drive(&site, &[req.as_bytes()], &[usize::MAX]));
+    let statuses: Vec<&str> = out.split("HTTP/1.1 ").skip(1).map(|p| &p[..3]).collect();
+    assert_eq!(statuses, ["200", "505"], "{out}");
+    assert!(out.contains("Connection: close\r\n"));
+}
+
+#[test]
+fn folder_redirect_and_index() {
+    let site = test_site();
+    let out = text(&drive(&site, &[get("/docs").as_bytes()], &[usize::MAX]));
+    assert!(
+        out.starts_with("HTTP/1.1 301 Moved Permanently\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("Location: /docs/\r\n"));
+    let out = text(&drive(&site, &[get("/docs/").as_bytes()], &[usize::MAX]));
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("Content-Type: text/html; charset=utf-8\r\n"));
+    assert!(out.ends_with("<h1>docs</h1>\n"));
+    // No listings from a static source: the root without index is 404.
+    let out = text(&drive(&site, &[get("/").as_bytes()], &[usize::MAX]));
+    assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"), "{out}");
+}
+
+#[test]
+fn ranges_and_conditionals() {
+    let site = test_site();
+    let req = "GET /hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=7-13\r\n\r\n";
+    let out = text(&drive(&site, &[req.as_bytes()], &[usize::MAX]));
+    assert!(out.starts_with("HTTP/1.1 206 Partial Content\r\n"), "{out}");
+    assert!(out.contains("Content-Range: bytes 7-13/15\r\n"));
+    assert!(out.ends_with("\r\n\r\nsatchel"));
+    let req = "GET /hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=15-\r\n\r\n";
+    let out = text(&drive(&site, &[req.as_bytes()], &[usize::MAX]));
+    assert!(
+        out.starts_with("HTTP/1.1 416 Range Not Satisfiable\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("Content-Range: bytes */15\r\n"));
+
+    let first = text(&drive(
+        &site,
+        &[get("/hello.txt").as_bytes()],
+        &[usize::MAX],
+    ));
+    let etag = first
+        .lines()
+        .find_map(|l| l.strip_prefix("ETag: "))
+        .unwrap()
+        .to_owned();
+    let req = std::format!("GET /hello.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n");
+    let out = text(&drive(&site, &[req.as_bytes()], &[usize::MAX]));
+    assert!(out.starts_with("HTTP/1.1 304 Not Modified\r\n"), "{out}");
+    assert!(!out.contains("Content-Length"));
+    assert!(out.ends_with("\r\n\r\n"));
+}
+
+#[test]
+fn timeouts() {
+    let site = test_site();
+    let t0 = Instant::from_millis(0);
+    // Idle: closed silently.
+    let mut conn = Conn::new(&site, t0);
+    let idle = conn.poll_timeout().unwrap();
+    assert_eq!(idle, t0 + site.config.idle_timeout);
+    conn.handle_timeout(Instant::from_millis(idle.as_millis() - 1));
+    assert!(!conn.is_closed());
+    conn.handle_timeout(idle);
+    assert!(conn.is_closed());
+    assert!(conn.poll_transmit().is_none());
+    // Slow head: 408 then close, deadline counted from the first byte.
+    let mut conn = Conn::new(&site, t0);
+    let t1 = Instant::from_millis(5000);
+    assert_eq!(conn.handle_input(t1, b"GET / HTTP/1.1\r\nHo"), 0);
+    assert_eq!(conn.poll_timeout(), Some(t1 + site.config.head_timeout));
+    conn.handle_timeout(t1 + site.config.head_timeout);
+    let tx = conn.poll_transmit().unwrap();
+    assert!(tx.head.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
+    let n = tx.head.len();
+    conn.transmitted(t1, n);
+    assert!(conn.is_closed());
+}
+
+#[test]
+fn eof_after_request_still_sends_response() {
+    let site = test_site();
+    let t = Instant::from_millis(0);
+    let mut conn = Conn::new(&site, t);
+    let req = get("/hello.txt");
+    assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+    conn.handle_eof(t);
+    assert!(!conn.is_closed());
+    let tx = conn.poll_transmit().unwrap();
+    let total = tx.head.len() + tx.body.len() as usize;
+    conn.transmitted(t, total);
+    assert!(conn.is_closed(), "closes once the owed response is sent");
+    assert_eq!(site.cache().stats().entries, 1);
+}
+
+#[test]
+fn pinned_entries_are_released() {
+    let site = test_site();
+    drive(
+        &site,
+        &[get("/big.bin").as_bytes(), get("/big.bin").as_bytes()],
+        &[100],
+    );
+    // A dropped connection mid-body releases its pin too.
+    {
+        let t = Instant::from_millis(0);
+        let mut conn = Conn::new(&site, t);
+        let req = get("/big.bin");
+        conn.handle_input(t, req.as_bytes());
+        conn.transmitted(t, 50);
+    }
+    let s = site.cache().stats();
+    assert_eq!((s.hits, s.entries), (2, 1));
+    // Everything unpinned: the entry can be evicted and replaced.
+    assert!(site.cache().borrow_mut().invalidate(b"big.bin"));
+    assert_eq!(site.cache().stats().entries, 0);
+}
+
+fn request_mix() -> impl Strategy<Value = Vec<u8>> {
+    let one = prop_oneof![
+        Just(get("/hello.txt")),
+        Just(get("/big.bin")),
+        Just(get("/docs")),
+        Just(get("/missing")),
+        Just(String::from("HEAD /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")),
+        Just(String::from(
+            "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=100-4000\r\n\r\n"
+        )),
+        Just(String::from("PUT /x HTTP/1.1\r\nHost: t\r\n\r\n")),
+    ];
+    proptest::collection::vec(one, 1..6).prop_map(|v| v.concat().into_bytes())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Output bytes do not depend on how the input is split into reads.
+    #[test]
+    fn input_chunking_is_invisible(input in request_mix(), cuts in proptest::collection::vec(0usize..1000, 0..8)) {
+        let whole = drive(&test_site(), &[&input], &[usize::MAX]);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for p in points {
+            chunks.push(&input[last..p]);
+            last = p;
+        }
+        chunks.push(&input[last..]);
+        let split = drive(&test_site(), &chunks, &[usize::MAX]);
+        prop_assert_eq!(text(&whole), text(&split));
+    }
+
+    /// Output bytes do not depend on how much each write takes (`transmitted(n)` splits).
+    #[test]
+    fn transmit_splits_are_invisible(input in request_mix(), sizes in proptest::collection::vec(1usize..300, 1..8)) {
+        let whole = drive(&test_site(), &[&input], &[usize::MAX]);
+        let split = drive(&test_site(), &[&input], &sizes);
+        prop_assert_eq!(text(&whole), text(&split));
+    }
+
+    /// Nothing a peer sends panics the connection, and it never buffers unboundedly.
+    #[test]
+    fn arbitrary_bytes_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..6)) {
+        let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        let _ = drive(&test_site(), &refs, &[64]);
+    }
+}
