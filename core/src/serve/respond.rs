@@ -341,6 +341,8 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
 }
 
 /// Decide: the conditionals and the range of `request` against the file's validators.
+///
+/// Only a GET has a range (RFC 9110 §14.2): a HEAD with `Range` is answered as a plain HEAD.
 fn decide(request: &Request<'_>, meta: &Metadata, etag: &ETag) -> Decision {
     let validators = Validators {
         etag,
@@ -350,7 +352,7 @@ fn decide(request: &Request<'_>, meta: &Metadata, etag: &ETag) -> Decision {
         if_none_match: request.if_none_match,
         if_modified_since: request.if_modified_since,
         if_range: request.if_range,
-        range: request.range,
+        range: request.range.filter(|_| request.method == Method::Get),
     };
     conditional::evaluate(&conditions, &validators, meta.version.len, true)
 }

@@ -383,3 +383,23 @@ proptest! {
         let _ = drive(&test_site(), &refs, &[64]);
     }
 }
+
+/// RFC 9110 §14.2 defines range handling for GET only: a HEAD with `Range` is a plain HEAD
+/// (200, the full length), conditionals included.
+#[test]
+fn head_with_range_is_a_plain_head() {
+    let site = test_site();
+    let req = "HEAD /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n";
+    let out = text(&drive(&site, &[req.as_bytes()], &[usize::MAX]));
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("Content-Length: 6000\r\n"), "{out}");
+    assert!(!out.contains("Content-Range"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "{out}");
+    let req = "HEAD /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=9000-\r\n\r\n";
+    let out = text(&drive(&site, &[req.as_bytes()], &[usize::MAX]));
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    // GET keeps its ranges.
+    let req = "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n";
+    let out = text(&drive(&site, &[req.as_bytes()], &[usize::MAX]));
+    assert!(out.starts_with("HTTP/1.1 206 Partial Content\r\n"), "{out}");
+}
