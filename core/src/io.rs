@@ -8,6 +8,7 @@
 use embedded_io::{Read, Write};
 
 use crate::serve::{Connection, Site};
+use crate::source::Arrival;
 use crate::time::Instant;
 
 /// Why [`serve`] stopped before the peer closed cleanly.
@@ -66,7 +67,7 @@ where
     loop {
         // Answer every complete request held, in order, each completely before the next.
         loop {
-            let consumed = conn.handle_input(now(), &rx[..filled]);
+            let consumed = conn.handle_input(now(), Arrival::UNKNOWN, &rx[..filled]);
             if consumed > 0 {
                 rx.copy_within(consumed..filled, 0);
                 filled -= consumed;

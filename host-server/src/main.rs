@@ -21,9 +21,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use satchel_core::cache::ContentCache;
-use satchel_core::serve::Site;
 
-use crate::site::{HostSite, Shared};
+use crate::site::{HostSite, Shared, WorkerSite};
 
 /// Exit code for a bad command line or an unusable ROOT (clap uses 2 for usage errors too).
 const EXIT_USAGE: u8 = 2;
@@ -182,8 +181,8 @@ fn run(args: Args) -> Result<()> {
             site.source_root().display(),
             workers,
             args.cache_size,
-            site.cache().entries_capacity(),
-            site.cache().shard_count(),
+            site.cache.entries_capacity(),
+            site.cache.shard_count(),
             args.max_cached_file
         ));
     }
@@ -193,15 +192,17 @@ fn run(args: Args) -> Result<()> {
     std::thread::scope(|scope| -> Result<()> {
         let mut handles = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
-            let site = &site;
+            let host = &site;
             let shared = Arc::clone(&shared);
-            let w = worker::Worker::new(site, shared, listener, defer_accept)
-                .context("creating worker")?;
-            signals.add_waker(w.waker());
+            let io = worker::WorkerIo::new(listener).context("creating worker")?;
+            signals.add_waker(io.waker());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn_scoped(scope, move || w.run())
+                    .spawn_scoped(scope, move || {
+                        let site = WorkerSite::new(host);
+                        worker::Worker::new(&site, shared, io, defer_accept).run()
+                    })
                     .context("spawning worker thread")?,
             );
         }
@@ -217,7 +218,7 @@ fn run(args: Args) -> Result<()> {
     })?;
 
     if !args.quiet {
-        let s = site.cache().stats();
+        let s = site.cache.stats();
         say(format_args!(
             "shutdown: cache hits={} misses={} insertions={} evictions={} bypasses={} stale={} bytes_used={} entries={} | requests={}",
             s.hits,

@@ -6,7 +6,7 @@
 //! one `send` of the response head together with the cached body. Bodies of uncached files
 //! go out by `pread` + `send` through the worker's buffer, in bounded chunks. Each turn of the
 //! loop first reads every ready socket, then handles what came, so that one `stat` per path
-//! validates the cache for all the turn's requests ([`probes`]). Timeouts are checked by a sweep
+//! validates the cache for all the turn's requests ([`crate::probes`]). Timeouts are checked by a sweep
 //! every [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
 
 use std::io::{self, IoSlice, Read, Write};
@@ -23,9 +23,8 @@ use satchel_core::http::method::Method;
 use satchel_core::http::response::CacheStatus;
 use satchel_core::serve::{BodyRef, Connection, ResponseInfo};
 
-use crate::clock::{self, now};
-use crate::probes;
-use crate::site::{HostSite, Shared};
+use crate::site::{Shared, WorkerSite};
+use satchel_core::source::Arrival;
 
 /// Bytes of response head buffer per connection: fits a `301` whose `Location` is the longest
 /// path (1024 bytes, percent-encoded).
@@ -173,7 +172,7 @@ struct PendingLog {
 struct Slot<'s> {
     sock: TcpStream,
     peer: SocketAddr,
-    conn: Connection<'s, HostSite, TX>,
+    conn: Connection<'s, WorkerSite<'s>, TX>,
     /// Received bytes the connection has not consumed yet (an incomplete head, or pipelined
     /// requests waiting for the response before them). Empty in the common case.
     pending: Vec<u8>,
@@ -181,8 +180,8 @@ struct Slot<'s> {
     interest: Option<Interest>,
     /// The socket may have bytes to read (edge-triggered: cleared only on a short read or EAGAIN).
     readable: bool,
-    /// The number of the read that delivered the newest bytes (see [`probes`]).
-    received: u64,
+    /// The number of the read that delivered the newest bytes (see [`crate::probes`]).
+    received: Arrival,
     /// The peer closed its side.
     eof: bool,
     /// The connection was told about `eof`.
@@ -214,10 +213,12 @@ enum Flow {
 
 /// A worker thread's state.
 pub(crate) struct Worker<'s> {
-    site: &'s HostSite,
+    site: &'s WorkerSite<'s>,
     shared: Arc<Shared>,
     poll: Poll,
-    waker: Arc<Waker>,
+    /// Kept open for the worker's life: a wake-up of an eventfd whose last descriptor is
+    /// closed is dropped from the epoll set unseen.
+    _waker: Arc<Waker>,
     listener: Option<TcpListener>,
     slots: Vec<Option<Box<Slot<'s>>>>,
     free: Vec<usize>,
@@ -236,13 +237,16 @@ pub(crate) struct Worker<'s> {
     requests: usize,
 }
 
-impl<'s> Worker<'s> {
-    pub(crate) fn new(
-        site: &'s HostSite,
-        shared: Arc<Shared>,
-        listener: std::net::TcpListener,
-        defer_accept: bool,
-    ) -> Result<Self> {
+/// A worker's event loop and listener, made on the main thread (so that the shutdown signal
+/// can hold its waker) and handed to the worker's thread.
+pub(crate) struct WorkerIo {
+    poll: Poll,
+    waker: Arc<Waker>,
+    listener: TcpListener,
+}
+
+impl WorkerIo {
+    pub(crate) fn new(listener: std::net::TcpListener) -> Result<Self> {
         let poll = Poll::new().context("epoll")?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("waker")?);
         let mut listener = TcpListener::from_std(listener);
@@ -250,11 +254,31 @@ impl<'s> Worker<'s> {
             .register(&mut listener, LISTENER, Interest::READABLE)
             .context("registering listener")?;
         Ok(Self {
-            site,
-            shared,
             poll,
             waker,
-            listener: Some(listener),
+            listener,
+        })
+    }
+
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+}
+
+impl<'s> Worker<'s> {
+    /// A worker over its own `site` (made on its thread: it holds the worker's clock and memo).
+    pub(crate) fn new(
+        site: &'s WorkerSite<'s>,
+        shared: Arc<Shared>,
+        io: WorkerIo,
+        defer_accept: bool,
+    ) -> Self {
+        Self {
+            site,
+            shared,
+            poll: io.poll,
+            _waker: io.waker,
+            listener: Some(io.listener),
             slots: Vec::new(),
             free: Vec::new(),
             open: 0,
@@ -265,11 +289,7 @@ impl<'s> Worker<'s> {
             eager_read: defer_accept,
             log: Vec::with_capacity(64 * 1024),
             requests: 0,
-        })
-    }
-
-    pub(crate) fn waker(&self) -> Arc<Waker> {
-        Arc::clone(&self.waker)
+        }
     }
 
     /// Runs until shutdown and the connections in flight are done.
@@ -289,7 +309,7 @@ impl<'s> Worker<'s> {
                     return Err(e).context("epoll_wait");
                 }
             }
-            clock::tick();
+            self.site.clock.tick();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -337,12 +357,12 @@ impl<'s> Worker<'s> {
 
     /// Serves the connections that became ready: first every one of them takes in what it
     /// received, then each is driven. Reading all before handling any lets one `stat` of a path
-    /// validate the cache for every request of the turn (see [`probes`]).
+    /// validate the cache for every request of the turn (see [`crate::probes`]).
     fn serve_ready(&mut self) {
         let mut ready = std::mem::take(&mut self.ready);
         for &id in &ready {
             if let Some(Some(slot)) = self.slots.get_mut(id) {
-                slot.receive(&mut self.buf);
+                slot.receive(self.site, &mut self.buf);
             }
         }
         for &id in &ready {
@@ -400,13 +420,13 @@ impl<'s> Worker<'s> {
         self.slots[id] = Some(Box::new(Slot {
             sock,
             peer,
-            conn: Connection::new(self.site, now()),
+            conn: Connection::new(self.site, self.site.clock.now()),
             pending: Vec::new(),
             interest: None,
             // With deferred accept the request is usually there already; otherwise a read now
             // would only see EAGAIN, and registering reports the data when it comes.
             readable: self.eager_read,
-            received: 0,
+            received: Arrival::UNKNOWN,
             eof: false,
             eof_handled: false,
             failed: false,
@@ -494,7 +514,7 @@ impl<'s> Worker<'s> {
 
     /// Timeouts of every connection; draining of lingering sockets; a stalled accept.
     fn sweep(&mut self, now_std: std::time::Instant) {
-        let t = now();
+        let t = self.site.clock.now();
         for id in 0..self.slots.len() {
             let due = match self.slots[id].as_ref() {
                 Some(slot) => slot.conn.poll_timeout().is_some_and(|d| d <= t),
@@ -540,7 +560,7 @@ impl<'s> Worker<'s> {
 
 /// What `pump` needs from its worker besides the slot.
 struct Ctx<'a> {
-    site: &'a HostSite,
+    site: &'a WorkerSite<'a>,
     quiet: bool,
     log: &'a mut Vec<u8>,
     requests: &'a mut usize,
@@ -550,18 +570,18 @@ impl Slot<'_> {
     /// The first half of a turn: one read of what the socket holds, kept for [`Slot::pump`].
     /// Only when nothing is pending or being sent, so that a client that does not read its
     /// responses cannot make the server buffer its requests.
-    fn receive(&mut self, buf: &mut [u8]) {
+    fn receive(&mut self, site: &WorkerSite<'_>, buf: &mut [u8]) {
         if !self.readable || self.eof || !self.pending.is_empty() || self.conn.is_sending() {
             return;
         }
         let read_buf = &mut buf[..READ_CHUNK];
-        if let Received::Bytes(n) = self.read_once(read_buf) {
+        if let Received::Bytes(n) = self.read_once(site, read_buf) {
             self.pending.extend_from_slice(&read_buf[..n]);
         }
     }
 
     /// One `read`, with its outcome recorded in the slot's flags.
-    fn read_once(&mut self, read_buf: &mut [u8]) -> Received {
+    fn read_once(&mut self, site: &WorkerSite<'_>, read_buf: &mut [u8]) -> Received {
         loop {
             return match self.sock.read(read_buf) {
                 Ok(0) => {
@@ -574,7 +594,7 @@ impl Slot<'_> {
                         // A short read drained the socket; the next bytes raise a new edge.
                         self.readable = false;
                     }
-                    self.received = probes::received();
+                    self.received = site.received();
                     Received::Bytes(n)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -607,8 +627,8 @@ impl Slot<'_> {
             }
             if !self.pending.is_empty() {
                 let mut pending = std::mem::take(&mut self.pending);
-                probes::handling(self.received);
-                let consumed = self.conn.handle_input(now(), &pending);
+                let now = ctx.site.clock.now();
+                let consumed = self.conn.handle_input(now, self.received, &pending);
                 if consumed > 0 {
                     self.after_request(&pending[..consumed], &mut ctx);
                     pending.drain(..consumed);
@@ -620,18 +640,18 @@ impl Slot<'_> {
             }
             if self.eof && !self.eof_handled {
                 self.eof_handled = true;
-                self.conn.handle_eof(now());
+                self.conn.handle_eof(ctx.site.clock.now());
                 continue;
             }
             if !self.readable || self.eof {
                 return Flow::Wait { write: false };
             }
-            match self.read_once(&mut buf[..READ_CHUNK]) {
+            match self.read_once(ctx.site, &mut buf[..READ_CHUNK]) {
                 Received::Bytes(n) => {
                     let data = &buf[..n];
                     if self.pending.is_empty() {
-                        probes::handling(self.received);
-                        let consumed = self.conn.handle_input(now(), data);
+                        let now = ctx.site.clock.now();
+                        let consumed = self.conn.handle_input(now, self.received, data);
                         if consumed > 0 {
                             self.after_request(&data[..consumed], &mut ctx);
                         }
@@ -732,7 +752,7 @@ impl Slot<'_> {
                         self.held = flags.contains(SendFlags::MORE);
                     }
                     let was_sending = self.conn.is_sending();
-                    self.conn.transmitted(now(), n);
+                    self.conn.transmitted(ctx.site.clock.now(), n);
                     if was_sending && !self.conn.is_sending() {
                         if let Some(done) = self.log.take() {
                             finish_log(ctx.log, done);

@@ -6,6 +6,7 @@ use crate::http::method::Method;
 use crate::http::request::parse_request;
 use crate::http::response::{CacheStatus, ResponseHead};
 use crate::http::status::StatusCode;
+use crate::source::Arrival;
 use crate::time::Instant;
 
 use super::body::{Body, Transmit};
@@ -52,6 +53,10 @@ pub struct Connection<'s, S: Site, const TX: usize> {
     /// When the connection last made progress (request answered, bytes sent).
     last_activity: Instant,
     peer_closed: bool,
+    /// When the request being answered had arrived (passed on to [`FileSource::probe`]).
+    ///
+    /// [`FileSource::probe`]: crate::source::FileSource::probe
+    pub(super) arrived: Arrival,
     event: Option<ResponseInfo>,
 }
 
@@ -68,6 +73,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             head_started: None,
             last_activity: now,
             peer_closed: false,
+            arrived: Arrival::UNKNOWN,
             event: None,
         }
     }
@@ -78,10 +84,15 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     /// more bytes appended) or the previous response is still being sent (call again once
     /// [`poll_transmit`](Self::poll_transmit) returns `None`). A malformed head is answered with
     /// its error status and consumes everything: the connection closes after that response.
-    pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> usize {
+    ///
+    /// `arrived` says when the newest of these bytes had arrived, in the driver's count of its
+    /// reads; it lets a source reuse a recent lookup soundly (see [`Arrival`]). A driver that
+    /// does not count passes [`Arrival::UNKNOWN`].
+    pub fn handle_input(&mut self, now: Instant, arrived: Arrival, data: &[u8]) -> usize {
         if self.state != State::Reading || data.is_empty() {
             return 0;
         }
+        self.arrived = arrived;
         match parse_request(data, &self.site.config().limits) {
             Ok(crate::Status::Partial) => {
                 self.head_started.get_or_insert(now);

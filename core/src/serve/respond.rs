@@ -97,7 +97,10 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let source = self.site.source();
         let probed = match path.trailing_slash() {
             true => None,
-            false => source.probe(path).ok().filter(|m| m.kind == FileKind::File),
+            false => source
+                .probe(path, self.arrived)
+                .ok()
+                .filter(|m| m.kind == FileKind::File),
         };
         if let Some(meta) = probed {
             if let Some(handle) = self.site.cache().lookup(path.as_bytes(), &meta.version) {

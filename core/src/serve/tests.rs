@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::cache::{ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot};
-use crate::source::{StaticFile, StaticSource};
+use crate::source::{Arrival, StaticFile, StaticSource};
 use crate::time::{Duration, Instant};
 
 const BYTES: usize = 16 * 1024;
@@ -68,7 +68,7 @@ fn drive(site: &TestSite, chunks: &[&[u8]], sizes: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut size = sizes.iter().copied().cycle();
     let mut pump = |conn: &mut Conn<'_>, pending: &mut Vec<u8>, out: &mut Vec<u8>| loop {
-        let n = conn.handle_input(t, pending);
+        let n = conn.handle_input(t, Arrival::UNKNOWN, pending);
         pending.drain(..n);
         let mut progressed = n > 0;
         while let Some(tx) = conn.poll_transmit() {
@@ -136,7 +136,10 @@ fn transmitted_with_nothing_offered_changes_nothing() {
     assert!(conn.is_idle() && !conn.is_closed());
     assert_eq!(conn.poll_timeout(), Some(t + Duration::from_secs(15)));
     let req = get("/hello.txt");
-    assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+    assert_eq!(
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+        req.len()
+    );
     while let Some(tx) = conn.poll_transmit() {
         let n = tx.head.len() + tx.body.len() as usize;
         conn.transmitted(t, n);
@@ -160,19 +163,28 @@ fn closes_after_marks_the_last_response() {
         }
     };
     let req = get("/hello.txt");
-    assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+    assert_eq!(
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+        req.len()
+    );
     assert!(conn.is_sending() && !conn.closes_after());
     send_all(&mut conn);
     assert!(conn.is_idle() && !conn.closes_after());
     let req = "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+    assert_eq!(
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+        req.len()
+    );
     assert!(conn.is_sending() && conn.closes_after());
     send_all(&mut conn);
     assert!(conn.is_closed() && !conn.closes_after());
     // A keep-alive response in flight when the server shuts down becomes the last one.
     let mut conn = Conn::new(&site, t);
     let req = get("/big.bin");
-    assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+    assert_eq!(
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+        req.len()
+    );
     assert!(!conn.closes_after());
     conn.shutdown();
     assert!(conn.closes_after());
@@ -284,7 +296,10 @@ fn timeouts() {
     // Slow head: 408 then close, deadline counted from the first byte.
     let mut conn = Conn::new(&site, t0);
     let t1 = Instant::from_millis(5000);
-    assert_eq!(conn.handle_input(t1, b"GET / HTTP/1.1\r\nHo"), 0);
+    assert_eq!(
+        conn.handle_input(t1, Arrival::UNKNOWN, b"GET / HTTP/1.1\r\nHo"),
+        0
+    );
     assert_eq!(conn.poll_timeout(), Some(t1 + site.config.head_timeout));
     conn.handle_timeout(t1 + site.config.head_timeout);
     let tx = conn.poll_transmit().unwrap();
@@ -300,7 +315,10 @@ fn eof_after_request_still_sends_response() {
     let t = Instant::from_millis(0);
     let mut conn = Conn::new(&site, t);
     let req = get("/hello.txt");
-    assert_eq!(conn.handle_input(t, req.as_bytes()), req.len());
+    assert_eq!(
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+        req.len()
+    );
     conn.handle_eof(t);
     assert!(!conn.is_closed());
     let tx = conn.poll_transmit().unwrap();
@@ -323,7 +341,7 @@ fn pinned_entries_are_released() {
         let t = Instant::from_millis(0);
         let mut conn = Conn::new(&site, t);
         let req = get("/big.bin");
-        conn.handle_input(t, req.as_bytes());
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes());
         conn.transmitted(t, 50);
     }
     let s = site.cache().stats();
@@ -402,4 +420,60 @@ fn head_with_range_is_a_plain_head() {
     let req = "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n";
     let out = text(&drive(&site, &[req.as_bytes()], &[usize::MAX]));
     assert!(out.starts_with("HTTP/1.1 206 Partial Content\r\n"), "{out}");
+}
+
+/// What the driver says of a request's arrival reaches the source's probe, for every path the
+/// request looks at: nothing else tells a source which lookups it may reuse.
+#[test]
+fn arrival_reaches_the_probe() {
+    use crate::path::SafePath;
+    use crate::source::{FileSource, Metadata, SourceError};
+    use core::cell::Cell;
+
+    struct Recording {
+        inner: StaticSource,
+        seen: Cell<Option<Arrival>>,
+    }
+    impl FileSource for Recording {
+        type File = usize;
+        type Listing = &'static [u8];
+        fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+            self.inner.metadata(path)
+        }
+        fn probe(&self, path: &SafePath<'_>, arrived: Arrival) -> Result<Metadata, SourceError> {
+            self.seen.set(Some(arrived));
+            self.inner.metadata(path)
+        }
+        fn open(&self, path: &SafePath<'_>) -> Result<(usize, Metadata), SourceError> {
+            self.inner.open(path)
+        }
+        fn file_metadata(&self, file: &usize) -> Result<Metadata, SourceError> {
+            self.inner.file_metadata(file)
+        }
+        fn read_at(&self, file: &usize, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {
+            self.inner.read_at(file, offset, buf)
+        }
+    }
+    let base = test_site();
+    let site = SiteParts::new(
+        Recording {
+            inner: StaticSource::new(FILES),
+            seen: Cell::new(None),
+        },
+        base.cache,
+        Config::host(),
+    );
+    let t = Instant::from_millis(0);
+    let mut conn = Connection::<_, 4096>::new(&site, t);
+    let req = get("/hello.txt");
+    assert_eq!(conn.handle_input(t, Arrival(7), req.as_bytes()), req.len());
+    assert_eq!(site.source.seen.get(), Some(Arrival(7)));
+    while let Some(tx) = conn.poll_transmit() {
+        let n = tx.len() as usize;
+        conn.transmitted(t, n);
+    }
+    // The index of a folder is probed with the arrival of the request naming the folder.
+    let req = get("/docs/");
+    assert_eq!(conn.handle_input(t, Arrival(9), req.as_bytes()), req.len());
+    assert_eq!(site.source.seen.get(), Some(Arrival(9)));
 }

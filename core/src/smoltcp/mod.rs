@@ -46,6 +46,7 @@ use ::smoltcp::socket::tcp;
 use ::smoltcp::time::Instant as SmolInstant;
 
 use crate::serve::{Connection, ResponseInfo, Site};
+use crate::source::Arrival;
 use crate::time::{Duration, Instant};
 
 /// The core's instant for a smoltcp instant (milliseconds; times before the origin are 0).
@@ -359,7 +360,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         // connection consumes nothing while a response is in flight).
         let mut source_changed = false;
         loop {
-            let consumed = conn.handle_input(now, &self.stage[..self.staged]);
+            let consumed = conn.handle_input(now, Arrival::UNKNOWN, &self.stage[..self.staged]);
             if consumed > 0 {
                 let consumed = consumed.min(self.staged);
                 self.stage.copy_within(consumed..self.staged, 0);

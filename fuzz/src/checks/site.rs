@@ -10,7 +10,7 @@ use satchel_core::http::etag::ETag;
 use satchel_core::listing::{Entry, ListingWriter};
 use satchel_core::path::SafePath;
 use satchel_core::serve::{Config, Connection, SiteParts};
-use satchel_core::source::SourceError;
+use satchel_core::source::{Arrival, SourceError};
 use satchel_core::source::{FileKind, FileSource, FileVersion, ListingStyle, Metadata};
 use satchel_core::time::Instant;
 
@@ -219,7 +219,9 @@ impl<'s> Peer<'s> {
 
     /// Offers the pending bytes once; returns those consumed (removed from `pending`).
     pub fn offer(&mut self) -> Vec<u8> {
-        let n = self.conn.handle_input(self.instant(), &self.pending);
+        let n = self
+            .conn
+            .handle_input(self.instant(), Arrival::UNKNOWN, &self.pending);
         assert!(n <= self.pending.len(), "consumed more than offered");
         self.pending.drain(..n).collect()
     }
