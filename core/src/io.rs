@@ -7,7 +7,7 @@
 
 use embedded_io::{Read, Write};
 
-use crate::serve::{Connection, Site};
+use crate::serve::{Connection, Event, Site};
 use crate::source::Arrival;
 use crate::time::Instant;
 
@@ -46,7 +46,9 @@ impl<E: embedded_io::Error> embedded_io::Error for ServeError<E> {
 ///
 /// `rx` holds request bytes not yet consumed and must be larger than the configured
 /// `max_head` (a head filling it is answered 431); `chunk` is the copy buffer for bodies (cached
-/// bytes, file reads; it must not be empty). `now` is the driver's monotonic clock.
+/// bytes, file reads; it must not be empty). `now` is the driver's monotonic clock;
+/// `on_event` gets every [`Event`] (what was answered, how it ended), for logs and counters,
+/// with the request bytes its [`Span`](crate::serve::Span)s point into.
 ///
 /// # Errors
 /// [`ServeError::Io`] when the stream fails; [`ServeError::SourceChanged`] when a streamed file
@@ -57,6 +59,7 @@ pub fn serve<S, T, const TX: usize>(
     rx: &mut [u8],
     chunk: &mut [u8],
     mut now: impl FnMut() -> Instant,
+    mut on_event: impl FnMut(Event, &[u8]),
 ) -> Result<(), ServeError<T::Error>>
 where
     S: Site,
@@ -68,12 +71,21 @@ where
         // Answer every complete request held, in order, each completely before the next.
         loop {
             let consumed = conn.handle_input(now(), Arrival::UNKNOWN, &rx[..filled]);
+            while let Some(event) = conn.poll_event() {
+                on_event(event, &rx[..consumed]);
+            }
             if consumed > 0 {
                 rx.copy_within(consumed..filled, 0);
                 filled -= consumed;
             }
-            let _ = conn.poll_event();
-            send_all(site, &mut conn, stream, chunk, &mut now)?;
+            let sent = send_all(site, &mut conn, stream, chunk, &mut now);
+            if sent.is_err() {
+                conn.abort();
+            }
+            while let Some(event) = conn.poll_event() {
+                on_event(event, &[]);
+            }
+            sent?;
             if consumed == 0 || conn.is_closed() {
                 break;
             }
@@ -85,9 +97,16 @@ where
             // Only reachable when rx is not larger than max_head: nothing more can be parsed.
             return Ok(());
         }
-        match stream.read(&mut rx[filled..]).map_err(ServeError::Io)? {
-            0 => conn.handle_eof(now()),
-            n => filled += n,
+        match stream.read(&mut rx[filled..]) {
+            Ok(0) => conn.handle_eof(now()),
+            Ok(n) => filled += n,
+            Err(e) => {
+                conn.abort();
+                while let Some(event) = conn.poll_event() {
+                    on_event(event, &[]);
+                }
+                return Err(ServeError::Io(e));
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 //! validates the cache for all the turn's requests ([`crate::probes`]). Timeouts are checked by a sweep
 //! every [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
 
+use std::fmt::Write as _;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -21,10 +22,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rustix::net::SendFlags;
 use satchel_core::http::method::Method;
 use satchel_core::http::response::CacheStatus;
-use satchel_core::serve::{BodyRef, Connection, ResponseInfo};
+use satchel_core::serve::{BodyRef, Connection, Event};
+use satchel_core::source::Arrival;
 
 use crate::site::{Shared, WorkerSite};
-use satchel_core::source::Arrival;
 
 /// Bytes of response head buffer per connection: fits a `301` whose `Location` is the longest
 /// path (1024 bytes, percent-encoded).
@@ -162,9 +163,11 @@ impl ShutdownSignal {
     }
 }
 
-/// A log line waiting for its response to finish (to know how long it took).
+/// A log line waiting for its response to end (to know what was sent and how long it took).
 struct PendingLog {
+    /// `client method target status`.
     line: String,
+    cache: Option<CacheStatus>,
     started: std::time::Instant,
 }
 
@@ -188,8 +191,6 @@ struct Slot<'s> {
     eof_handled: bool,
     /// Reading failed (a reset): nothing more can be sent either.
     failed: bool,
-    /// The status of the last response, to decide whether closing needs to linger.
-    last_status: u16,
     /// The last write went with `MSG_MORE`: its tail may still wait in the kernel for our FIN.
     held: bool,
     log: Option<PendingLog>,
@@ -406,10 +407,9 @@ impl<'s> Worker<'s> {
         }
     }
 
-    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, sock: TcpStream, peer: SocketAddr) {
         if !self.shared.try_admit() {
-            reject_busy(&mut sock);
-            self.linger(sock);
+            self.refuse(sock, peer);
             return;
         }
         let id = self.free.pop().unwrap_or_else(|| {
@@ -430,7 +430,6 @@ impl<'s> Worker<'s> {
             eof: false,
             eof_handled: false,
             failed: false,
-            last_status: 0,
             held: false,
             log: None,
         }));
@@ -471,7 +470,10 @@ impl<'s> Worker<'s> {
                 }
             }
             Flow::Close => {
-                let linger = !slot.eof && (slot.last_status >= 400 || !slot.pending.is_empty());
+                if slot.eof {
+                    slot.conn.handle_eof(self.site.clock.now());
+                }
+                let linger = slot.conn.should_linger(!slot.pending.is_empty());
                 self.close_slot(id, linger);
             }
         }
@@ -483,9 +485,10 @@ impl<'s> Worker<'s> {
         };
         // No EPOLL_CTL_DEL: closing the descriptor removes it from the epoll set (it is never
         // duplicated), which saves a system call per connection.
-        if let Some(pending) = slot.log.take() {
-            finish_log(&mut self.log, pending);
-        }
+        // A response still in flight is cut short here (peer gone, shutdown grace over): the
+        // connection reports it so, with the bytes that did go out.
+        slot.conn.abort();
+        slot.drain_events(&[], &mut self.log, self.shared.quiet, &mut self.requests);
         self.free.push(id);
         self.open -= 1;
         self.shared.release();
@@ -500,6 +503,26 @@ impl<'s> Worker<'s> {
             // sent after its last request are unread) would otherwise discard them unsent.
             let _ = slot.sock.shutdown(Shutdown::Write);
         }
+    }
+
+    /// Past the connection cap: the core's refusal (`503`, `Retry-After`), one write, logged,
+    /// then the socket lingers so that the client reads it rather than a reset.
+    fn refuse(&mut self, mut sock: TcpStream, peer: SocketAddr) {
+        let mut conn = Connection::<_, TX>::busy(self.site, self.site.clock.now());
+        let mut log = None;
+        while let Some(event) = conn.poll_event() {
+            log_event(event, peer, &[], &mut log, &mut self.log, self.shared.quiet);
+        }
+        let written = match conn.poll_transmit() {
+            Some(t) => sock.write(t.head).unwrap_or(0),
+            None => 0,
+        };
+        conn.transmitted(self.site.clock.now(), written);
+        conn.abort();
+        while let Some(event) = conn.poll_event() {
+            log_event(event, peer, &[], &mut log, &mut self.log, self.shared.quiet);
+        }
+        self.linger(sock);
     }
 
     /// Half-closes `sock` and keeps draining it for a while so that the peer reads our last
@@ -614,6 +637,8 @@ impl Slot<'_> {
     /// Sends what is owed, feeds what was received, reads more; until the socket would block.
     fn pump(&mut self, buf: &mut [u8], mut ctx: Ctx<'_>) -> Flow {
         loop {
+            // A timeout's answer (408) or end (a stalled response cut off).
+            self.drain_events(&[], ctx.log, ctx.quiet, ctx.requests);
             if self.failed {
                 return Flow::Close;
             }
@@ -629,10 +654,8 @@ impl Slot<'_> {
                 let mut pending = std::mem::take(&mut self.pending);
                 let now = ctx.site.clock.now();
                 let consumed = self.conn.handle_input(now, self.received, &pending);
-                if consumed > 0 {
-                    self.after_request(&pending[..consumed], &mut ctx);
-                    pending.drain(..consumed);
-                }
+                self.drain_events(&pending[..consumed], ctx.log, ctx.quiet, ctx.requests);
+                pending.drain(..consumed);
                 self.pending = pending;
                 if consumed > 0 {
                     continue;
@@ -652,9 +675,7 @@ impl Slot<'_> {
                     if self.pending.is_empty() {
                         let now = ctx.site.clock.now();
                         let consumed = self.conn.handle_input(now, self.received, data);
-                        if consumed > 0 {
-                            self.after_request(&data[..consumed], &mut ctx);
-                        }
+                        self.drain_events(&data[..consumed], ctx.log, ctx.quiet, ctx.requests);
                         self.pending.extend_from_slice(&data[consumed..]);
                     } else {
                         self.pending.extend_from_slice(data);
@@ -666,26 +687,15 @@ impl Slot<'_> {
         }
     }
 
-    /// Bookkeeping after the connection took a request: count it and start its log line.
-    fn after_request(&mut self, head: &[u8], ctx: &mut Ctx<'_>) {
-        let Some(info) = self.conn.poll_event() else {
-            return;
-        };
-        *ctx.requests += 1;
-        self.last_status = info.status.as_u16();
-        if !ctx.quiet {
-            if let Some(done) = self.log.take() {
-                finish_log(ctx.log, done);
+    /// Polls the connection's events: each planned response is counted and starts a log line
+    /// (its method and target from `data`, the bytes that held the request); each ended one
+    /// completes it with the bytes actually sent.
+    fn drain_events(&mut self, data: &[u8], log: &mut Vec<u8>, quiet: bool, requests: &mut usize) {
+        while let Some(event) = self.conn.poll_event() {
+            if matches!(event, Event::Response(_)) {
+                *requests += 1;
             }
-            self.log = Some(PendingLog {
-                line: log_line(self.peer, head, &info),
-                started: std::time::Instant::now(),
-            });
-            if !self.conn.is_sending() {
-                if let Some(done) = self.log.take() {
-                    finish_log(ctx.log, done);
-                }
-            }
+            log_event(event, self.peer, data, &mut self.log, log, quiet);
         }
     }
 
@@ -751,13 +761,8 @@ impl Slot<'_> {
                     if n > 0 {
                         self.held = flags.contains(SendFlags::MORE);
                     }
-                    let was_sending = self.conn.is_sending();
                     self.conn.transmitted(ctx.site.clock.now(), n);
-                    if was_sending && !self.conn.is_sending() {
-                        if let Some(done) = self.log.take() {
-                            finish_log(ctx.log, done);
-                        }
-                    }
+                    self.drain_events(&[], ctx.log, ctx.quiet, ctx.requests);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -788,75 +793,79 @@ fn send_two(sock: &TcpStream, head: &[u8], body: &[u8], flags: SendFlags) -> io:
     sent.map_err(io::Error::from)
 }
 
-/// The canned answer past `--max-connections`.
-fn reject_busy(sock: &mut TcpStream) {
-    const BODY: &str = "server busy: too many connections, retry later\n";
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    let _ = sock.write(response.as_bytes());
-}
-
-/// `client method path status bytes cache`; the duration is appended when the response ends.
-fn log_line(peer: SocketAddr, head: &[u8], info: &ResponseInfo) -> String {
-    let (method, target) = request_line(head);
-    let method = match info.method {
-        Some(Method::Get) => "GET",
-        Some(Method::Head) => "HEAD",
-        Some(Method::Other) => method,
-        None => "-",
-    };
-    let cache = match info.cache {
-        Some(CacheStatus::Hit) => "hit",
-        Some(CacheStatus::MissStored) => "miss-stored",
-        Some(CacheStatus::Miss) => "miss",
-        Some(CacheStatus::Bypass) => "bypass",
-        None => "-",
-    };
-    format!(
-        "{} {} {} {} {} {}",
-        peer.ip(),
-        method,
-        target,
-        info.status.as_u16(),
-        info.bytes,
-        cache
-    )
-}
-
-/// The method and target of a request head, made safe for a log line (no controls, no spaces).
-fn request_line(head: &[u8]) -> (&str, String) {
-    let start = head
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(0);
-    let line = head[start..]
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let method = std::str::from_utf8(parts.next().unwrap_or_default()).unwrap_or("-");
-    let target = parts.next().unwrap_or(b"-");
-    let mut safe = String::with_capacity(target.len().min(256));
-    for &b in target.iter().take(1024) {
-        if b.is_ascii_graphic() {
-            safe.push(char::from(b));
-        } else {
-            safe.push_str(&format!("%{b:02X}"));
+/// Turns a connection's event into access-log text: a planned response starts `pending`
+/// (`client method target status`, method and target from `data`); its end appends
+/// `sent cache duration completion` to the worker's `out`:
+/// `127.0.0.1 GET /a.txt 200 274 miss-stored 41us complete`.
+fn log_event(
+    event: Event,
+    peer: SocketAddr,
+    data: &[u8],
+    pending: &mut Option<PendingLog>,
+    out: &mut Vec<u8>,
+    quiet: bool,
+) {
+    if quiet {
+        return;
+    }
+    match event {
+        Event::Response(info) => {
+            let mut line = String::with_capacity(64);
+            let _ = write!(line, "{} ", peer.ip());
+            match info.method {
+                Some(Method::Get) => line.push_str("GET"),
+                Some(Method::Head) => line.push_str("HEAD"),
+                Some(Method::Other) => push_safe(&mut line, info.method_token.of(data), 32),
+                None => line.push('-'),
+            }
+            line.push(' ');
+            push_safe(&mut line, info.target.of(data), 1024);
+            let _ = write!(line, " {}", info.status.as_u16());
+            *pending = Some(PendingLog {
+                line,
+                cache: info.cache,
+                started: std::time::Instant::now(),
+            });
+        }
+        Event::Done(done) => {
+            let Some(entry) = pending.take() else {
+                return;
+            };
+            let cache = match entry.cache {
+                Some(CacheStatus::Hit) => "hit",
+                Some(CacheStatus::MissStored) => "miss-stored",
+                Some(CacheStatus::Miss) => "miss",
+                Some(CacheStatus::Bypass) => "bypass",
+                None => "-",
+            };
+            let _ = writeln!(
+                out,
+                "{} {} {} {}us {}",
+                entry.line,
+                done.sent,
+                cache,
+                entry.started.elapsed().as_micros(),
+                if done.complete {
+                    "complete"
+                } else {
+                    "incomplete"
+                }
+            );
         }
     }
-    (
-        if method.bytes().all(|b| b.is_ascii_graphic()) {
-            method
-        } else {
-            "-"
-        },
-        safe,
-    )
 }
 
-fn finish_log(out: &mut Vec<u8>, entry: PendingLog) {
-    let us = entry.started.elapsed().as_micros();
-    let _ = writeln!(out, "{} {}us", entry.line, us);
+/// `bytes` made safe for a log line: printable ASCII kept, anything else (controls, spaces,
+/// non-ASCII) as `%XX`; at most `max` input bytes; `-` when empty.
+fn push_safe(line: &mut String, bytes: &[u8], max: usize) {
+    if bytes.is_empty() {
+        line.push('-');
+    }
+    for &b in bytes.iter().take(max) {
+        if b.is_ascii_graphic() {
+            line.push(char::from(b));
+        } else {
+            let _ = write!(line, "%{b:02X}");
+        }
+    }
 }

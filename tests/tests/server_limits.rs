@@ -464,3 +464,46 @@ fn get_until_status(addr: std::net::SocketAddr, status: u16, never: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Issue 16, item 9: a response cut short (here the client goes away mid-body with bytes
+/// unread, so the kernel resets the connection, as when the client is killed) is logged with
+/// the bytes actually sent and marked `incomplete`; a whole one is marked `complete`.
+#[test]
+fn access_log_tells_cut_responses_from_complete_ones() {
+    let total = 32usize << 20;
+    let dir = root_with(&[("big.bin", content(total, 5)), ("a.txt", b"a\n".to_vec())]);
+    let server = Server::start(dir.path(), &["--max-cached-file", "1MiB"]);
+    let _ = server.next_line(Duration::from_secs(5)); // the banner
+    let (s, got) = start_streaming(server.addr(), "/big.bin");
+    drop(s);
+    let line = server
+        .next_line(Duration::from_secs(10))
+        .expect("a log line for the cut response");
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields.len(), 8, "{line}");
+    assert_eq!(
+        (fields[1], fields[2], fields[3], fields[5], fields[7]),
+        ("GET", "/big.bin", "200", "bypass", "incomplete"),
+        "{line}"
+    );
+    let sent: usize = fields[4].parse().unwrap();
+    assert!(
+        sent >= got.len() && sent < total,
+        "{sent} bytes logged, {} received of {total}: {line}",
+        got.len()
+    );
+
+    assert_eq!(raw::get(server.addr(), "/a.txt").status, 200);
+    let line = server
+        .next_line(Duration::from_secs(10))
+        .expect("a log line for the whole response");
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(
+        (fields[1], fields[2], fields[3], fields[7]),
+        ("GET", "/a.txt", "200", "complete"),
+        "{line}"
+    );
+    // The head plus the two body bytes, all sent.
+    let sent: usize = fields[4].parse().unwrap();
+    assert!(sent > 2 && sent < 1024, "{line}");
+}

@@ -12,11 +12,28 @@ use crate::time::Instant;
 use super::body::{Body, Transmit};
 use super::{File, Handle, Listing, Site, SiteBody};
 
-/// A summary of one answered request, for access logs and counters.
+/// What the connection tells its driver, through [`Connection::poll_event`]: for each response
+/// a [`Event::Response`] when it is planned, then a [`Event::Done`] when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A response was planned: what was asked and what is answered (the start of an access-log
+    /// line).
+    Response(ResponseInfo),
+    /// The response ended, completely or cut short (the end of the access-log line).
+    Done(Completion),
+}
+
+/// A response as planned, for access logs and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponseInfo {
     /// The request's method (`None` when the head could not be parsed).
     pub method: Option<Method>,
+    /// The method token as sent, in the bytes given to the
+    /// [`handle_input`](Connection::handle_input) call that took the request (empty when the
+    /// head could not be parsed, or for a timeout's or a refusal's answer).
+    pub method_token: Span,
+    /// The request-target as sent, in the same bytes (empty as `method_token`).
+    pub target: Span,
     /// The status sent.
     pub status: StatusCode,
     /// The cache's part in it, for file responses.
@@ -25,6 +42,43 @@ pub struct ResponseInfo {
     pub bytes: u64,
     /// When the request head was complete (or the timeout fired).
     pub started: Instant,
+}
+
+/// How a response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    /// Head plus body bytes actually sent (reported through
+    /// [`transmitted`](Connection::transmitted)).
+    pub sent: u64,
+    /// Whether all of it was sent; `false`: cut short (the peer went away or stopped reading,
+    /// the file changed, the server shut down), as nginx's `$request_completion`.
+    pub complete: bool,
+}
+
+/// Where a part of the request lies in the bytes given to
+/// [`handle_input`](Connection::handle_input): `data[start..end]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    /// Offset of the first byte.
+    pub start: usize,
+    /// Offset after the last byte.
+    pub end: usize,
+}
+
+impl Span {
+    /// The part of `data` this span names (empty if it lies outside).
+    pub fn of<'a>(&self, data: &'a [u8]) -> &'a [u8] {
+        data.get(self.start..self.end).unwrap_or_default()
+    }
+
+    /// The span of `part`, a subslice of `data`.
+    fn within(data: &[u8], part: &[u8]) -> Self {
+        let start = (part.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+        match start.checked_add(part.len()) {
+            Some(end) if end <= data.len() => Self { start, end },
+            _ => Self::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +111,13 @@ pub struct Connection<'s, S: Site, const TX: usize> {
     ///
     /// [`FileSource::probe`]: crate::source::FileSource::probe
     pub(super) arrived: Arrival,
-    event: Option<ResponseInfo>,
+    /// Head plus body bytes sent of the response in flight.
+    sent: u64,
+    /// The status of the last response planned (for [`Connection::should_linger`]).
+    last_status: Option<StatusCode>,
+    /// Events not yet polled: at most the start and the end of one response.
+    started: Option<ResponseInfo>,
+    done: Option<Completion>,
 }
 
 impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
@@ -74,22 +134,36 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             last_activity: now,
             peer_closed: false,
             arrived: Arrival::UNKNOWN,
-            event: None,
+            sent: 0,
+            last_status: None,
+            started: None,
+            done: None,
         }
+    }
+
+    /// A connection that refuses service: it answers `503` with `Retry-After: 1` at once and
+    /// closes. For a driver past its connection cap; send what
+    /// [`poll_transmit`](Self::poll_transmit) offers (one short head), then close.
+    pub fn busy(site: &'s S, now: Instant) -> Self {
+        let mut conn = Self::new(site, now);
+        conn.respond_busy(now);
+        conn
     }
 
     /// Offers the bytes received and not yet consumed; returns how many were consumed.
     ///
     /// At most one request is taken per call. `0` means the head is incomplete (call again with
-    /// more bytes appended) or the previous response is still being sent (call again once
-    /// [`poll_transmit`](Self::poll_transmit) returns `None`). A malformed head is answered with
+    /// more bytes appended), the previous response is still being sent (call again once
+    /// [`poll_transmit`](Self::poll_transmit) returns `None`), or events wait to be polled (call
+    /// [`poll_event`](Self::poll_event) until `None`: no request is taken while the driver
+    /// has not seen how the last one was answered). A malformed head is answered with
     /// its error status and consumes everything: the connection closes after that response.
     ///
     /// `arrived` says when the newest of these bytes had arrived, in the driver's count of its
     /// reads; it lets a source reuse a recent lookup soundly (see [`Arrival`]). A driver that
     /// does not count passes [`Arrival::UNKNOWN`].
     pub fn handle_input(&mut self, now: Instant, arrived: Arrival, data: &[u8]) -> usize {
-        if self.state != State::Reading || data.is_empty() {
+        if self.state != State::Reading || data.is_empty() || self.has_events() {
             return 0;
         }
         self.arrived = arrived;
@@ -102,6 +176,10 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 self.head_started = None;
                 self.last_activity = now;
                 self.respond(now, &request);
+                if let Some(info) = &mut self.started {
+                    info.method_token = Span::within(data, request.method_token);
+                    info.target = Span::within(data, request.target);
+                }
                 consumed
             }
             Err(e) => {
@@ -195,15 +273,19 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             self.last_activity = now;
         }
         let from_head = n.min(self.tx_len - self.tx_sent);
+        let from_body =
+            (n - from_head).min(usize::try_from(self.body.remaining()).unwrap_or(usize::MAX));
+        self.sent += (from_head + from_body) as u64;
         self.tx_sent += from_head;
-        self.body.advance(n - from_head);
+        self.body.advance(from_body);
         if self.tx_sent == self.tx_len && self.body.remaining() == 0 {
             self.finish_response();
         }
     }
 
     /// Abandons the connection at once: the body source failed (a file shrank while it was
-    /// streamed) or the socket broke. Nothing more is sent.
+    /// streamed), the socket broke, or the driver gives up on it (shutdown grace over). Nothing
+    /// more is sent; a response in flight ends as cut short ([`Completion::complete`] false).
     pub fn abort(&mut self) {
         self.close();
     }
@@ -218,9 +300,36 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         }
     }
 
-    /// The summary of the response planned last, once; see [`ResponseInfo`].
-    pub fn poll_event(&mut self) -> Option<ResponseInfo> {
-        self.event.take()
+    /// The next event, oldest first: a response planned, a response ended (see [`Event`]).
+    ///
+    /// Call it until `None` after each `handle_*` call and after
+    /// [`transmitted`](Self::transmitted): while an event waits,
+    /// [`handle_input`](Self::handle_input) takes no new request, so a driver that never polls
+    /// stalls at once instead of losing what was answered.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(info) = self.started.take() {
+            return Some(Event::Response(info));
+        }
+        self.done.take().map(Event::Done)
+    }
+
+    fn has_events(&self) -> bool {
+        self.started.is_some() || self.done.is_some()
+    }
+
+    /// Whether the driver, closing the socket now, should first half-close it and read (and
+    /// discard) what the peer still sends for a short while, so that the peer reads the last
+    /// response rather than a reset (RFC 9112 §9.6). `unread`: whether the driver holds, or may
+    /// still receive, request bytes the connection did not consume.
+    ///
+    /// True when the peer has not closed its side and either bytes are unread or the last
+    /// response was an error (after which the connection may close with the peer still
+    /// sending).
+    #[must_use]
+    pub fn should_linger(&self, unread: bool) -> bool {
+        let error = self.last_status.is_some_and(|s| s.as_u16() >= 400);
+        !self.peer_closed && (unread || error)
     }
 
     /// Whether the driver should close the socket (after sending what `poll_transmit` offered:
@@ -256,6 +365,10 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     }
 
     fn finish_response(&mut self) {
+        self.done = Some(Completion {
+            sent: self.sent,
+            complete: true,
+        });
         self.release_body();
         self.tx_len = 0;
         self.tx_sent = 0;
@@ -266,6 +379,12 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     }
 
     fn close(&mut self) {
+        if self.is_sending() {
+            self.done = Some(Completion {
+                sent: self.sent,
+                complete: false,
+            });
+        }
         self.release_body();
         self.tx_len = 0;
         self.tx_sent = 0;
@@ -301,6 +420,13 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             self.body = Body::None;
             self.drop_body(body);
             self.state = State::Sending { close: true };
+            self.planned(
+                now,
+                method,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                n as u64,
+            );
             return;
         };
         self.tx_len = len;
@@ -308,16 +434,38 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let body_len = body.remaining();
         self.body = body;
         self.state = State::Sending { close };
-        self.event = Some(ResponseInfo {
+        self.planned(
+            now,
             method,
-            status: head.status,
-            cache: head.cache_status,
-            bytes: len as u64 + body_len,
-            started: now,
-        });
+            head.status,
+            head.cache_status,
+            len as u64 + body_len,
+        );
         if len == 0 && body_len == 0 {
             self.finish_response();
         }
+    }
+
+    /// Records the start of a response (the first event of the pair).
+    fn planned(
+        &mut self,
+        now: Instant,
+        method: Option<Method>,
+        status: StatusCode,
+        cache: Option<CacheStatus>,
+        bytes: u64,
+    ) {
+        self.sent = 0;
+        self.last_status = Some(status);
+        self.started = Some(ResponseInfo {
+            method,
+            method_token: Span::default(),
+            target: Span::default(),
+            status,
+            cache,
+            bytes,
+            started: now,
+        });
     }
 
     pub(super) fn drop_body(&self, body: SiteBody<S>) {

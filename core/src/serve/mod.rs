@@ -20,8 +20,27 @@
 //!   buffer);
 //! * [`Connection::transmitted`] says how many of those bytes went out (any split is fine).
 //!
-//! After each response, [`Connection::poll_event`] tells the driver what was answered (for
-//! access logs), and [`Connection::is_closed`] tells it to close the socket.
+//! * [`Connection::poll_event`] says what was answered and how it ended (for access logs):
+//!   an [`Event::Response`] when a response is planned, an [`Event::Done`] with the bytes
+//!   actually sent when it completes or is cut short;
+//! * [`Connection::is_closed`] tells it to close the socket, and
+//!   [`Connection::should_linger`] whether to drain the socket a while first.
+//!
+//! # The order of calls
+//!
+//! Each time the driver wakes (bytes arrived, the socket can take more, a timeout passed):
+//!
+//! 1. inputs: [`handle_input`](Connection::handle_input) (repeatedly, while it consumes),
+//!    [`handle_eof`](Connection::handle_eof), [`handle_timeout`](Connection::handle_timeout);
+//! 2. [`poll_event`](Connection::poll_event) until `None`;
+//! 3. [`poll_transmit`](Connection::poll_transmit), send, [`transmitted`](Connection::transmitted),
+//!    until it offers nothing or the socket is full; then `poll_event` until `None` again (a
+//!    response that ended);
+//! 4. [`is_closed`](Connection::is_closed) to close, else
+//!    [`poll_timeout`](Connection::poll_timeout) for when to wake at the latest.
+//!
+//! The `poll_*` outputs are `#[must_use]`, and events cannot be skipped: while one waits,
+//! `handle_input` takes no new request.
 //!
 //! Everything the peer controls goes through the parsers in [`crate::http`] and
 //! [`crate::path`]; nothing it sends can panic the connection.
@@ -42,7 +61,7 @@ mod respond;
 mod tests;
 
 pub use body::{BodyRef, SourceChanged, Transmit};
-pub use connection::{Connection, ResponseInfo};
+pub use connection::{Completion, Connection, Event, ResponseInfo, Span};
 
 use crate::cache::ContentCache;
 use crate::http::request::Limits;

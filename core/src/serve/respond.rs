@@ -292,6 +292,16 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         self.respond_error_head(now, Some(method), head, "moved permanently");
     }
 
+    /// `503` + `Retry-After: 1`, then close: the driver is past its connection cap.
+    pub(super) fn respond_busy(&mut self, now: Instant) {
+        let mut head = ResponseHead::new(StatusCode::SERVICE_UNAVAILABLE);
+        head.retry_after = Some(1);
+        head.date = self.site.unix_time();
+        head.connection_close = true;
+        let reason = "server busy: too many connections, retry later";
+        self.respond_error_head(now, None, head, reason);
+    }
+
     fn respond_source_error(&mut self, now: Instant, method: Method, e: SourceError, close: bool) {
         let (status, reason) = match e {
             SourceError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::cache::{ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot};
+use crate::http::status::StatusCode;
 use crate::source::{Arrival, StaticFile, StaticSource};
 use crate::time::{Duration, Instant};
 
@@ -62,13 +63,33 @@ type Conn<'s> = Connection<'s, TestSite, 4096>;
 /// driver does), sends with write sizes from `sizes` (cycled), then EOF. Returns the bytes
 /// the peer would receive.
 fn drive(site: &TestSite, chunks: &[&[u8]], sizes: &[usize]) -> Vec<u8> {
+    drive_logged(site, chunks, sizes).0
+}
+
+/// One access-log record as a driver would write it from the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Logged {
+    method: String,
+    target: String,
+    status: u16,
+    planned: u64,
+    done: Option<Completion>,
+}
+
+/// [`drive`], also returning what the events say, one record per response.
+fn drive_logged(site: &TestSite, chunks: &[&[u8]], sizes: &[usize]) -> (Vec<u8>, Vec<Logged>) {
     let t = Instant::from_millis(0);
     let mut conn = Conn::new(site, t);
     let mut pending: Vec<u8> = Vec::new();
     let mut out = Vec::new();
+    let mut log = Vec::new();
     let mut size = sizes.iter().copied().cycle();
-    let mut pump = |conn: &mut Conn<'_>, pending: &mut Vec<u8>, out: &mut Vec<u8>| loop {
+    let mut pump = |conn: &mut Conn<'_>,
+                    pending: &mut Vec<u8>,
+                    out: &mut Vec<u8>,
+                    log: &mut Vec<Logged>| loop {
         let n = conn.handle_input(t, Arrival::UNKNOWN, pending);
+        drain_events(conn, &pending[..n], log);
         pending.drain(..n);
         let mut progressed = n > 0;
         while let Some(tx) = conn.poll_transmit() {
@@ -78,6 +99,7 @@ fn drive(site: &TestSite, chunks: &[&[u8]], sizes: &[usize]) -> Vec<u8> {
             sent.truncate(n);
             out.extend_from_slice(&sent);
             conn.transmitted(t, sent.len());
+            drain_events(conn, &[], log);
             progressed = true;
         }
         if !progressed || conn.is_closed() {
@@ -86,11 +108,39 @@ fn drive(site: &TestSite, chunks: &[&[u8]], sizes: &[usize]) -> Vec<u8> {
     };
     for chunk in chunks {
         pending.extend_from_slice(chunk);
-        pump(&mut conn, &mut pending, &mut out);
+        pump(&mut conn, &mut pending, &mut out, &mut log);
     }
     conn.handle_eof(t);
-    pump(&mut conn, &mut pending, &mut out);
-    out
+    pump(&mut conn, &mut pending, &mut out, &mut log);
+    (out, log)
+}
+
+fn drain_events(conn: &mut Conn<'_>, data: &[u8], log: &mut Vec<Logged>) {
+    while let Some(event) = conn.poll_event() {
+        match event {
+            Event::Response(info) => log.push(Logged {
+                method: text(info.method_token.of(data)),
+                target: text(info.target.of(data)),
+                status: info.status.as_u16(),
+                planned: info.bytes,
+                done: None,
+            }),
+            Event::Done(c) => {
+                let last = log.last_mut().expect("Done follows its Response");
+                assert_eq!(last.done, None, "one Done per response");
+                last.done = Some(c);
+            }
+        }
+    }
+}
+
+/// Sends everything offered, in one piece each time, draining events as a driver must.
+fn send_all(conn: &mut Conn<'_>, t: Instant) {
+    while let Some(tx) = conn.poll_transmit() {
+        let n = tx.len() as usize;
+        conn.transmitted(t, n);
+    }
+    while conn.poll_event().is_some() {}
 }
 
 fn text(b: &[u8]) -> String {
@@ -140,10 +190,7 @@ fn transmitted_with_nothing_offered_changes_nothing() {
         conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
         req.len()
     );
-    while let Some(tx) = conn.poll_transmit() {
-        let n = tx.head.len() + tx.body.len() as usize;
-        conn.transmitted(t, n);
-    }
+    send_all(&mut conn, t);
     conn.transmitted(Instant::from_millis(9_000), 3);
     assert!(conn.is_idle() && !conn.is_closed());
     assert_eq!(conn.poll_timeout(), Some(t + Duration::from_secs(15)));
@@ -156,19 +203,13 @@ fn closes_after_marks_the_last_response() {
     let site = test_site();
     let t = Instant::from_millis(0);
     let mut conn = Conn::new(&site, t);
-    let send_all = |conn: &mut Conn<'_>| {
-        while let Some(tx) = conn.poll_transmit() {
-            let n = tx.head.len() + tx.body.len() as usize;
-            conn.transmitted(t, n);
-        }
-    };
     let req = get("/hello.txt");
     assert_eq!(
         conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
         req.len()
     );
     assert!(conn.is_sending() && !conn.closes_after());
-    send_all(&mut conn);
+    send_all(&mut conn, t);
     assert!(conn.is_idle() && !conn.closes_after());
     let req = "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     assert_eq!(
@@ -176,7 +217,7 @@ fn closes_after_marks_the_last_response() {
         req.len()
     );
     assert!(conn.is_sending() && conn.closes_after());
-    send_all(&mut conn);
+    send_all(&mut conn, t);
     assert!(conn.is_closed() && !conn.closes_after());
     // A keep-alive response in flight when the server shuts down becomes the last one.
     let mut conn = Conn::new(&site, t);
@@ -472,8 +513,161 @@ fn arrival_reaches_the_probe() {
         let n = tx.len() as usize;
         conn.transmitted(t, n);
     }
+    while conn.poll_event().is_some() {}
     // The index of a folder is probed with the arrival of the request naming the folder.
     let req = get("/docs/");
     assert_eq!(conn.handle_input(t, Arrival(9), req.as_bytes()), req.len());
     assert_eq!(site.source.seen.get(), Some(Arrival(9)));
+}
+
+/// Every response gives a `Response` event with what was asked, then a `Done` with the bytes
+/// actually sent; a response cut short says so, with the bytes that did go out.
+#[test]
+fn events_record_what_was_asked_and_what_was_sent() {
+    let site = test_site();
+    let req = std::format!(
+        "{}HEAD /hello.txt HTTP/1.1\r\nHost: t\r\n\r\nBREW /pot HTTP/1.1\r\nHost: t\r\n\r\n",
+        get("/hello.txt?x=1")
+    );
+    let (out, log) = drive_logged(&site, &[req.as_bytes()], &[7]);
+    let names: Vec<(&str, &str, u16)> = log
+        .iter()
+        .map(|l| (l.method.as_str(), l.target.as_str(), l.status))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("GET", "/hello.txt?x=1", 200),
+            ("HEAD", "/hello.txt", 200),
+            ("BREW", "/pot", 405)
+        ]
+    );
+    for l in &log {
+        let done = l.done.expect("every response ends");
+        assert!(done.complete, "{l:?}");
+        assert_eq!(done.sent, l.planned, "{l:?}");
+    }
+    assert_eq!(log.iter().map(|l| l.planned).sum::<u64>(), out.len() as u64);
+
+    // Cut short: 1000 bytes of a 6000-byte body, then the peer is gone.
+    let t = Instant::from_millis(0);
+    let mut conn = Conn::new(&site, t);
+    let req = get("/big.bin");
+    assert_eq!(
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+        req.len()
+    );
+    let Some(Event::Response(info)) = conn.poll_event() else {
+        panic!("a response event first");
+    };
+    assert_eq!(conn.poll_event(), None);
+    let head_len = conn.poll_transmit().unwrap().head.len();
+    conn.transmitted(t, head_len + 1000);
+    assert_eq!(conn.poll_event(), None, "nothing ends mid-body");
+    conn.abort();
+    assert_eq!(
+        conn.poll_event(),
+        Some(Event::Done(Completion {
+            sent: head_len as u64 + 1000,
+            complete: false
+        }))
+    );
+    assert_eq!(info.bytes, head_len as u64 + 6000);
+    assert_eq!(conn.poll_event(), None);
+    // A send timeout cuts the response short the same way.
+    let mut conn = Conn::new(&site, t);
+    assert_eq!(
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+        req.len()
+    );
+    while conn.poll_event().is_some() {}
+    conn.transmitted(t, 10);
+    conn.handle_timeout(t + site.config.send_timeout);
+    assert_eq!(
+        conn.poll_event(),
+        Some(Event::Done(Completion {
+            sent: 10,
+            complete: false
+        }))
+    );
+}
+
+/// Events cannot be skipped: while one waits, no new request is taken.
+#[test]
+fn undrained_events_hold_the_next_request() {
+    let site = test_site();
+    let t = Instant::from_millis(0);
+    let mut conn = Conn::new(&site, t);
+    let req = get("/hello.txt");
+    assert_eq!(
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+        req.len()
+    );
+    while let Some(tx) = conn.poll_transmit() {
+        let n = tx.len() as usize;
+        conn.transmitted(t, n);
+    }
+    assert_eq!(conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()), 0);
+    assert!(matches!(conn.poll_event(), Some(Event::Response(_))));
+    assert!(matches!(conn.poll_event(), Some(Event::Done(c)) if c.complete));
+    assert_eq!(
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+        req.len()
+    );
+}
+
+/// Past the connection cap the core answers: 503, `Retry-After`, close.
+#[test]
+fn busy_answers_503_and_closes() {
+    let site = test_site();
+    let t = Instant::from_millis(0);
+    let mut conn = Conn::busy(&site, t);
+    let Some(Event::Response(info)) = conn.poll_event() else {
+        panic!("a response event");
+    };
+    assert_eq!(info.status, StatusCode::SERVICE_UNAVAILABLE);
+    let tx = conn.poll_transmit().unwrap();
+    let head = text(tx.head);
+    assert!(
+        head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("Retry-After: 1\r\n"), "{head}");
+    assert!(head.contains("Connection: close\r\n"), "{head}");
+    assert!(
+        head.ends_with("\r\n\r\nserver busy: too many connections, retry later\n"),
+        "{head}"
+    );
+    let n = tx.head.len();
+    conn.transmitted(t, n);
+    assert!(conn.is_closed());
+    assert!(matches!(conn.poll_event(), Some(Event::Done(c)) if c.complete));
+}
+
+/// Lingering: after an error that closes, while the peer may still be sending; not after the
+/// peer closed, nor after a clean `Connection: close`.
+#[test]
+fn linger_after_errors_while_the_peer_may_send() {
+    let site = test_site();
+    let t = Instant::from_millis(0);
+    let run = |req: &[u8], eof: bool| {
+        let mut conn = Conn::new(&site, t);
+        let _ = conn.handle_input(t, Arrival::UNKNOWN, req);
+        if eof {
+            conn.handle_eof(t);
+        }
+        send_all(&mut conn, t);
+        assert!(conn.is_closed());
+        (conn.should_linger(false), conn.should_linger(true))
+    };
+    assert_eq!(
+        run(b"GET / HTTP/9.9\r\nHost: t\r\n\r\n", false),
+        (true, true)
+    );
+    assert_eq!(
+        run(b"GET / HTTP/9.9\r\nHost: t\r\n\r\n", true),
+        (false, false)
+    );
+    let close = b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    assert_eq!(run(close, false), (false, true));
 }

@@ -45,7 +45,7 @@ use ::smoltcp::iface::{SocketHandle, SocketSet};
 use ::smoltcp::socket::tcp;
 use ::smoltcp::time::Instant as SmolInstant;
 
-use crate::serve::{Connection, ResponseInfo, Site};
+use crate::serve::{Connection, Event, Site};
 use crate::source::Arrival;
 use crate::time::{Duration, Instant};
 
@@ -232,16 +232,17 @@ impl<'s, S: Site, const N: usize, const TX: usize, const STAGE: usize> Server<'s
     /// close, listen again. Call it after each `Interface::poll`. Returns whether anything
     /// changed (then polling the interface again at once sends it without waiting).
     pub fn poll(&mut self, now: SmolInstant, sockets: &mut SocketSet<'_>) -> bool {
-        self.poll_with(now, sockets, |_| {})
+        self.poll_with(now, sockets, |_, _| {})
     }
 
-    /// [`poll`](Self::poll), calling `on_response` for each response planned (for an access
-    /// log or counters).
+    /// [`poll`](Self::poll), calling `on_event` with each [`Event`] (a response planned, a
+    /// response ended with the bytes actually sent), for an access log or counters, and the
+    /// request bytes its [`Span`](crate::serve::Span)s point into.
     pub fn poll_with(
         &mut self,
         now: SmolInstant,
         sockets: &mut SocketSet<'_>,
-        mut on_response: impl FnMut(ResponseInfo),
+        mut on_response: impl FnMut(Event, &[u8]),
     ) -> bool {
         let now = core_instant(now);
         let mut progress = false;
@@ -276,7 +277,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         port: u16,
         socket: &mut tcp::Socket<'_>,
         now: Instant,
-        on_response: &mut impl FnMut(ResponseInfo),
+        on_response: &mut impl FnMut(Event, &[u8]),
     ) -> bool {
         match self.phase {
             Phase::Listening => self.poll_listening(site, port, socket, now, on_response),
@@ -305,7 +306,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         port: u16,
         socket: &mut tcp::Socket<'_>,
         now: Instant,
-        on_response: &mut impl FnMut(ResponseInfo),
+        on_response: &mut impl FnMut(Event, &[u8]),
     ) -> bool {
         if !socket.is_open() {
             // Closed, or in TIME-WAIT after a close we started: a server with a handful of
@@ -330,7 +331,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         site: &'s S,
         socket: &mut tcp::Socket<'_>,
         now: Instant,
-        on_response: &mut impl FnMut(ResponseInfo),
+        on_response: &mut impl FnMut(Event, &[u8]),
     ) -> bool {
         let Some(conn) = self.conn.as_mut() else {
             self.phase = Phase::Listening;
@@ -339,6 +340,8 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         if !socket.is_active() {
             // Reset by the peer (or timed out by smoltcp): nobody is left to answer. Dropping
             // the connection releases its cache pin.
+            conn.abort();
+            drain(conn, &[], on_response);
             self.conn = None;
             self.phase = Phase::Listening;
             return true;
@@ -361,16 +364,16 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         let mut source_changed = false;
         loop {
             let consumed = conn.handle_input(now, Arrival::UNKNOWN, &self.stage[..self.staged]);
+            drain(conn, &self.stage[..consumed.min(self.staged)], on_response);
             if consumed > 0 {
                 let consumed = consumed.min(self.staged);
                 self.stage.copy_within(consumed..self.staged, 0);
                 self.staged -= consumed;
                 progress = true;
             }
-            if let Some(info) = conn.poll_event() {
-                on_response(info);
-            }
-            match push(site, conn, socket, now) {
+            let pushed = push(site, conn, socket, now);
+            drain(conn, &[], on_response);
+            match pushed {
                 Pushed::Nothing => {}
                 Pushed::Progress => progress = true,
                 Pushed::SourceChanged => {
@@ -393,10 +396,9 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
             }
             if conn.poll_timeout().is_some_and(|t| now >= t) {
                 conn.handle_timeout(now);
-                if let Some(info) = conn.poll_event() {
-                    on_response(info);
-                }
+                drain(conn, &[], on_response);
                 source_changed = matches!(push(site, conn, socket, now), Pushed::SourceChanged);
+                drain(conn, &[], on_response);
                 progress = true;
             }
         }
@@ -404,6 +406,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         if source_changed {
             // Never send wrong bytes: the peer sees the connection reset mid-body.
             conn.abort();
+            drain(conn, &[], on_response);
             socket.abort();
             self.conn = None;
             self.phase = Phase::Listening;
@@ -419,6 +422,18 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
             return true;
         }
         progress
+    }
+}
+
+/// Hands every waiting event of `conn` to `on_event`, with the request bytes `data` their spans
+/// point into (empty once those bytes are gone).
+fn drain<S: Site, const TX: usize>(
+    conn: &mut Connection<'_, S, TX>,
+    data: &[u8],
+    on_event: &mut impl FnMut(Event, &[u8]),
+) {
+    while let Some(event) = conn.poll_event() {
+        on_event(event, data);
     }
 }
 

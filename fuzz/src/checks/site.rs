@@ -9,7 +9,7 @@ use satchel_core::cache::{Region, Slot};
 use satchel_core::http::etag::ETag;
 use satchel_core::listing::{Entry, ListingWriter};
 use satchel_core::path::SafePath;
-use satchel_core::serve::{Config, Connection, SiteParts};
+use satchel_core::serve::{Config, Connection, Event, SiteParts};
 use satchel_core::source::{Arrival, SourceError};
 use satchel_core::source::{FileKind, FileSource, FileVersion, ListingStyle, Metadata};
 use satchel_core::time::Instant;
@@ -198,6 +198,10 @@ pub struct Peer<'s> {
     pub pending: Vec<u8>,
     /// Everything the server sent.
     pub out: Vec<u8>,
+    /// The planned size of the response whose `Done` event is still to come.
+    open_response: Option<u64>,
+    /// Bytes the `Done` events reported sent, in all.
+    logged: u64,
 }
 
 impl<'s> Peer<'s> {
@@ -209,6 +213,33 @@ impl<'s> Peer<'s> {
             now: 0,
             pending: Vec::new(),
             out: Vec::new(),
+            open_response: None,
+            logged: 0,
+        }
+    }
+
+    /// Polls every waiting event and checks what they say against what was sent: each
+    /// response has one `Response` then one `Done`; a `Done` reports exactly the bytes that
+    /// went out for it, all of the planned bytes when complete.
+    pub fn drain_events(&mut self) {
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                Event::Response(info) => {
+                    assert_eq!(self.open_response, None, "Response before the last Done");
+                    self.open_response = Some(info.bytes);
+                }
+                Event::Done(done) => {
+                    let planned = self.open_response.take().expect("Done without a Response");
+                    assert!(done.sent <= planned, "sent more than planned");
+                    assert!(!done.complete || done.sent == planned, "complete but short");
+                    self.logged += done.sent;
+                    assert_eq!(
+                        self.logged,
+                        self.out.len() as u64,
+                        "Done counts differ from the wire"
+                    );
+                }
+            }
         }
     }
 
@@ -219,10 +250,12 @@ impl<'s> Peer<'s> {
 
     /// Offers the pending bytes once; returns those consumed (removed from `pending`).
     pub fn offer(&mut self) -> Vec<u8> {
+        self.drain_events();
         let n = self
             .conn
             .handle_input(self.instant(), Arrival::UNKNOWN, &self.pending);
         assert!(n <= self.pending.len(), "consumed more than offered");
+        self.drain_events();
         self.pending.drain(..n).collect()
     }
 
@@ -242,6 +275,7 @@ impl<'s> Peer<'s> {
         let n = sent.len();
         self.out.extend_from_slice(&sent);
         self.conn.transmitted(now, n);
+        self.drain_events();
         Some(n)
     }
 
