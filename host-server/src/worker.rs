@@ -535,15 +535,30 @@ impl<'s> Worker<'s> {
         }
     }
 
-    /// Timeouts of every connection; draining of lingering sockets; a stalled accept.
+    /// Whether connection `id` has a timeout due at `t`.
+    fn is_due(&self, id: usize, t: satchel_core::time::Instant) -> bool {
+        self.slots[id]
+            .as_ref()
+            .is_some_and(|slot| slot.conn.poll_timeout().is_some_and(|d| d <= t))
+    }
+
+    /// Timeouts of every connection, after reading what is waiting; draining of lingering
+    /// sockets; a stalled accept.
     fn sweep(&mut self, now_std: std::time::Instant) {
         let t = self.site.clock.now();
         for id in 0..self.slots.len() {
-            let due = match self.slots[id].as_ref() {
-                Some(slot) => slot.conn.poll_timeout().is_some_and(|d| d <= t),
-                None => false,
-            };
-            if due {
+            if !self.is_due(id, t) {
+                continue;
+            }
+            // What is waiting first: after a pause (SIGSTOP, a suspended VM, a starved CPU)
+            // every deadline has passed, but requests that arrived meanwhile are answered,
+            // not timed out unread (which would reset their connections).
+            if let Some(slot) = self.slots[id].as_mut() {
+                slot.readable = true;
+                slot.receive(self.site, &mut self.buf);
+            }
+            self.drive(id);
+            if self.is_due(id, t) {
                 if let Some(slot) = self.slots[id].as_mut() {
                     slot.conn.handle_timeout(t);
                 }

@@ -507,3 +507,45 @@ fn access_log_tells_cut_responses_from_complete_ones() {
     let sent: usize = fields[4].parse().unwrap();
     assert!(sent > 2 && sent < 1024, "{line}");
 }
+
+/// Issue 16, item 6: a server stopped (SIGSTOP, a suspended VM) longer than `--idle-timeout`
+/// answers, on resume, the requests that arrived meanwhile on kept-alive connections, instead
+/// of timing those connections out unread (which resets them). A connection that stayed
+/// silent is still closed by the idle timeout.
+#[test]
+fn requests_that_arrived_during_a_pause_are_answered() {
+    let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
+    let server = Server::start(dir.path(), &["--quiet", "--idle-timeout", "1s"]);
+    let mut conns: Vec<Conn> = (0..4).map(|_| Conn::open(server.addr())).collect();
+    for c in &mut conns {
+        c.get("/a.txt", "");
+        assert_eq!(c.response(false).map(|r| r.status), Some(200));
+    }
+    let mut silent = Conn::open(server.addr());
+    silent.get("/a.txt", "");
+    assert_eq!(silent.response(false).map(|r| r.status), Some(200));
+    let pid = server.pid().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(ok.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    for c in &mut conns {
+        c.get("/a.txt", "");
+    }
+    // Longer than the idle timeout plus a sweep: every connection is past its deadline.
+    std::thread::sleep(Duration::from_millis(2500));
+    signal("-CONT");
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = c.response(false);
+        assert_eq!(
+            r.map(|r| r.status),
+            Some(200),
+            "connection {i} was not answered"
+        );
+    }
+    assert!(
+        silent.closed_within(Duration::from_secs(10)),
+        "the silent connection is still timed out"
+    );
+}
