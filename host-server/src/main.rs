@@ -8,6 +8,7 @@ mod cache;
 mod clock;
 mod fs;
 mod probes;
+mod readside;
 mod site;
 mod worker;
 

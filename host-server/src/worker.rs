@@ -25,6 +25,7 @@ use satchel_core::http::response::CacheStatus;
 use satchel_core::serve::{BodyRef, Connection, Event};
 use satchel_core::source::Arrival;
 
+use crate::readside::{ReadSide, Received};
 use crate::site::{Shared, WorkerSite};
 
 /// Bytes of response head buffer per connection: fits a `301` whose `Location` is the longest
@@ -181,27 +182,13 @@ struct Slot<'s> {
     pending: Vec<u8>,
     /// What the socket is registered for in the worker's epoll set (`None`: not registered).
     interest: Option<Interest>,
-    /// The socket may have bytes to read (edge-triggered: cleared only on a short read or EAGAIN).
-    readable: bool,
+    /// Whether the socket may be read, the peer closed, or reading failed.
+    read: ReadSide,
     /// The number of the read that delivered the newest bytes (see [`crate::probes`]).
     received: Arrival,
-    /// The peer closed its side.
-    eof: bool,
-    /// The connection was told about `eof`.
-    eof_handled: bool,
-    /// Reading failed (a reset): nothing more can be sent either.
-    failed: bool,
     /// The last write went with `MSG_MORE`: its tail may still wait in the kernel for our FIN.
     held: bool,
     log: Option<PendingLog>,
-}
-
-/// What one `read` gave.
-enum Received {
-    Bytes(usize),
-    Eof,
-    Blocked,
-    Failed,
 }
 
 /// What the loop should do with a connection after driving it.
@@ -318,7 +305,7 @@ impl<'s> Worker<'s> {
                     Token(id) => {
                         if let Some(Some(slot)) = self.slots.get_mut(id) {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                                slot.readable = true;
+                                slot.read.on_event();
                             }
                             self.ready.push(id);
                         }
@@ -425,11 +412,8 @@ impl<'s> Worker<'s> {
             interest: None,
             // With deferred accept the request is usually there already; otherwise a read now
             // would only see EAGAIN, and registering reports the data when it comes.
-            readable: self.eager_read,
+            read: ReadSide::new(self.eager_read),
             received: Arrival::UNKNOWN,
-            eof: false,
-            eof_handled: false,
-            failed: false,
             held: false,
             log: None,
         }));
@@ -470,7 +454,7 @@ impl<'s> Worker<'s> {
                 }
             }
             Flow::Close => {
-                if slot.eof {
+                if slot.read.peer_done() {
                     slot.conn.handle_eof(self.site.clock.now());
                 }
                 let linger = slot.conn.should_linger(!slot.pending.is_empty());
@@ -554,7 +538,7 @@ impl<'s> Worker<'s> {
             // every deadline has passed, but requests that arrived meanwhile are answered,
             // not timed out unread (which would reset their connections).
             if let Some(slot) = self.slots[id].as_mut() {
-                slot.readable = true;
+                slot.read.on_event();
                 slot.receive(self.site, &mut self.buf);
             }
             self.drive(id);
@@ -609,7 +593,7 @@ impl Slot<'_> {
     /// Only when nothing is pending or being sent, so that a client that does not read its
     /// responses cannot make the server buffer its requests.
     fn receive(&mut self, site: &WorkerSite<'_>, buf: &mut [u8]) {
-        if !self.readable || self.eof || !self.pending.is_empty() || self.conn.is_sending() {
+        if !self.read.may_read() || !self.pending.is_empty() || self.conn.is_sending() {
             return;
         }
         let read_buf = &mut buf[..READ_CHUNK];
@@ -618,35 +602,22 @@ impl Slot<'_> {
         }
     }
 
-    /// One `read`, with its outcome recorded in the slot's flags.
+    /// One `read`, with its outcome recorded in the slot's read side.
     fn read_once(&mut self, site: &WorkerSite<'_>, read_buf: &mut [u8]) -> Received {
-        loop {
-            return match self.sock.read(read_buf) {
-                Ok(0) => {
-                    self.readable = false;
-                    self.eof = true;
-                    Received::Eof
-                }
+        let got = loop {
+            break match self.sock.read(read_buf) {
+                Ok(0) => Received::Eof,
                 Ok(n) => {
-                    if n < read_buf.len() {
-                        // A short read drained the socket; the next bytes raise a new edge.
-                        self.readable = false;
-                    }
                     self.received = site.received();
                     Received::Bytes(n)
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    Received::Blocked
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Received::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.failed = true;
-                    self.eof = true;
-                    Received::Failed
-                }
+                Err(_) => Received::Failed,
             };
-        }
+        };
+        self.read.after_read(got, read_buf.len());
+        got
     }
 
     /// Sends what is owed, feeds what was received, reads more; until the socket would block.
@@ -654,7 +625,7 @@ impl Slot<'_> {
         loop {
             // A timeout's answer (408) or end (a stalled response cut off).
             self.drain_events(&[], ctx.log, ctx.quiet, ctx.requests);
-            if self.failed {
+            if self.read.failed() {
                 return Flow::Close;
             }
             match self.send(buf, &mut ctx) {
@@ -676,12 +647,11 @@ impl Slot<'_> {
                     continue;
                 }
             }
-            if self.eof && !self.eof_handled {
-                self.eof_handled = true;
+            if self.read.take_eof_notice() {
                 self.conn.handle_eof(ctx.site.clock.now());
                 continue;
             }
-            if !self.readable || self.eof {
+            if !self.read.may_read() {
                 return Flow::Wait { write: false };
             }
             match self.read_once(ctx.site, &mut buf[..READ_CHUNK]) {
