@@ -195,48 +195,56 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     ) {
         let method = request.method;
         let etag = ETag::from_version(&meta.version);
-        let decision = decide(request, &meta, &etag);
-        let sends_content = matches!(decision, Decision::Full | Decision::Partial { .. });
-        let (content, cache_status) = self.fill(path, &meta.version, content, sends_content);
+        let size = meta.version.len;
+        // What to send: `None` for a 304, else (first byte, length, Content-Range).
+        let part = match decide(request, &meta, &etag) {
+            Decision::Unsatisfiable => {
+                self.drop_content(content);
+                return self.respond_unsatisfiable(now, method, size, close);
+            }
+            Decision::NotModified => None,
+            Decision::Full => Some((0, size, None)),
+            Decision::Partial { first, last } => Some((
+                first,
+                last - first + 1,
+                Some(ContentRange::Satisfied { first, last, size }),
+            )),
+        };
+        let (content, cache_status) = self.fill(path, &meta.version, content, part.is_some());
 
-        let mut head = ResponseHead::new(StatusCode::OK);
+        let mut head = ResponseHead::new(StatusCode::NOT_MODIFIED);
         head.etag = Some(&etag);
         head.last_modified = meta.modified;
         head.date = self.site.unix_time();
         head.cache_status = Some(cache_status);
         head.connection_close = close;
-        let size = meta.version.len;
-        let (first, len) = match decision {
-            Decision::NotModified => {
-                head.status = StatusCode::NOT_MODIFIED;
+        if let Some((_, len, content_range)) = part {
+            head.status = match content_range {
+                Some(_) => StatusCode::PARTIAL_CONTENT,
+                None => StatusCode::OK,
+            };
+            head.content_range = content_range;
+            head.content_type = Some(mime::content_type(path.extension()));
+            head.content_length = Some(len);
+            head.accept_ranges = true;
+        }
+        let body = match part {
+            Some((first, len, _)) if method == Method::Get => content_body(content, first, len),
+            _ => {
                 self.drop_content(content);
-                return self.start(now, Some(method), &head, b"", Body::None, close);
-            }
-            Decision::Unsatisfiable => {
-                self.drop_content(content);
-                let mut head = ResponseHead::new(StatusCode::RANGE_NOT_SATISFIABLE);
-                head.content_range = Some(ContentRange::Unsatisfied { size });
-                head.date = self.site.unix_time();
-                head.connection_close = close;
-                return self.respond_error_head(now, Some(method), head, "range not satisfiable");
-            }
-            Decision::Full => (0, size),
-            Decision::Partial { first, last } => {
-                head.status = StatusCode::PARTIAL_CONTENT;
-                head.content_range = Some(ContentRange::Satisfied { first, last, size });
-                (first, last - first + 1)
+                Body::None
             }
         };
-        head.content_type = Some(mime::content_type(path.extension()));
-        head.content_length = Some(len);
-        head.accept_ranges = true;
-        let body = content_body(content, first, len);
-        if method == Method::Get {
-            self.start(now, Some(method), &head, b"", body, close);
-        } else {
-            self.drop_body(body);
-            self.start(now, Some(method), &head, b"", Body::None, close);
-        }
+        self.start(now, Some(method), &head, b"", body, close);
+    }
+
+    /// `416` with `Content-Range: bytes */size`.
+    fn respond_unsatisfiable(&mut self, now: Instant, method: Method, size: u64, close: bool) {
+        let mut head = ResponseHead::new(StatusCode::RANGE_NOT_SATISFIABLE);
+        head.content_range = Some(ContentRange::Unsatisfied { size });
+        head.date = self.site.unix_time();
+        head.connection_close = close;
+        self.respond_error_head(now, Some(method), head, "range not satisfiable");
     }
 
     /// Fill: on a miss that will send content (a 304 or 416 needs none), reads the opened file

@@ -134,6 +134,14 @@ fn drain_events(conn: &mut Conn<'_>, data: &[u8], log: &mut Vec<Logged>) {
     }
 }
 
+/// Offers the whole request `req`, which the connection must take at once.
+fn take(conn: &mut Conn<'_>, t: Instant, req: &str) {
+    assert_eq!(
+        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+        req.len()
+    );
+}
+
 /// Sends everything offered, in one piece each time, draining events as a driver must.
 fn send_all(conn: &mut Conn<'_>, t: Instant) {
     while let Some(tx) = conn.poll_transmit() {
@@ -186,10 +194,7 @@ fn transmitted_with_nothing_offered_changes_nothing() {
     assert!(conn.is_idle() && !conn.is_closed());
     assert_eq!(conn.poll_timeout(), Some(t + Duration::from_secs(15)));
     let req = get("/hello.txt");
-    assert_eq!(
-        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
-        req.len()
-    );
+    take(&mut conn, t, &req);
     send_all(&mut conn, t);
     conn.transmitted(Instant::from_millis(9_000), 3);
     assert!(conn.is_idle() && !conn.is_closed());
@@ -204,28 +209,19 @@ fn closes_after_marks_the_last_response() {
     let t = Instant::from_millis(0);
     let mut conn = Conn::new(&site, t);
     let req = get("/hello.txt");
-    assert_eq!(
-        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
-        req.len()
-    );
+    take(&mut conn, t, &req);
     assert!(conn.is_sending() && !conn.closes_after());
     send_all(&mut conn, t);
     assert!(conn.is_idle() && !conn.closes_after());
     let req = "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    assert_eq!(
-        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
-        req.len()
-    );
+    take(&mut conn, t, req);
     assert!(conn.is_sending() && conn.closes_after());
     send_all(&mut conn, t);
     assert!(conn.is_closed() && !conn.closes_after());
     // A keep-alive response in flight when the server shuts down becomes the last one.
     let mut conn = Conn::new(&site, t);
     let req = get("/big.bin");
-    assert_eq!(
-        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
-        req.len()
-    );
+    take(&mut conn, t, &req);
     assert!(!conn.closes_after());
     conn.shutdown();
     assert!(conn.closes_after());
@@ -356,10 +352,7 @@ fn eof_after_request_still_sends_response() {
     let t = Instant::from_millis(0);
     let mut conn = Conn::new(&site, t);
     let req = get("/hello.txt");
-    assert_eq!(
-        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
-        req.len()
-    );
+    take(&mut conn, t, &req);
     conn.handle_eof(t);
     assert!(!conn.is_closed());
     let tx = conn.poll_transmit().unwrap();
@@ -553,10 +546,7 @@ fn events_record_what_was_asked_and_what_was_sent() {
     let t = Instant::from_millis(0);
     let mut conn = Conn::new(&site, t);
     let req = get("/big.bin");
-    assert_eq!(
-        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
-        req.len()
-    );
+    take(&mut conn, t, &req);
     let Some(Event::Response(info)) = conn.poll_event() else {
         panic!("a response event first");
     };
@@ -576,10 +566,7 @@ fn events_record_what_was_asked_and_what_was_sent() {
     assert_eq!(conn.poll_event(), None);
     // A send timeout cuts the response short the same way.
     let mut conn = Conn::new(&site, t);
-    assert_eq!(
-        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
-        req.len()
-    );
+    take(&mut conn, t, &req);
     while conn.poll_event().is_some() {}
     conn.transmitted(t, 10);
     conn.handle_timeout(t + site.config.send_timeout);
@@ -599,10 +586,7 @@ fn undrained_events_hold_the_next_request() {
     let t = Instant::from_millis(0);
     let mut conn = Conn::new(&site, t);
     let req = get("/hello.txt");
-    assert_eq!(
-        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
-        req.len()
-    );
+    take(&mut conn, t, &req);
     while let Some(tx) = conn.poll_transmit() {
         let n = tx.len() as usize;
         conn.transmitted(t, n);
@@ -610,10 +594,7 @@ fn undrained_events_hold_the_next_request() {
     assert_eq!(conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()), 0);
     assert!(matches!(conn.poll_event(), Some(Event::Response(_))));
     assert!(matches!(conn.poll_event(), Some(Event::Done(c)) if c.complete));
-    assert_eq!(
-        conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
-        req.len()
-    );
+    take(&mut conn, t, &req);
 }
 
 /// Past the connection cap the core answers: 503, `Retry-After`, close.
