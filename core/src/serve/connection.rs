@@ -91,7 +91,8 @@ pub(super) enum State {
     Closed,
 }
 
-/// One HTTP/1.1 server connection, sans-IO. See the [module docs](self).
+/// One HTTP/1.1 server connection, sans-IO. See the [module docs](crate::serve), and there
+/// the order of calls.
 ///
 /// `TX` is the size of the buffer for response heads and short error bodies; it must hold the
 /// longest head (a `301` whose `Location` is a 1024-byte path percent-encoded: 4096 is safe).
