@@ -549,3 +549,31 @@ fn requests_that_arrived_during_a_pause_are_answered() {
         "the silent connection is still timed out"
     );
 }
+
+/// Issue 16, item 9, at shutdown: a response still in flight when the grace period ends (the
+/// client stopped reading) is cut off and logged `incomplete`, with the bytes that went out.
+#[test]
+fn shutdown_logs_the_responses_it_cuts() {
+    let total = 64usize << 20;
+    let dir = root_with(&[("big.bin", content(total, 6))]);
+    let mut server = Server::start(dir.path(), &["--max-cached-file", "1MiB"]);
+    let _ = server.next_line(Duration::from_secs(5)); // the banner
+    let (s, got) = start_streaming(server.addr(), "/big.bin");
+    // The client keeps the connection open and reads no more: the response cannot finish.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(server.wait_exit(Duration::from_secs(30)), Some(0));
+    let lines = server.drain_lines(Duration::from_millis(500));
+    let line = lines
+        .iter()
+        .find(|l| l.contains(" GET /big.bin "))
+        .unwrap_or_else(|| panic!("no log line for the cut response: {lines:?}"));
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!((fields[3], fields[7]), ("200", "incomplete"), "{line}");
+    let sent: usize = fields[4].parse().unwrap();
+    assert!(sent >= got.len() && sent < total, "{line}");
+    drop(s);
+}
