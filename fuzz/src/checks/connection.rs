@@ -481,7 +481,8 @@ fn decide(request: &Request<'_>, file: &Snapshot) -> Decision {
         if_none_match: request.if_none_match,
         if_modified_since: request.if_modified_since,
         if_range: request.if_range,
-        range: request.range,
+        // Only a GET has a range (RFC 9110 §14.2): a HEAD with one is a plain HEAD.
+        range: request.range.filter(|_| request.method == Method::Get),
     };
     let validators = Validators {
         etag: &etag,
