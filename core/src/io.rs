@@ -140,3 +140,102 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use core::cell::RefCell;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::cache::{
+        ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
+    };
+    use crate::serve::{Config, SiteParts};
+    use crate::source::{StaticFile, StaticSource};
+
+    static FILES: &[StaticFile] = &[StaticFile {
+        path: "big.bin",
+        data: &[9u8; 5000],
+        modified: None,
+    }];
+
+    /// A stream that reads from `input`, 7 bytes at a time, and collects what is written.
+    struct Pipe<'a> {
+        input: &'a [u8],
+        out: Vec<u8>,
+    }
+
+    impl embedded_io::ErrorType for Pipe<'_> {
+        type Error = embedded_io::ErrorKind;
+    }
+
+    impl Read for Pipe<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            let n = buf.len().min(self.input.len()).min(7);
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input = &self.input[n..];
+            Ok(n)
+        }
+    }
+
+    impl Write for Pipe<'_> {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    /// Two pipelined requests read 7 bytes at a time, bodies copied through a small chunk: both
+    /// answered in order, and the events name each request and count every byte written.
+    #[test]
+    fn serves_pipelined_requests_and_reports_them() {
+        let store = ArenaStore::new([0u8; 8192], [const { Region::new() }; 4]).unwrap();
+        let cache: ArrayCache<4, 8, 8192> = Cache::new(
+            store,
+            [const { Slot::new() }; 4],
+            [const { Bucket::new() }; 8],
+            CacheConfig::for_capacity(8192),
+        )
+        .unwrap();
+        let site = SiteParts::new(
+            StaticSource::new(FILES),
+            RefCell::new(cache),
+            Config::host(),
+        );
+        let input = b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        let mut pipe = Pipe {
+            input,
+            out: Vec::new(),
+        };
+        let (mut rx, mut chunk) = ([0u8; 1024], [0u8; 300]);
+        let mut log = Vec::new();
+        let result = serve::<_, _, 1024>(
+            &site,
+            &mut pipe,
+            &mut rx,
+            &mut chunk,
+            || Instant::from_millis(0),
+            |event, data| match event {
+                Event::Response(info) => log.push((
+                    std::string::String::from_utf8_lossy(info.target.of(data)).into_owned(),
+                    info.status.as_u16(),
+                    None,
+                )),
+                Event::Done(done) => log.last_mut().unwrap().2 = Some(done),
+            },
+        );
+        assert_eq!(result, Ok(()));
+        let out = std::string::String::from_utf8_lossy(&pipe.out).into_owned();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("HTTP/1.1 404 Not Found\r\n"), "{out}");
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!((log[0].0.as_str(), log[0].1), ("/big.bin", 200));
+        assert_eq!((log[1].0.as_str(), log[1].1), ("/nope", 404));
+        let sent: u64 = log.iter().map(|l| l.2.unwrap().sent).sum();
+        assert!(log.iter().all(|l| l.2.unwrap().complete));
+        assert_eq!(sent, pipe.out.len() as u64);
+    }
+}
