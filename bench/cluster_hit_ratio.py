@@ -132,7 +132,7 @@ def run(setup_nodes, args, server, tree, names, sizes, trace):
 
 
 def gets(node):
-    return [l for l in node.lines if len(l) == 7 and l[1] == "GET" and l[2] != "/"]
+    return [l for l in node.lines if len(l) == 8 and l[1] == "GET" and l[2] != "/"]
 
 
 def main():

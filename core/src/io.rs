@@ -7,9 +7,8 @@
 
 use embedded_io::{Read, Write};
 
-use crate::cache::ContentCache;
-use crate::serve::{BodyRef, Connection, Site};
-use crate::source::FileSource;
+use crate::serve::{Connection, Event, Site};
+use crate::source::Arrival;
 use crate::time::Instant;
 
 /// Why [`serve`] stopped before the peer closed cleanly.
@@ -47,7 +46,9 @@ impl<E: embedded_io::Error> embedded_io::Error for ServeError<E> {
 ///
 /// `rx` holds request bytes not yet consumed and must be larger than the configured
 /// `max_head` (a head filling it is answered 431); `chunk` is the copy buffer for bodies (cached
-/// bytes, file reads). `now` is the driver's monotonic clock.
+/// bytes, file reads; it must not be empty). `now` is the driver's monotonic clock;
+/// `on_event` gets every [`Event`] (what was answered, how it ended), for logs and counters,
+/// with the request bytes its [`Span`](crate::serve::Span)s point into.
 ///
 /// # Errors
 /// [`ServeError::Io`] when the stream fails; [`ServeError::SourceChanged`] when a streamed file
@@ -58,6 +59,7 @@ pub fn serve<S, T, const TX: usize>(
     rx: &mut [u8],
     chunk: &mut [u8],
     mut now: impl FnMut() -> Instant,
+    mut on_event: impl FnMut(Event, &[u8]),
 ) -> Result<(), ServeError<T::Error>>
 where
     S: Site,
@@ -68,13 +70,22 @@ where
     loop {
         // Answer every complete request held, in order, each completely before the next.
         loop {
-            let consumed = conn.handle_input(now(), &rx[..filled]);
+            let consumed = conn.handle_input(now(), Arrival::UNKNOWN, &rx[..filled]);
+            while let Some(event) = conn.poll_event() {
+                on_event(event, &rx[..consumed]);
+            }
             if consumed > 0 {
                 rx.copy_within(consumed..filled, 0);
                 filled -= consumed;
             }
-            let _ = conn.poll_event();
-            send_all(site, &mut conn, stream, chunk, &mut now)?;
+            let sent = send_all(site, &mut conn, stream, chunk, &mut now);
+            if sent.is_err() {
+                conn.abort();
+            }
+            while let Some(event) = conn.poll_event() {
+                on_event(event, &[]);
+            }
+            sent?;
             if consumed == 0 || conn.is_closed() {
                 break;
             }
@@ -86,9 +97,16 @@ where
             // Only reachable when rx is not larger than max_head: nothing more can be parsed.
             return Ok(());
         }
-        match stream.read(&mut rx[filled..]).map_err(ServeError::Io)? {
-            0 => conn.handle_eof(now()),
-            n => filled += n,
+        match stream.read(&mut rx[filled..]) {
+            Ok(0) => conn.handle_eof(now()),
+            Ok(n) => filled += n,
+            Err(e) => {
+                conn.abort();
+                while let Some(event) = conn.poll_event() {
+                    on_event(event, &[]);
+                }
+                return Err(ServeError::Io(e));
+            }
         }
     }
 }
@@ -106,46 +124,13 @@ where
     T: Write,
 {
     while let Some(transmit) = conn.poll_transmit() {
-        if !transmit.head.is_empty() {
-            let n = transmit.head.len();
-            stream.write_all(transmit.head).map_err(ServeError::Io)?;
-            conn.transmitted(now(), n);
-            continue;
+        if transmit.is_empty() {
+            // Nothing left: transmitted(0) completes the response.
+            conn.transmitted(now(), 0);
+            break;
         }
-        let n = match transmit.body {
-            BodyRef::None => {
-                // Nothing left: transmitted(0) completes the response.
-                conn.transmitted(now(), 0);
-                break;
-            }
-            BodyRef::Cached {
-                handle,
-                offset,
-                len,
-            } => {
-                let want = len.min(chunk.len());
-                let got = site.cache().copy_out(handle, offset, &mut chunk[..want]);
-                got
-            }
-            BodyRef::Listing {
-                listing,
-                offset,
-                len,
-            } => {
-                let bytes = listing.as_ref();
-                let end = offset.saturating_add(len).min(bytes.len());
-                let part = bytes.get(offset..end).unwrap_or(&[]);
-                let want = part.len().min(chunk.len());
-                chunk[..want].copy_from_slice(&part[..want]);
-                want
-            }
-            BodyRef::File { file, offset, len } => {
-                let want = usize::try_from(len).unwrap_or(usize::MAX).min(chunk.len());
-                site.source()
-                    .read_at(file, offset, &mut chunk[..want])
-                    .unwrap_or(0)
-            }
-        };
+        // Zero bytes with some owed: the source came up short (or `chunk` is empty).
+        let n = transmit.copy_to(site, chunk).unwrap_or(0);
         if n == 0 {
             conn.abort();
             return Err(ServeError::SourceChanged);
@@ -154,4 +139,103 @@ where
         conn.transmitted(now(), n);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use core::cell::RefCell;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::cache::{
+        ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
+    };
+    use crate::serve::{Config, SiteParts};
+    use crate::source::{StaticFile, StaticSource};
+
+    static FILES: &[StaticFile] = &[StaticFile {
+        path: "big.bin",
+        data: &[9u8; 5000],
+        modified: None,
+    }];
+
+    /// A stream that reads from `input`, 7 bytes at a time, and collects what is written.
+    struct Pipe<'a> {
+        input: &'a [u8],
+        out: Vec<u8>,
+    }
+
+    impl embedded_io::ErrorType for Pipe<'_> {
+        type Error = embedded_io::ErrorKind;
+    }
+
+    impl Read for Pipe<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            let n = buf.len().min(self.input.len()).min(7);
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input = &self.input[n..];
+            Ok(n)
+        }
+    }
+
+    impl Write for Pipe<'_> {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    /// Two pipelined requests read 7 bytes at a time, bodies copied through a small chunk: both
+    /// answered in order, and the events name each request and count every byte written.
+    #[test]
+    fn serves_pipelined_requests_and_reports_them() {
+        let store = ArenaStore::new([0u8; 8192], [const { Region::new() }; 4]).unwrap();
+        let cache: ArrayCache<4, 8, 8192> = Cache::new(
+            store,
+            [const { Slot::new() }; 4],
+            [const { Bucket::new() }; 8],
+            CacheConfig::for_capacity(8192),
+        )
+        .unwrap();
+        let site = SiteParts::new(
+            StaticSource::new(FILES),
+            RefCell::new(cache),
+            Config::host(),
+        );
+        let input = b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        let mut pipe = Pipe {
+            input,
+            out: Vec::new(),
+        };
+        let (mut rx, mut chunk) = ([0u8; 1024], [0u8; 300]);
+        let mut log = Vec::new();
+        let result = serve::<_, _, 1024>(
+            &site,
+            &mut pipe,
+            &mut rx,
+            &mut chunk,
+            || Instant::from_millis(0),
+            |event, data| match event {
+                Event::Response(info) => log.push((
+                    std::string::String::from_utf8_lossy(info.target.of(data)).into_owned(),
+                    info.status.as_u16(),
+                    None,
+                )),
+                Event::Done(done) => log.last_mut().unwrap().2 = Some(done),
+            },
+        );
+        assert_eq!(result, Ok(()));
+        let out = std::string::String::from_utf8_lossy(&pipe.out).into_owned();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("HTTP/1.1 404 Not Found\r\n"), "{out}");
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!((log[0].0.as_str(), log[0].1), ("/big.bin", 200));
+        assert_eq!((log[1].0.as_str(), log[1].1), ("/nope", 404));
+        let sent: u64 = log.iter().map(|l| l.2.unwrap().sent).sum();
+        assert!(log.iter().all(|l| l.2.unwrap().complete));
+        assert_eq!(sent, pipe.out.len() as u64);
+    }
 }

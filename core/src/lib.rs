@@ -6,19 +6,30 @@
 //!
 //! # Layers
 //!
-//! Each module has one job; dependencies point down only.
+//! Each module has one job; dependencies point down only (the right column lists what each
+//! imports from the crate, tests aside).
 //!
 //! ```text
-//! serve     sans-IO server connection: bytes in -> response plan out (head + body source)
-//! client    sans-IO download: response parser, framing, resume plan, safe names, embedded-nal driver
-//! cache     fixed-capacity content cache: storage + index + eviction + admission
-//! http      request head parser, response head encoder, Range, conditionals, dates, ETag
-//! path      percent-decoding and normalisation into a SafePath that cannot leave the root
-//! proxy     PROXY protocol v2 header (the real client behind a load balancer)
-//! mime      extension -> media type table
-//! source    trait FileSource (metadata, open, read_at) + a static in-memory table for boards
-//! io        blocking driver over embedded-io Read + Write
-//! time      Instant / Duration in milliseconds (the core reads no clock)
+//! io       blocking driver over embedded-io Read + Write                    serve source time
+//! smoltcp  (feature) server connections on smoltcp TCP sockets;             serve source time
+//!          embedded-nal client stack
+//! serve    sans-IO server connection: state machine (connection), response  cache http listing
+//!          rules lookup -> open -> decide -> fill -> head (respond), body   mime path source
+//!          and Transmit::copy_to (body), Accept (accept); SiteParts         time
+//! client   sans-IO download: response parser, framing, resume plan, safe   time
+//!          names, embedded-nal driver
+//! cache    fixed-capacity content cache: storage + index + eviction +       source
+//!          admission
+//! listing  folder listings (HTML, text) and path percent-encoding           source
+//! http     request head parser, response head encoder, Range,               source
+//!          conditionals, dates, ETag
+//! proxy    PROXY protocol v2 header (the real client behind a balancer)     -
+//! mime     extension -> media type table                                    -
+//! source   trait FileSource (probe with the request's Arrival, metadata,   path
+//!          open, read_at) + a static in-memory table for boards
+//! path     percent-decoding and normalisation into a SafePath that cannot   -
+//!          leave the root
+//! time     Instant / Duration in milliseconds (the core reads no clock)     -
 //! ```
 //!
 //! # Panic contract

@@ -91,6 +91,23 @@ impl core::fmt::Display for SourceError {
 
 impl core::error::Error for SourceError {}
 
+/// When the bytes of the request being answered had all arrived, in the driver's own count of
+/// its socket reads: `Arrival(n)` means "delivered by read number `n` or earlier".
+///
+/// The driver passes it to [`Connection::handle_input`](crate::serve::Connection::handle_input),
+/// and the connection to [`FileSource::probe`]. A source that remembers probe results may
+/// answer a request with a result looked up *after* its arrival: the request was in flight
+/// when the lookup ran, so answering with what the file was then is linearizable, and a
+/// change made before a client sent its request is always seen by that request.
+/// [`Arrival::UNKNOWN`] (a driver that does not count) allows no reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Arrival(pub u64);
+
+impl Arrival {
+    /// Arrival not known: every probe looks again.
+    pub const UNKNOWN: Self = Self(u64::MAX);
+}
+
 /// A tree of files under a root.
 ///
 /// Every method takes `&self`: a host source is shared by threads, a board's lives in a static.
@@ -111,12 +128,17 @@ pub trait FileSource {
     /// `fstat`).
     ///
     /// This is sound only for comparing with a [`FileVersion`] read earlier through
-    /// [`FileSource::open`]: a version names the file's identity (inode), so a path that now
-    /// leads elsewhere reports another version and is a miss. Use nothing else of the result.
+    /// [`FileSource::open`] (a version names the file's identity, so a path that now leads
+    /// elsewhere reports another version and is a miss), and for deciding to go on to
+    /// [`FileSource::open`], which checks containment itself. Use nothing else of the result.
+    ///
+    /// `arrived` says when the request being answered had arrived: a source may answer with a
+    /// result it looked up after that point (see [`Arrival`]); the default looks every time.
     ///
     /// # Errors
     /// As [`FileSource::metadata`].
-    fn probe(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+    fn probe(&self, path: &SafePath<'_>, arrived: Arrival) -> Result<Metadata, SourceError> {
+        let _ = arrived;
         self.metadata(path)
     }
 

@@ -27,7 +27,7 @@ use satchel_core::cache::{
     ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
 };
 use satchel_core::http::request::Limits;
-use satchel_core::serve::{Config, Site};
+use satchel_core::serve::{Config, SiteParts};
 use satchel_core::smoltcp::{Server, SocketBuffers};
 use satchel_core::source::{StaticFile, StaticSource};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
@@ -68,28 +68,7 @@ static FILES: &[StaticFile] = &[
     },
 ];
 
-struct Board {
-    source: StaticSource,
-    cache: RefCell<BoardCache>,
-    config: Config,
-}
-
-impl Site for Board {
-    type Source = StaticSource;
-    type Cache = RefCell<BoardCache>;
-
-    fn source(&self) -> &StaticSource {
-        &self.source
-    }
-
-    fn cache(&self) -> &RefCell<BoardCache> {
-        &self.cache
-    }
-
-    fn config(&self) -> &Config {
-        &self.config
-    }
-}
+type Board = SiteParts<StaticSource, RefCell<BoardCache>>;
 
 /// An Ethernet device whose frames the optimiser cannot predict.
 struct Ethernet {
@@ -171,11 +150,11 @@ fn main() -> ! {
     ) else {
         halt()
     };
-    let site: &'static Board = SITE.init(Board {
-        source: StaticSource::new(FILES),
-        cache: RefCell::new(cache),
+    let site: &'static Board = SITE.init(SiteParts::new(
+        StaticSource::new(FILES),
+        RefCell::new(cache),
         config,
-    });
+    ));
 
     let device = ETHERNET.init(Ethernet {
         rx: [0; MTU],

@@ -1,10 +1,11 @@
-//! The workers' clock: read once per turn of the event loop, not once per use.
+//! A worker's clock: read once per turn of the event loop, not once per use.
 //!
 //! Every request needs the monotonic time (timeouts) and the time of day (`Date`); reading the
 //! system clock for each cost about 1.5 % of the server's CPU in profiles. A worker calls
-//! [`tick`] each time `epoll_wait` returns, and everything handled in that turn uses the same
-//! instant: timeouts are swept every 250 ms and `Date` has a resolution of one second, so a turn
-//! (microseconds) is well within both.
+//! [`Clock::tick`] each time `epoll_wait` returns, and everything handled in that turn uses the
+//! same instant: timeouts are swept every 250 ms and `Date` has a resolution of one second, so a
+//! turn (microseconds) is well within both. Each worker owns its clock (in its
+//! [`WorkerSite`](crate::site::WorkerSite)).
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -12,8 +13,32 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use satchel_core::time::Instant;
 
-thread_local! {
-    static NOW: Cell<(Instant, u64)> = Cell::new(read());
+/// The instants of a worker's current turn.
+pub(crate) struct Clock {
+    now: Cell<(Instant, u64)>,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self {
+            now: Cell::new(read()),
+        }
+    }
+
+    /// Reads the clocks for the current turn.
+    pub(crate) fn tick(&self) {
+        self.now.set(read());
+    }
+
+    /// The monotonic instant of the current turn.
+    pub(crate) fn now(&self) -> Instant {
+        self.now.get().0
+    }
+
+    /// The time of day (Unix seconds) of the current turn.
+    pub(crate) fn unix_secs(&self) -> u64 {
+        self.now.get().1
+    }
 }
 
 /// Reads the system clocks: monotonic ms since the process's first reading, and Unix seconds.
@@ -25,19 +50,4 @@ fn read() -> (Instant, u64) {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     (mono, unix)
-}
-
-/// Reads the clocks for this thread's current turn.
-pub(crate) fn tick() {
-    NOW.with(|n| n.set(read()));
-}
-
-/// The monotonic instant of this thread's current turn.
-pub(crate) fn now() -> Instant {
-    NOW.with(|n| n.get().0)
-}
-
-/// The time of day (Unix seconds) of this thread's current turn.
-pub(crate) fn unix_secs() -> u64 {
-    NOW.with(|n| n.get().1)
 }

@@ -13,7 +13,7 @@ use rustix::io::Errno;
 use satchel_core::listing::{Entry, ListingWriter};
 use satchel_core::path::SafePath;
 use satchel_core::source::{
-    FileKind, FileSource, FileVersion, ListingStyle, Metadata, SourceError,
+    Arrival, FileKind, FileSource, FileVersion, ListingStyle, Metadata, SourceError,
 };
 
 /// Files under one root folder.
@@ -105,18 +105,18 @@ impl FileSource for FsSource {
             .map_err(map_errno)
     }
 
-    fn probe(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+    /// One `statat` below the root, following links without containment checks: sound for a
+    /// probe only (see `FileSource::probe`). Each worker remembers results in its own memo
+    /// (`WorkerSource`), with the request's arrival deciding what may be reused.
+    fn probe(&self, path: &SafePath<'_>, _arrived: Arrival) -> Result<Metadata, SourceError> {
         let rel: &[u8] = if path.is_root() {
             b"."
         } else {
             path.as_bytes()
         };
-        // Reused within a batch of requests when that is sound (see `probes`).
-        crate::probes::probe(rel, || {
-            rustix::fs::statat(self.root.as_fd(), rel, AtFlags::empty())
-                .map(|st| metadata_from(&st))
-                .map_err(map_errno)
-        })
+        rustix::fs::statat(self.root.as_fd(), rel, AtFlags::empty())
+            .map(|st| metadata_from(&st))
+            .map_err(map_errno)
     }
 
     fn open(&self, path: &SafePath<'_>) -> Result<(OwnedFd, Metadata), SourceError> {

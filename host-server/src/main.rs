@@ -8,6 +8,7 @@ mod cache;
 mod clock;
 mod fs;
 mod probes;
+mod readside;
 mod site;
 mod worker;
 
@@ -21,9 +22,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use satchel_core::cache::ContentCache;
-use satchel_core::serve::Site;
 
-use crate::site::{HostSite, Shared};
+use crate::site::{HostSite, Shared, WorkerSite};
 
 /// Exit code for a bad command line or an unusable ROOT (clap uses 2 for usage errors too).
 const EXIT_USAGE: u8 = 2;
@@ -50,7 +50,8 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     bind: Option<IpAddr>,
 
-    /// Bytes of file content the cache may hold (units: K, M, G, KiB, MiB, GiB).
+    /// Bytes of file content the cache may hold (KiB, MiB, GiB are powers of 1024; K/KB, M/MB,
+    /// G/GB powers of 1000).
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     cache_size: u64,
 
@@ -182,8 +183,8 @@ fn run(args: Args) -> Result<()> {
             site.source_root().display(),
             workers,
             args.cache_size,
-            site.cache().entries_capacity(),
-            site.cache().shard_count(),
+            site.cache.entries_capacity(),
+            site.cache.shard_count(),
             args.max_cached_file
         ));
     }
@@ -193,15 +194,17 @@ fn run(args: Args) -> Result<()> {
     std::thread::scope(|scope| -> Result<()> {
         let mut handles = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
-            let site = &site;
+            let host = &site;
             let shared = Arc::clone(&shared);
-            let w = worker::Worker::new(site, shared, listener, defer_accept)
-                .context("creating worker")?;
-            signals.add_waker(w.waker());
+            let io = worker::WorkerIo::new(listener).context("creating worker")?;
+            signals.add_waker(io.waker());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn_scoped(scope, move || w.run())
+                    .spawn_scoped(scope, move || {
+                        let site = WorkerSite::new(host);
+                        worker::Worker::new(&site, shared, io, defer_accept).run()
+                    })
                     .context("spawning worker thread")?,
             );
         }
@@ -217,7 +220,7 @@ fn run(args: Args) -> Result<()> {
     })?;
 
     if !args.quiet {
-        let s = site.cache().stats();
+        let s = site.cache.stats();
         say(format_args!(
             "shutdown: cache hits={} misses={} insertions={} evictions={} bypasses={} stale={} bytes_used={} entries={} | requests={}",
             s.hits,
@@ -287,42 +290,20 @@ fn raise_fd_limit(max_connections: usize, workers: usize) -> Result<usize> {
     Ok(usable)
 }
 
-/// Parses a byte size: `4096`, `64K`, `64KiB`, `8M`, `8MiB`, `1G`, `1GiB` (binary multiples).
+/// Parses a byte size with `parse-size`: `4096`, `64KiB`, `8MiB`, `1GiB` (powers of 1024), or
+/// `64K`/`64KB`, `8MB`, `1GB` (powers of 1000, as in every other tool).
 fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 4096, 64KiB, 8MiB, 1GiB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}` (use K, M, G, KiB, MiB, GiB)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size `{s}` is too large"))
+    parse_size::parse_size(s.trim())
+        .map_err(|e| format!("`{s}` is not a size (e.g. 4096, 64KiB, 8MiB, 1GiB, 100MB): {e}"))
 }
 
-/// Parses a duration: `15s`, `500ms`, `2m`, or plain seconds.
+/// Parses a duration with `humantime` (`15s`, `500ms`, `2m`, `1h 30m`), or plain seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 15s, 500ms, 2m)"))?;
-    let d = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
-        other => return Err(format!("unknown duration unit `{other}` (use ms, s, m)")),
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}` is not a duration (e.g. 15s, 500ms, 2m): {e}"))?,
     };
     if d.is_zero() {
         return Err("a timeout must be greater than zero".into());
@@ -338,8 +319,12 @@ mod tests {
     fn sizes() {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert_eq!(parse_size("64KiB"), Ok(64 << 10));
-        assert_eq!(parse_size("8M"), Ok(8 << 20));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
         assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        // Decimal prefixes mean powers of 1000, binary ones powers of 1024.
+        assert_eq!(parse_size("8M"), Ok(8_000_000));
+        assert_eq!(parse_size("8MB"), Ok(8_000_000));
+        assert_eq!(parse_size("64K"), Ok(64_000));
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
@@ -351,7 +336,9 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

@@ -11,15 +11,17 @@
 //! point inside the request's lifetime). A request received after the `stat` gets a new one, so a
 //! change made before a client sends its request is always seen by that request.
 //!
-//! To make that bookkeeping exact, the worker numbers its socket reads ([`received`]) and says
-//! which read delivered the bytes it is about to hand to a connection ([`handling`]); a
+//! To make that bookkeeping exact, the worker numbers its socket reads ([`ProbeMemo::received`])
+//! and hands the number of the read that delivered a request to the connection with the bytes
+//! (`Connection::handle_input(now, arrived, data)`), which passes it to `FileSource::probe`; a
 //! remembered result carries the number of reads done before its `stat`. The worker reads every
 //! ready socket of a turn first and handles the requests after, so one `stat` per path answers
-//! the whole turn. State is per thread (each worker is one thread), like the turn's clock.
+//! the whole turn. The memo belongs to one worker's [`WorkerSite`](crate::site::WorkerSite):
+//! nothing reaches the source but the arguments the core passes.
 
 use std::cell::RefCell;
 
-use satchel_core::source::{Metadata, SourceError};
+use satchel_core::source::{Arrival, Metadata, SourceError};
 
 /// Remembered results per worker: direct-mapped by a hash of the path.
 const SLOTS: usize = 64;
@@ -33,59 +35,56 @@ struct Remembered {
     meta: Metadata,
 }
 
+/// One worker's remembered `stat` results and its count of socket reads.
+pub(crate) struct ProbeMemo {
+    inner: RefCell<Memo>,
+}
+
 struct Memo {
-    /// Socket reads completed on this thread.
+    /// Socket reads completed by this worker.
     reads: u64,
-    /// The read that delivered the request being handled (`u64::MAX`: unknown, never reuse).
-    handling: u64,
     slots: Vec<Option<Remembered>>,
 }
 
-thread_local! {
-    static MEMO: RefCell<Memo> = RefCell::new(Memo {
-        reads: 0,
-        handling: u64::MAX,
-        slots: (0..SLOTS).map(|_| None).collect(),
-    });
-}
-
-/// Counts a socket read that returned bytes and returns its number.
-pub(crate) fn received() -> u64 {
-    MEMO.with(|m| {
-        let mut m = m.borrow_mut();
-        m.reads += 1;
-        m.reads
-    })
-}
-
-/// Declares that the bytes about to be handled were received by read number `read` or earlier.
-pub(crate) fn handling(read: u64) {
-    MEMO.with(|m| m.borrow_mut().handling = read);
-}
-
-/// The metadata of `path`: remembered if that is allowed for the request being handled,
-/// otherwise from `stat` (and then remembered).
-pub(crate) fn probe(
-    path: &[u8],
-    stat: impl FnOnce() -> Result<Metadata, SourceError>,
-) -> Result<Metadata, SourceError> {
-    let slot = slot_of(path);
-    let found = MEMO.with(|m| {
-        let m = m.borrow();
-        match &m.slots[slot] {
-            Some(r) if r.taken >= m.handling && r.path == path => Some(r.meta),
-            _ => None,
+impl ProbeMemo {
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: RefCell::new(Memo {
+                reads: 0,
+                slots: (0..SLOTS).map(|_| None).collect(),
+            }),
         }
-    });
-    if let Some(meta) = found {
-        return Ok(meta);
     }
-    // Counted before the call: a read completed while `stat` runs is not covered by it.
-    let taken = MEMO.with(|m| m.borrow().reads);
-    let result = stat();
-    if let (Ok(meta), true) = (result, path.len() <= MAX_PATH) {
-        MEMO.with(|m| {
-            let entry = &mut m.borrow_mut().slots[slot];
+
+    /// Counts a socket read that returned bytes; what it delivered arrived at the result.
+    pub(crate) fn received(&self) -> Arrival {
+        let mut m = self.inner.borrow_mut();
+        m.reads += 1;
+        Arrival(m.reads)
+    }
+
+    /// The metadata of `path` for a request that `arrived`: remembered if the `stat` was made
+    /// after the request arrived, otherwise from `stat` (and then remembered).
+    pub(crate) fn probe(
+        &self,
+        path: &[u8],
+        arrived: Arrival,
+        stat: impl FnOnce() -> Result<Metadata, SourceError>,
+    ) -> Result<Metadata, SourceError> {
+        let slot = slot_of(path);
+        let taken = {
+            let m = self.inner.borrow();
+            if let Some(r) = &m.slots[slot] {
+                if r.taken >= arrived.0 && r.path == path {
+                    return Ok(r.meta);
+                }
+            }
+            // Counted before the call: a read completed while `stat` runs is not covered by it.
+            m.reads
+        };
+        let result = stat();
+        if let (Ok(meta), true) = (result, path.len() <= MAX_PATH) {
+            let entry = &mut self.inner.borrow_mut().slots[slot];
             match entry {
                 Some(r) => {
                     r.path.clear();
@@ -101,9 +100,9 @@ pub(crate) fn probe(
                     });
                 }
             }
-        });
+        }
+        result
     }
-    result
 }
 
 /// FNV-1a, folded to a slot.
@@ -132,9 +131,14 @@ mod tests {
         }
     }
 
-    /// Each test runs on its own thread, so each starts from a fresh memo.
-    fn probe_counting(path: &[u8], len: u64, calls: &mut u32) -> u64 {
-        probe(path, || {
+    fn probe_counting(
+        memo: &ProbeMemo,
+        path: &[u8],
+        at: Arrival,
+        len: u64,
+        calls: &mut u32,
+    ) -> u64 {
+        memo.probe(path, at, || {
             *calls += 1;
             Ok(meta(len))
         })
@@ -144,51 +148,59 @@ mod tests {
 
     #[test]
     fn requests_received_before_a_stat_share_it() {
-        let a = received();
-        let b = received();
+        let memo = ProbeMemo::new();
+        let a = memo.received();
+        let b = memo.received();
         let mut calls = 0;
-        handling(a);
-        assert_eq!(probe_counting(b"x", 1, &mut calls), 1);
-        handling(b);
+        assert_eq!(probe_counting(&memo, b"x", a, 1, &mut calls), 1);
         // The file changed after the first stat: both requests were already received, so the
         // first result answers the second too.
-        assert_eq!(probe_counting(b"x", 2, &mut calls), 1);
+        assert_eq!(probe_counting(&memo, b"x", b, 2, &mut calls), 1);
         assert_eq!(calls, 1);
     }
 
     #[test]
     fn a_request_received_after_the_stat_gets_a_new_one() {
-        let a = received();
+        let memo = ProbeMemo::new();
+        let a = memo.received();
         let mut calls = 0;
-        handling(a);
-        assert_eq!(probe_counting(b"x", 1, &mut calls), 1);
-        let b = received();
-        handling(b);
-        assert_eq!(probe_counting(b"x", 2, &mut calls), 2);
+        assert_eq!(probe_counting(&memo, b"x", a, 1, &mut calls), 1);
+        let b = memo.received();
+        assert_eq!(probe_counting(&memo, b"x", b, 2, &mut calls), 2);
         assert_eq!(calls, 2);
     }
 
     #[test]
-    fn nothing_is_reused_before_the_worker_says_what_it_handles() {
+    fn nothing_is_reused_when_the_arrival_is_unknown() {
+        let memo = ProbeMemo::new();
         let mut calls = 0;
-        received();
-        assert_eq!(probe_counting(b"x", 1, &mut calls), 1);
-        assert_eq!(probe_counting(b"x", 2, &mut calls), 2);
+        memo.received();
+        assert_eq!(
+            probe_counting(&memo, b"x", Arrival::UNKNOWN, 1, &mut calls),
+            1
+        );
+        assert_eq!(
+            probe_counting(&memo, b"x", Arrival::UNKNOWN, 2, &mut calls),
+            2
+        );
         assert_eq!(calls, 2);
     }
 
     #[test]
     fn other_paths_and_errors_are_not_reused() {
-        let a = received();
-        handling(a);
+        let memo = ProbeMemo::new();
+        let a = memo.received();
         let mut calls = 0;
-        assert_eq!(probe_counting(b"x", 1, &mut calls), 1);
-        assert_eq!(probe_counting(b"y", 5, &mut calls), 5);
+        assert_eq!(probe_counting(&memo, b"x", a, 1, &mut calls), 1);
+        assert_eq!(probe_counting(&memo, b"y", a, 5, &mut calls), 5);
         assert_eq!(calls, 2);
         assert_eq!(
-            probe(b"z", || Err(SourceError::NotFound)),
+            memo.probe(b"z", a, || Err(SourceError::NotFound)),
             Err(SourceError::NotFound)
         );
-        assert_eq!(probe(b"z", || Ok(meta(7))).map(|m| m.version.len), Ok(7));
+        assert_eq!(
+            memo.probe(b"z", a, || Ok(meta(7))).map(|m| m.version.len),
+            Ok(7)
+        );
     }
 }

@@ -1,19 +1,24 @@
-//! What the workers share: the core's view of the server ([`HostSite`]) and the process-wide
-//! counters and flags ([`Shared`]).
+//! What the workers share ([`HostSite`]: files, cache, settings; [`Shared`]: counters and
+//! flags), and each worker's own view of the site for the core's connections ([`WorkerSite`]:
+//! the shared parts plus the worker's clock and `stat` memo).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use satchel_core::path::SafePath;
 use satchel_core::serve::{Config, Site};
+use satchel_core::source::{Arrival, FileSource, ListingStyle, Metadata, SourceError};
 
 use crate::cache::ShardedCache;
+use crate::clock::Clock;
 use crate::fs::FsSource;
+use crate::probes::ProbeMemo;
 
-/// The server as the core's connections see it: files, cache, settings, the time of day.
+/// The server's files, cache and settings, shared by the workers.
 pub(crate) struct HostSite {
-    source: FsSource,
-    cache: ShardedCache,
-    config: Config,
+    pub(crate) source: FsSource,
+    pub(crate) cache: ShardedCache,
+    pub(crate) config: Config,
 }
 
 impl HostSite {
@@ -30,16 +35,45 @@ impl HostSite {
     }
 }
 
-impl Site for HostSite {
-    type Source = FsSource;
+/// One worker's site: the shared files, cache and settings, with the worker's own clock (read
+/// once per turn) and `stat` memo. Lives on the worker's thread; everything the source needs
+/// per request comes in as an argument (`FileSource::probe`'s arrival).
+pub(crate) struct WorkerSite<'a> {
+    source: WorkerSource<'a>,
+    cache: &'a ShardedCache,
+    config: Config,
+    pub(crate) clock: Clock,
+}
+
+impl<'a> WorkerSite<'a> {
+    pub(crate) fn new(host: &'a HostSite) -> Self {
+        Self {
+            source: WorkerSource {
+                fs: &host.source,
+                memo: ProbeMemo::new(),
+            },
+            cache: &host.cache,
+            config: host.config,
+            clock: Clock::new(),
+        }
+    }
+
+    /// Counts a socket read that returned bytes (see [`crate::probes`]).
+    pub(crate) fn received(&self) -> Arrival {
+        self.source.memo.received()
+    }
+}
+
+impl<'a> Site for WorkerSite<'a> {
+    type Source = WorkerSource<'a>;
     type Cache = ShardedCache;
 
-    fn source(&self) -> &FsSource {
+    fn source(&self) -> &WorkerSource<'a> {
         &self.source
     }
 
     fn cache(&self) -> &ShardedCache {
-        &self.cache
+        self.cache
     }
 
     fn config(&self) -> &Config {
@@ -47,10 +81,54 @@ impl Site for HostSite {
     }
 
     fn unix_time(&self) -> Option<u64> {
-        Some(crate::clock::unix_secs())
+        Some(self.clock.unix_secs())
     }
 }
 
+/// The shared file source with one worker's `stat` memo in front of its probes.
+pub(crate) struct WorkerSource<'a> {
+    fs: &'a FsSource,
+    memo: ProbeMemo,
+}
+
+impl FileSource for WorkerSource<'_> {
+    type File = <FsSource as FileSource>::File;
+    type Listing = <FsSource as FileSource>::Listing;
+
+    fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+        self.fs.metadata(path)
+    }
+
+    fn probe(&self, path: &SafePath<'_>, arrived: Arrival) -> Result<Metadata, SourceError> {
+        self.memo
+            .probe(path.as_bytes(), arrived, || self.fs.probe(path, arrived))
+    }
+
+    fn open(&self, path: &SafePath<'_>) -> Result<(Self::File, Metadata), SourceError> {
+        self.fs.open(path)
+    }
+
+    fn file_metadata(&self, file: &Self::File) -> Result<Metadata, SourceError> {
+        self.fs.file_metadata(file)
+    }
+
+    fn read_at(
+        &self,
+        file: &Self::File,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, SourceError> {
+        self.fs.read_at(file, offset, buf)
+    }
+
+    fn listing(
+        &self,
+        path: &SafePath<'_>,
+        style: ListingStyle,
+    ) -> Result<Self::Listing, SourceError> {
+        self.fs.listing(path, style)
+    }
+}
 /// Process-wide state of the workers.
 pub(crate) struct Shared {
     /// Connections open now, across all workers.

@@ -6,9 +6,10 @@
 //! one `send` of the response head together with the cached body. Bodies of uncached files
 //! go out by `pread` + `send` through the worker's buffer, in bounded chunks. Each turn of the
 //! loop first reads every ready socket, then handles what came, so that one `stat` per path
-//! validates the cache for all the turn's requests ([`probes`]). Timeouts are checked by a sweep
+//! validates the cache for all the turn's requests ([`crate::probes`]). Timeouts are checked by a sweep
 //! every [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
 
+use std::fmt::Write as _;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -20,12 +21,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rustix::net::SendFlags;
 use satchel_core::http::method::Method;
-use satchel_core::http::response::CacheStatus;
-use satchel_core::serve::{BodyRef, Connection, ResponseInfo};
+use satchel_core::serve::{BodyRef, Connection, Event};
+use satchel_core::source::Arrival;
 
-use crate::clock::{self, now};
-use crate::probes;
-use crate::site::{HostSite, Shared};
+use crate::readside::{ReadSide, Received};
+use crate::site::{Shared, WorkerSite};
 
 /// Bytes of response head buffer per connection: fits a `301` whose `Location` is the longest
 /// path (1024 bytes, percent-encoded).
@@ -163,9 +163,11 @@ impl ShutdownSignal {
     }
 }
 
-/// A log line waiting for its response to finish (to know how long it took).
+/// A log line waiting for its response to end (to know what was sent and how long it took).
 struct PendingLog {
+    /// `client method target status`.
     line: String,
+    cache: &'static str,
     started: std::time::Instant,
 }
 
@@ -173,35 +175,19 @@ struct PendingLog {
 struct Slot<'s> {
     sock: TcpStream,
     peer: SocketAddr,
-    conn: Connection<'s, HostSite, TX>,
+    conn: Connection<'s, WorkerSite<'s>, TX>,
     /// Received bytes the connection has not consumed yet (an incomplete head, or pipelined
     /// requests waiting for the response before them). Empty in the common case.
     pending: Vec<u8>,
     /// What the socket is registered for in the worker's epoll set (`None`: not registered).
     interest: Option<Interest>,
-    /// The socket may have bytes to read (edge-triggered: cleared only on a short read or EAGAIN).
-    readable: bool,
-    /// The number of the read that delivered the newest bytes (see [`probes`]).
-    received: u64,
-    /// The peer closed its side.
-    eof: bool,
-    /// The connection was told about `eof`.
-    eof_handled: bool,
-    /// Reading failed (a reset): nothing more can be sent either.
-    failed: bool,
-    /// The status of the last response, to decide whether closing needs to linger.
-    last_status: u16,
+    /// Whether the socket may be read, the peer closed, or reading failed.
+    read: ReadSide,
+    /// The number of the read that delivered the newest bytes (see [`crate::probes`]).
+    received: Arrival,
     /// The last write went with `MSG_MORE`: its tail may still wait in the kernel for our FIN.
     held: bool,
     log: Option<PendingLog>,
-}
-
-/// What one `read` gave.
-enum Received {
-    Bytes(usize),
-    Eof,
-    Blocked,
-    Failed,
 }
 
 /// What the loop should do with a connection after driving it.
@@ -214,10 +200,12 @@ enum Flow {
 
 /// A worker thread's state.
 pub(crate) struct Worker<'s> {
-    site: &'s HostSite,
+    site: &'s WorkerSite<'s>,
     shared: Arc<Shared>,
     poll: Poll,
-    waker: Arc<Waker>,
+    /// Kept open for the worker's life: a wake-up of an eventfd whose last descriptor is
+    /// closed is dropped from the epoll set unseen.
+    _waker: Arc<Waker>,
     listener: Option<TcpListener>,
     slots: Vec<Option<Box<Slot<'s>>>>,
     free: Vec<usize>,
@@ -236,13 +224,16 @@ pub(crate) struct Worker<'s> {
     requests: usize,
 }
 
-impl<'s> Worker<'s> {
-    pub(crate) fn new(
-        site: &'s HostSite,
-        shared: Arc<Shared>,
-        listener: std::net::TcpListener,
-        defer_accept: bool,
-    ) -> Result<Self> {
+/// A worker's event loop and listener, made on the main thread (so that the shutdown signal
+/// can hold its waker) and handed to the worker's thread.
+pub(crate) struct WorkerIo {
+    poll: Poll,
+    waker: Arc<Waker>,
+    listener: TcpListener,
+}
+
+impl WorkerIo {
+    pub(crate) fn new(listener: std::net::TcpListener) -> Result<Self> {
         let poll = Poll::new().context("epoll")?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("waker")?);
         let mut listener = TcpListener::from_std(listener);
@@ -250,11 +241,31 @@ impl<'s> Worker<'s> {
             .register(&mut listener, LISTENER, Interest::READABLE)
             .context("registering listener")?;
         Ok(Self {
-            site,
-            shared,
             poll,
             waker,
-            listener: Some(listener),
+            listener,
+        })
+    }
+
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+}
+
+impl<'s> Worker<'s> {
+    /// A worker over its own `site` (made on its thread: it holds the worker's clock and memo).
+    pub(crate) fn new(
+        site: &'s WorkerSite<'s>,
+        shared: Arc<Shared>,
+        io: WorkerIo,
+        defer_accept: bool,
+    ) -> Self {
+        Self {
+            site,
+            shared,
+            poll: io.poll,
+            _waker: io.waker,
+            listener: Some(io.listener),
             slots: Vec::new(),
             free: Vec::new(),
             open: 0,
@@ -265,11 +276,7 @@ impl<'s> Worker<'s> {
             eager_read: defer_accept,
             log: Vec::with_capacity(64 * 1024),
             requests: 0,
-        })
-    }
-
-    pub(crate) fn waker(&self) -> Arc<Waker> {
-        Arc::clone(&self.waker)
+        }
     }
 
     /// Runs until shutdown and the connections in flight are done.
@@ -289,7 +296,7 @@ impl<'s> Worker<'s> {
                     return Err(e).context("epoll_wait");
                 }
             }
-            clock::tick();
+            self.site.clock.tick();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -297,7 +304,7 @@ impl<'s> Worker<'s> {
                     Token(id) => {
                         if let Some(Some(slot)) = self.slots.get_mut(id) {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                                slot.readable = true;
+                                slot.read.on_event();
                             }
                             self.ready.push(id);
                         }
@@ -337,12 +344,12 @@ impl<'s> Worker<'s> {
 
     /// Serves the connections that became ready: first every one of them takes in what it
     /// received, then each is driven. Reading all before handling any lets one `stat` of a path
-    /// validate the cache for every request of the turn (see [`probes`]).
+    /// validate the cache for every request of the turn (see [`crate::probes`]).
     fn serve_ready(&mut self) {
         let mut ready = std::mem::take(&mut self.ready);
         for &id in &ready {
             if let Some(Some(slot)) = self.slots.get_mut(id) {
-                slot.receive(&mut self.buf);
+                slot.receive(self.site, &mut self.buf);
             }
         }
         for &id in &ready {
@@ -386,10 +393,9 @@ impl<'s> Worker<'s> {
         }
     }
 
-    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, sock: TcpStream, peer: SocketAddr) {
         if !self.shared.try_admit() {
-            reject_busy(&mut sock);
-            self.linger(sock);
+            self.refuse(sock, peer);
             return;
         }
         let id = self.free.pop().unwrap_or_else(|| {
@@ -400,17 +406,13 @@ impl<'s> Worker<'s> {
         self.slots[id] = Some(Box::new(Slot {
             sock,
             peer,
-            conn: Connection::new(self.site, now()),
+            conn: Connection::new(self.site, self.site.clock.now()),
             pending: Vec::new(),
             interest: None,
             // With deferred accept the request is usually there already; otherwise a read now
             // would only see EAGAIN, and registering reports the data when it comes.
-            readable: self.eager_read,
-            received: 0,
-            eof: false,
-            eof_handled: false,
-            failed: false,
-            last_status: 0,
+            read: ReadSide::new(self.eager_read),
+            received: Arrival::UNKNOWN,
             held: false,
             log: None,
         }));
@@ -423,6 +425,7 @@ impl<'s> Worker<'s> {
             return;
         };
         let ctx = Ctx {
+            site: self.site,
             quiet: self.shared.quiet,
             log: &mut self.log,
             requests: &mut self.requests,
@@ -450,7 +453,10 @@ impl<'s> Worker<'s> {
                 }
             }
             Flow::Close => {
-                let linger = !slot.eof && (slot.last_status >= 400 || !slot.pending.is_empty());
+                if slot.read.peer_done() {
+                    slot.conn.handle_eof(self.site.clock.now());
+                }
+                let linger = slot.conn.should_linger(!slot.pending.is_empty());
                 self.close_slot(id, linger);
             }
         }
@@ -462,9 +468,10 @@ impl<'s> Worker<'s> {
         };
         // No EPOLL_CTL_DEL: closing the descriptor removes it from the epoll set (it is never
         // duplicated), which saves a system call per connection.
-        if let Some(pending) = slot.log.take() {
-            finish_log(&mut self.log, pending);
-        }
+        // A response still in flight is cut short here (peer gone, shutdown grace over): the
+        // connection reports it so, with the bytes that did go out.
+        slot.conn.abort();
+        slot.drain_events(&[], &mut self.log, self.shared.quiet, &mut self.requests);
         self.free.push(id);
         self.open -= 1;
         self.shared.release();
@@ -481,6 +488,26 @@ impl<'s> Worker<'s> {
         }
     }
 
+    /// Past the connection cap: the core's refusal (`503`, `Retry-After`), one write, logged,
+    /// then the socket lingers so that the client reads it rather than a reset.
+    fn refuse(&mut self, mut sock: TcpStream, peer: SocketAddr) {
+        let mut conn = Connection::<_, TX>::busy(self.site, self.site.clock.now());
+        let mut log = None;
+        while let Some(event) = conn.poll_event() {
+            log_event(event, peer, &[], &mut log, &mut self.log, self.shared.quiet);
+        }
+        let written = match conn.poll_transmit() {
+            Some(t) => sock.write(t.head).unwrap_or(0),
+            None => 0,
+        };
+        conn.transmitted(self.site.clock.now(), written);
+        conn.abort();
+        while let Some(event) = conn.poll_event() {
+            log_event(event, peer, &[], &mut log, &mut self.log, self.shared.quiet);
+        }
+        self.linger(sock);
+    }
+
     /// Half-closes `sock` and keeps draining it for a while so that the peer reads our last
     /// response instead of a reset (RFC 9112 §9.6).
     fn linger(&mut self, sock: TcpStream) {
@@ -491,15 +518,30 @@ impl<'s> Worker<'s> {
         }
     }
 
-    /// Timeouts of every connection; draining of lingering sockets; a stalled accept.
+    /// Whether connection `id` has a timeout due at `t`.
+    fn is_due(&self, id: usize, t: satchel_core::time::Instant) -> bool {
+        self.slots[id]
+            .as_ref()
+            .is_some_and(|slot| slot.conn.poll_timeout().is_some_and(|d| d <= t))
+    }
+
+    /// Timeouts of every connection, after reading what is waiting; draining of lingering
+    /// sockets; a stalled accept.
     fn sweep(&mut self, now_std: std::time::Instant) {
-        let t = now();
+        let t = self.site.clock.now();
         for id in 0..self.slots.len() {
-            let due = match self.slots[id].as_ref() {
-                Some(slot) => slot.conn.poll_timeout().is_some_and(|d| d <= t),
-                None => false,
-            };
-            if due {
+            if !self.is_due(id, t) {
+                continue;
+            }
+            // What is waiting first: after a pause (SIGSTOP, a suspended VM, a starved CPU)
+            // every deadline has passed, but requests that arrived meanwhile are answered,
+            // not timed out unread (which would reset their connections).
+            if let Some(slot) = self.slots[id].as_mut() {
+                slot.read.on_event();
+                slot.receive(self.site, &mut self.buf);
+            }
+            self.drive(id);
+            if self.is_due(id, t) {
                 if let Some(slot) = self.slots[id].as_mut() {
                     slot.conn.handle_timeout(t);
                 }
@@ -539,6 +581,7 @@ impl<'s> Worker<'s> {
 
 /// What `pump` needs from its worker besides the slot.
 struct Ctx<'a> {
+    site: &'a WorkerSite<'a>,
     quiet: bool,
     log: &'a mut Vec<u8>,
     requests: &'a mut usize,
@@ -548,51 +591,40 @@ impl Slot<'_> {
     /// The first half of a turn: one read of what the socket holds, kept for [`Slot::pump`].
     /// Only when nothing is pending or being sent, so that a client that does not read its
     /// responses cannot make the server buffer its requests.
-    fn receive(&mut self, buf: &mut [u8]) {
-        if !self.readable || self.eof || !self.pending.is_empty() || self.conn.is_sending() {
+    fn receive(&mut self, site: &WorkerSite<'_>, buf: &mut [u8]) {
+        if !self.read.may_read() || !self.pending.is_empty() || self.conn.is_sending() {
             return;
         }
         let read_buf = &mut buf[..READ_CHUNK];
-        if let Received::Bytes(n) = self.read_once(read_buf) {
+        if let Received::Bytes(n) = self.read_once(site, read_buf) {
             self.pending.extend_from_slice(&read_buf[..n]);
         }
     }
 
-    /// One `read`, with its outcome recorded in the slot's flags.
-    fn read_once(&mut self, read_buf: &mut [u8]) -> Received {
-        loop {
-            return match self.sock.read(read_buf) {
-                Ok(0) => {
-                    self.readable = false;
-                    self.eof = true;
-                    Received::Eof
-                }
+    /// One `read`, with its outcome recorded in the slot's read side.
+    fn read_once(&mut self, site: &WorkerSite<'_>, read_buf: &mut [u8]) -> Received {
+        let got = loop {
+            break match self.sock.read(read_buf) {
+                Ok(0) => Received::Eof,
                 Ok(n) => {
-                    if n < read_buf.len() {
-                        // A short read drained the socket; the next bytes raise a new edge.
-                        self.readable = false;
-                    }
-                    self.received = probes::received();
+                    self.received = site.received();
                     Received::Bytes(n)
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    Received::Blocked
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Received::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.failed = true;
-                    self.eof = true;
-                    Received::Failed
-                }
+                Err(_) => Received::Failed,
             };
-        }
+        };
+        self.read.after_read(got, read_buf.len());
+        got
     }
 
     /// Sends what is owed, feeds what was received, reads more; until the socket would block.
     fn pump(&mut self, buf: &mut [u8], mut ctx: Ctx<'_>) -> Flow {
         loop {
-            if self.failed {
+            // A timeout's answer (408) or end (a stalled response cut off).
+            self.drain_events(&[], ctx.log, ctx.quiet, ctx.requests);
+            if self.read.failed() {
                 return Flow::Close;
             }
             match self.send(buf, &mut ctx) {
@@ -605,34 +637,29 @@ impl Slot<'_> {
             }
             if !self.pending.is_empty() {
                 let mut pending = std::mem::take(&mut self.pending);
-                probes::handling(self.received);
-                let consumed = self.conn.handle_input(now(), &pending);
-                if consumed > 0 {
-                    self.after_request(&pending[..consumed], &mut ctx);
-                    pending.drain(..consumed);
-                }
+                let now = ctx.site.clock.now();
+                let consumed = self.conn.handle_input(now, self.received, &pending);
+                self.drain_events(&pending[..consumed], ctx.log, ctx.quiet, ctx.requests);
+                pending.drain(..consumed);
                 self.pending = pending;
                 if consumed > 0 {
                     continue;
                 }
             }
-            if self.eof && !self.eof_handled {
-                self.eof_handled = true;
-                self.conn.handle_eof(now());
+            if self.read.take_eof_notice() {
+                self.conn.handle_eof(ctx.site.clock.now());
                 continue;
             }
-            if !self.readable || self.eof {
+            if !self.read.may_read() {
                 return Flow::Wait { write: false };
             }
-            match self.read_once(&mut buf[..READ_CHUNK]) {
+            match self.read_once(ctx.site, &mut buf[..READ_CHUNK]) {
                 Received::Bytes(n) => {
                     let data = &buf[..n];
                     if self.pending.is_empty() {
-                        probes::handling(self.received);
-                        let consumed = self.conn.handle_input(now(), data);
-                        if consumed > 0 {
-                            self.after_request(&data[..consumed], &mut ctx);
-                        }
+                        let now = ctx.site.clock.now();
+                        let consumed = self.conn.handle_input(now, self.received, data);
+                        self.drain_events(&data[..consumed], ctx.log, ctx.quiet, ctx.requests);
                         self.pending.extend_from_slice(&data[consumed..]);
                     } else {
                         self.pending.extend_from_slice(data);
@@ -644,26 +671,15 @@ impl Slot<'_> {
         }
     }
 
-    /// Bookkeeping after the connection took a request: count it and start its log line.
-    fn after_request(&mut self, head: &[u8], ctx: &mut Ctx<'_>) {
-        let Some(info) = self.conn.poll_event() else {
-            return;
-        };
-        *ctx.requests += 1;
-        self.last_status = info.status.as_u16();
-        if !ctx.quiet {
-            if let Some(done) = self.log.take() {
-                finish_log(ctx.log, done);
+    /// Polls the connection's events: each planned response is counted and starts a log line
+    /// (its method and target from `data`, the bytes that held the request); each ended one
+    /// completes it with the bytes actually sent.
+    fn drain_events(&mut self, data: &[u8], log: &mut Vec<u8>, quiet: bool, requests: &mut usize) {
+        while let Some(event) = self.conn.poll_event() {
+            if matches!(event, Event::Response(_)) {
+                *requests += 1;
             }
-            self.log = Some(PendingLog {
-                line: log_line(self.peer, head, &info),
-                started: std::time::Instant::now(),
-            });
-            if !self.conn.is_sending() {
-                if let Some(done) = self.log.take() {
-                    finish_log(ctx.log, done);
-                }
-            }
+            log_event(event, self.peer, data, &mut self.log, log, quiet);
         }
     }
 
@@ -703,26 +719,20 @@ impl Slot<'_> {
                         let body = listing.get(offset..offset + len).unwrap_or(&[]);
                         send_two(&self.sock, t.head, body, flags)
                     }
-                    BodyRef::File { file, offset, len } => {
+                    BodyRef::File { len, .. } => {
                         // The head (while still owed) and the next piece of the file in one
                         // write, from the worker's buffer. After a partial write the rest is
                         // read again: cheap, and no per-connection buffer is needed.
-                        let head = t.head.len();
-                        buf[..head].copy_from_slice(t.head);
-                        let want = usize::try_from(len)
-                            .unwrap_or(usize::MAX)
-                            .min(buf.len() - head);
-                        match rustix::io::pread(file, &mut buf[head..head + want], offset) {
-                            Ok(got) if got > 0 || want == 0 => {
-                                if (got as u64) < len {
+                        match t.copy_to(ctx.site, buf) {
+                            Ok(n) => {
+                                if (n.saturating_sub(t.head.len()) as u64) < len {
                                     flags = SendFlags::empty();
                                 }
-                                send_two(&self.sock, &buf[..head + got], &[], flags)
+                                send_two(&self.sock, &buf[..n], &[], flags)
                             }
-                            Err(rustix::io::Errno::INTR) => continue,
                             // The file ended before its length (it shrank under us) or cannot
                             // be read: nothing truthful can follow, so the connection ends.
-                            Ok(_) | Err(_) => {
+                            Err(_) => {
                                 self.conn.abort();
                                 return Ok(true);
                             }
@@ -735,13 +745,8 @@ impl Slot<'_> {
                     if n > 0 {
                         self.held = flags.contains(SendFlags::MORE);
                     }
-                    let was_sending = self.conn.is_sending();
-                    self.conn.transmitted(now(), n);
-                    if was_sending && !self.conn.is_sending() {
-                        if let Some(done) = self.log.take() {
-                            finish_log(ctx.log, done);
-                        }
-                    }
+                    self.conn.transmitted(ctx.site.clock.now(), n);
+                    self.drain_events(&[], ctx.log, ctx.quiet, ctx.requests);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -772,75 +777,73 @@ fn send_two(sock: &TcpStream, head: &[u8], body: &[u8], flags: SendFlags) -> io:
     sent.map_err(io::Error::from)
 }
 
-/// The canned answer past `--max-connections`.
-fn reject_busy(sock: &mut TcpStream) {
-    const BODY: &str = "server busy: too many connections, retry later\n";
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    let _ = sock.write(response.as_bytes());
-}
-
-/// `client method path status bytes cache`; the duration is appended when the response ends.
-fn log_line(peer: SocketAddr, head: &[u8], info: &ResponseInfo) -> String {
-    let (method, target) = request_line(head);
-    let method = match info.method {
-        Some(Method::Get) => "GET",
-        Some(Method::Head) => "HEAD",
-        Some(Method::Other) => method,
-        None => "-",
-    };
-    let cache = match info.cache {
-        Some(CacheStatus::Hit) => "hit",
-        Some(CacheStatus::MissStored) => "miss-stored",
-        Some(CacheStatus::Miss) => "miss",
-        Some(CacheStatus::Bypass) => "bypass",
-        None => "-",
-    };
-    format!(
-        "{} {} {} {} {} {}",
-        peer.ip(),
-        method,
-        target,
-        info.status.as_u16(),
-        info.bytes,
-        cache
-    )
-}
-
-/// The method and target of a request head, made safe for a log line (no controls, no spaces).
-fn request_line(head: &[u8]) -> (&str, String) {
-    let start = head
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(0);
-    let line = head[start..]
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let method = std::str::from_utf8(parts.next().unwrap_or_default()).unwrap_or("-");
-    let target = parts.next().unwrap_or(b"-");
-    let mut safe = String::with_capacity(target.len().min(256));
-    for &b in target.iter().take(1024) {
-        if b.is_ascii_graphic() {
-            safe.push(char::from(b));
-        } else {
-            safe.push_str(&format!("%{b:02X}"));
+/// Turns a connection's event into access-log text: a planned response starts `pending`
+/// (`client method target status`, method and target from `data`); its end appends
+/// `sent cache duration completion` to the worker's `out`:
+/// `127.0.0.1 GET /a.txt 200 274 miss-stored 41us complete`.
+fn log_event(
+    event: Event,
+    peer: SocketAddr,
+    data: &[u8],
+    pending: &mut Option<PendingLog>,
+    out: &mut Vec<u8>,
+    quiet: bool,
+) {
+    if quiet {
+        return;
+    }
+    match event {
+        Event::Response(info) => {
+            let mut line = String::with_capacity(64);
+            let _ = write!(line, "{} ", peer.ip());
+            match info.method {
+                Some(Method::Get) => line.push_str("GET"),
+                Some(Method::Head) => line.push_str("HEAD"),
+                Some(Method::Other) => push_safe(&mut line, info.method_token.of(data), 32),
+                None => line.push('-'),
+            }
+            line.push(' ');
+            push_safe(&mut line, info.target.of(data), 1024);
+            let _ = write!(line, " {}", info.status.as_u16());
+            *pending = Some(PendingLog {
+                line,
+                cache: info.cache_token(),
+                started: std::time::Instant::now(),
+            });
+        }
+        Event::Done(done) => {
+            let Some(entry) = pending.take() else {
+                return;
+            };
+            let cache = entry.cache;
+            let _ = writeln!(
+                out,
+                "{} {} {} {}us {}",
+                entry.line,
+                done.sent,
+                cache,
+                entry.started.elapsed().as_micros(),
+                if done.complete {
+                    "complete"
+                } else {
+                    "incomplete"
+                }
+            );
         }
     }
-    (
-        if method.bytes().all(|b| b.is_ascii_graphic()) {
-            method
-        } else {
-            "-"
-        },
-        safe,
-    )
 }
 
-fn finish_log(out: &mut Vec<u8>, entry: PendingLog) {
-    let us = entry.started.elapsed().as_micros();
-    let _ = writeln!(out, "{} {}us", entry.line, us);
+/// `bytes` made safe for a log line: printable ASCII kept, anything else (controls, spaces,
+/// non-ASCII) as `%XX`; at most `max` input bytes; `-` when empty.
+fn push_safe(line: &mut String, bytes: &[u8], max: usize) {
+    if bytes.is_empty() {
+        line.push('-');
+    }
+    for &b in bytes.iter().take(max) {
+        if b.is_ascii_graphic() {
+            line.push(char::from(b));
+        } else {
+            let _ = write!(line, "%{b:02X}");
+        }
+    }
 }

@@ -158,7 +158,8 @@ pub fn replicas(src: &std::path::Path, n: usize) -> Vec<tempfile::TempDir> {
         .collect()
 }
 
-/// One access-log line of satchel-server: `client method target status bytes cache duration`.
+/// One access-log line of satchel-server:
+/// `client method target status sent cache duration complete|incomplete`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
     /// `GET` or `HEAD`.
@@ -169,13 +170,15 @@ pub struct Access {
     pub status: u16,
     /// The cache column: `hit`, `miss-stored`, `miss`, `bypass` or `-`.
     pub cache: String,
+    /// Whether the whole response was sent.
+    pub complete: bool,
 }
 
 impl Access {
     /// Parses an access-log line; `None` for any other line.
     pub fn parse(line: &str) -> Option<Self> {
         let f: Vec<&str> = line.split(' ').collect();
-        let [_client, method, target, status, _bytes, cache, _duration] = f[..] else {
+        let [_client, method, target, status, _sent, cache, _duration, completion] = f[..] else {
             return None;
         };
         Some(Self {
@@ -183,6 +186,11 @@ impl Access {
             target: target.to_owned(),
             status: status.parse().ok()?,
             cache: cache.to_owned(),
+            complete: match completion {
+                "complete" => true,
+                "incomplete" => false,
+                _ => return None,
+            },
         })
     }
 }

@@ -21,7 +21,7 @@ use satchel_core::cache::{
     ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
 };
 use satchel_core::path::SafePath;
-use satchel_core::serve::{Config, Site};
+use satchel_core::serve::{Config, SiteParts};
 use satchel_core::smoltcp::nal::NalStack;
 use satchel_core::smoltcp::{Server, SocketBuffers};
 use satchel_core::source::{
@@ -66,71 +66,42 @@ include!("../fixtures/smol/baked.rs");
 
 /// A board's site: a file source, a cache in arrays behind a `RefCell`, a configuration, and
 /// optionally a wall clock for `Date`.
-pub struct BoardSite<F> {
-    /// The files.
-    pub source: F,
-    /// The cache.
-    pub cache: RefCell<BoardCache>,
-    /// The configuration.
-    pub config: Config,
-    /// Whether responses carry `Date` (from the host's clock).
-    pub clock: bool,
-}
+pub type BoardSite<F> = SiteParts<F, RefCell<BoardCache>>;
 
-impl<F: FileSource> BoardSite<F> {
-    /// A site over `source` with a fresh cache that stores every admitted file on its first GET
-    /// (files up to 16 KiB), like the host server does for small files.
-    pub fn new(source: F, config: Config, clock: bool) -> Self {
-        let store = ArenaStore::new([0u8; CACHE_BYTES], [const { Region::new() }; CACHE_ENTRIES])
-            .expect("arena geometry");
-        let cache = Cache::new(
-            store,
-            [const { Slot::new() }; CACHE_ENTRIES],
-            [const { Bucket::new() }; 2 * CACHE_ENTRIES],
-            CacheConfig {
-                max_entry_bytes: CACHE_BYTES / 2,
-                large_bytes: CACHE_BYTES / 2,
-                small_percent: 10,
-            },
-        )
-        .expect("cache geometry");
-        Self {
-            source,
-            cache: RefCell::new(cache),
-            config,
-            clock,
-        }
+/// A board site over `source` with a fresh cache that stores every admitted file on its first
+/// GET (files up to 16 KiB), like the host server does for small files; `clock`: whether
+/// responses carry `Date` (from the host's clock).
+pub fn board_site<F: FileSource>(source: F, config: Config, clock: bool) -> BoardSite<F> {
+    let store = ArenaStore::new([0u8; CACHE_BYTES], [const { Region::new() }; CACHE_ENTRIES])
+        .expect("arena geometry");
+    let cache = Cache::new(
+        store,
+        [const { Slot::new() }; CACHE_ENTRIES],
+        [const { Bucket::new() }; 2 * CACHE_ENTRIES],
+        CacheConfig {
+            max_entry_bytes: CACHE_BYTES / 2,
+            large_bytes: CACHE_BYTES / 2,
+            small_percent: 10,
+        },
+    )
+    .expect("cache geometry");
+    let site = SiteParts::new(source, RefCell::new(cache), config);
+    if clock {
+        site.with_clock(unix_now)
+    } else {
+        site
     }
 }
 
-impl<F: FileSource> Site for BoardSite<F> {
-    type Source = F;
-    type Cache = RefCell<BoardCache>;
-
-    fn source(&self) -> &F {
-        &self.source
-    }
-
-    fn cache(&self) -> &RefCell<BoardCache> {
-        &self.cache
-    }
-
-    fn config(&self) -> &Config {
-        &self.config
-    }
-
-    fn unix_time(&self) -> Option<u64> {
-        self.clock.then(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-        })
-    }
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The board site over [`BAKED`] with the host configuration and no clock.
 pub fn baked_site() -> BoardSite<StaticSource> {
-    BoardSite::new(StaticSource::new(BAKED), Config::host(), false)
+    board_site(StaticSource::new(BAKED), Config::host(), false)
 }
 
 /// A [`FileSource`] over a host folder that reports exactly the versions and times

@@ -464,3 +464,116 @@ fn get_until_status(addr: std::net::SocketAddr, status: u16, never: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Issue 16, item 9: a response cut short (here the client goes away mid-body with bytes
+/// unread, so the kernel resets the connection, as when the client is killed) is logged with
+/// the bytes actually sent and marked `incomplete`; a whole one is marked `complete`.
+#[test]
+fn access_log_tells_cut_responses_from_complete_ones() {
+    let total = 32usize << 20;
+    let dir = root_with(&[("big.bin", content(total, 5)), ("a.txt", b"a\n".to_vec())]);
+    let server = Server::start(dir.path(), &["--max-cached-file", "1MiB"]);
+    let _ = server.next_line(Duration::from_secs(5)); // the banner
+    let (s, got) = start_streaming(server.addr(), "/big.bin");
+    drop(s);
+    let line = server
+        .next_line(Duration::from_secs(10))
+        .expect("a log line for the cut response");
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields.len(), 8, "{line}");
+    assert_eq!(
+        (fields[1], fields[2], fields[3], fields[5], fields[7]),
+        ("GET", "/big.bin", "200", "bypass", "incomplete"),
+        "{line}"
+    );
+    let sent: usize = fields[4].parse().unwrap();
+    assert!(
+        sent >= got.len() && sent < total,
+        "{sent} bytes logged, {} received of {total}: {line}",
+        got.len()
+    );
+
+    assert_eq!(raw::get(server.addr(), "/a.txt").status, 200);
+    let line = server
+        .next_line(Duration::from_secs(10))
+        .expect("a log line for the whole response");
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(
+        (fields[1], fields[2], fields[3], fields[7]),
+        ("GET", "/a.txt", "200", "complete"),
+        "{line}"
+    );
+    // The head plus the two body bytes, all sent.
+    let sent: usize = fields[4].parse().unwrap();
+    assert!(sent > 2 && sent < 1024, "{line}");
+}
+
+/// Issue 16, item 6: a server stopped (SIGSTOP, a suspended VM) longer than `--idle-timeout`
+/// answers, on resume, the requests that arrived meanwhile on kept-alive connections, instead
+/// of timing those connections out unread (which resets them). A connection that stayed
+/// silent is still closed by the idle timeout.
+#[test]
+fn requests_that_arrived_during_a_pause_are_answered() {
+    let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
+    let server = Server::start(dir.path(), &["--quiet", "--idle-timeout", "1s"]);
+    let mut conns: Vec<Conn> = (0..4).map(|_| Conn::open(server.addr())).collect();
+    for c in &mut conns {
+        c.get("/a.txt", "");
+        assert_eq!(c.response(false).map(|r| r.status), Some(200));
+    }
+    let mut silent = Conn::open(server.addr());
+    silent.get("/a.txt", "");
+    assert_eq!(silent.response(false).map(|r| r.status), Some(200));
+    let pid = server.pid().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(ok.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    for c in &mut conns {
+        c.get("/a.txt", "");
+    }
+    // Longer than the idle timeout plus a sweep: every connection is past its deadline.
+    std::thread::sleep(Duration::from_millis(2500));
+    signal("-CONT");
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = c.response(false);
+        assert_eq!(
+            r.map(|r| r.status),
+            Some(200),
+            "connection {i} was not answered"
+        );
+    }
+    assert!(
+        silent.closed_within(Duration::from_secs(10)),
+        "the silent connection is still timed out"
+    );
+}
+
+/// Issue 16, item 9, at shutdown: a response still in flight when the grace period ends (the
+/// client stopped reading) is cut off and logged `incomplete`, with the bytes that went out.
+#[test]
+fn shutdown_logs_the_responses_it_cuts() {
+    let total = 64usize << 20;
+    let dir = root_with(&[("big.bin", content(total, 6))]);
+    let mut server = Server::start(dir.path(), &["--max-cached-file", "1MiB"]);
+    let _ = server.next_line(Duration::from_secs(5)); // the banner
+    let (s, got) = start_streaming(server.addr(), "/big.bin");
+    // The client keeps the connection open and reads no more: the response cannot finish.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(server.wait_exit(Duration::from_secs(30)), Some(0));
+    let lines = server.drain_lines(Duration::from_millis(500));
+    let line = lines
+        .iter()
+        .find(|l| l.contains(" GET /big.bin "))
+        .unwrap_or_else(|| panic!("no log line for the cut response: {lines:?}"));
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!((fields[3], fields[7]), ("200", "incomplete"), "{line}");
+    let sent: usize = fields[4].parse().unwrap();
+    assert!(sent >= got.len() && sent < total, "{line}");
+    drop(s);
+}

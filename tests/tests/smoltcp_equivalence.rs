@@ -13,7 +13,7 @@ use std::fs;
 
 use satchel_core::serve::Config;
 use satchel_tests::smol::{
-    self, exchange_many, exchange_std, parse, without_date, BoardSite, DirSource,
+    self, board_site, exchange_many, exchange_std, parse, without_date, DirSource,
 };
 use satchel_tests::Server;
 
@@ -189,7 +189,7 @@ fn requests(etag: &str, last_modified: &str) -> Vec<(&'static str, Vec<u8>, usiz
 fn smoltcp_server_answers_as_satchel_server_does() {
     let dir = fixture();
     let host = Server::start(dir.path(), &["--quiet"]);
-    let site = BoardSite::new(DirSource::new(dir.path()), Config::host(), true);
+    let site = board_site(DirSource::new(dir.path()), Config::host(), true);
     let mut stack = smol::loopback_world(site);
     let smol_addr = smol::loopback_addr();
 

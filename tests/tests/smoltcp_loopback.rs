@@ -13,7 +13,7 @@ use satchel_core::serve::Config;
 use satchel_core::source::StaticSource;
 use satchel_core::time::Duration;
 use satchel_tests::smol::{
-    self, baked_site, exchange, loopback_addr, parse, BoardSite, NalConn, BAKED, BIG,
+    self, baked_site, board_site, exchange, loopback_addr, parse, NalConn, BAKED, BIG,
 };
 
 fn get(path: &str, extra: &str) -> Vec<u8> {
@@ -165,7 +165,7 @@ fn concurrent_and_pipelined_connections() {
 fn idle_connections_time_out_and_the_socket_listens_again() {
     let mut config = Config::host();
     config.idle_timeout = Duration::from_millis(300);
-    let site = BoardSite::new(StaticSource::new(BAKED), config, false);
+    let site = board_site(StaticSource::new(BAKED), config, false);
     let mut stack: smol::LoopStack<StaticSource> = smol::loopback_world(site);
     let addr = loopback_addr();
     let started = std::time::Instant::now();

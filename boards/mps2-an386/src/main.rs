@@ -31,8 +31,7 @@ use cortex_m_rt::{entry, exception};
 use satchel_core::cache::{ArenaStore, Bucket, Cache, Config as CacheConfig, Region, Slot};
 use satchel_core::http::method::Method;
 use satchel_core::http::request::Limits;
-use satchel_core::http::response::CacheStatus;
-use satchel_core::serve::{Config, Site};
+use satchel_core::serve::{Completion, Config, Event, ResponseInfo, Site};
 use satchel_core::smoltcp::{Answered, Server, SocketBuffers};
 use satchel_core::source::StaticSource;
 use satchel_core::time::Duration;
@@ -245,11 +244,12 @@ fn serve(world: World) -> ! {
     hw::repaint_stack();
     let mut stack_logged = 0;
     let mut next_stack_check = 0;
+    let mut access_log = AccessLog::new();
     loop {
         let now = clock.now();
         iface.poll(now, nic, &mut sockets);
         let changed = server.poll_with(now, &mut sockets, |answered| {
-            log_access(&mut uart, answered, now);
+            access_log.record(&mut uart, answered, now);
         });
         if changed {
             // Put what the server just queued on the wire without waiting for the next tick.
@@ -274,23 +274,70 @@ fn serve(world: World) -> ! {
     }
 }
 
-/// One access-log line in satchel-server's shape: `client method target status bytes cache
-/// duration`. The duration runs from the complete request head to the planned answer, on the
-/// 1 ms tick (the driver does not report a response's end).
-fn log_access(uart: &mut Uart, answered: &Answered<'_>, now: Instant) {
-    let info = &answered.info;
-    let line = answered
-        .head
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let method_token = parts.next().unwrap_or_default();
-    let target = parts.next().unwrap_or(b"-");
-    let _ = match answered.peer {
-        Some(peer) => write!(uart, "{} ", peer.addr),
+/// How many bytes of a request's target an access-log line keeps.
+const LOG_TARGET: usize = 96;
+
+/// A response planned on one connection, kept until its end is logged.
+#[derive(Clone, Copy)]
+struct PendingLog {
+    info: ResponseInfo,
+    peer: Option<IpAddress>,
+    method: [u8; 8],
+    method_len: usize,
+    target: [u8; LOG_TARGET],
+    target_len: usize,
+}
+
+/// The access log: one line per response, in satchel-server's shape (`client method target
+/// status sent cache duration complete|incomplete`), written when the response ends, with the
+/// bytes actually sent. The duration runs on the 1 ms tick.
+struct AccessLog {
+    pending: [Option<PendingLog>; CONNECTIONS],
+}
+
+impl AccessLog {
+    const fn new() -> Self {
+        Self {
+            pending: [None; CONNECTIONS],
+        }
+    }
+
+    fn record(&mut self, uart: &mut Uart, answered: &Answered<'_>, now: Instant) {
+        let Some(pending) = self.pending.get_mut(answered.slot) else {
+            return;
+        };
+        match answered.event {
+            Event::Response(info) => {
+                let method_token = info.method_token.of(answered.request);
+                let target = info.target.of(answered.request);
+                let mut entry = PendingLog {
+                    info,
+                    peer: answered.peer.map(|p| p.addr),
+                    method: [0; 8],
+                    method_len: method_token.len().min(8),
+                    target: [0; LOG_TARGET],
+                    target_len: target.len().min(LOG_TARGET),
+                };
+                entry.method[..entry.method_len].copy_from_slice(&method_token[..entry.method_len]);
+                entry.target[..entry.target_len].copy_from_slice(&target[..entry.target_len]);
+                *pending = Some(entry);
+            }
+            Event::Done(done) => {
+                if let Some(entry) = pending.take() {
+                    write_line(uart, &entry, done, now);
+                }
+            }
+        }
+    }
+}
+
+fn write_line(uart: &mut Uart, entry: &PendingLog, done: Completion, now: Instant) {
+    let info = &entry.info;
+    let _ = match entry.peer {
+        Some(addr) => write!(uart, "{addr} "),
         None => write!(uart, "- "),
     };
+    let method_token = &entry.method[..entry.method_len];
     let _ = match info.method {
         Some(Method::Get) => uart.write_str("GET"),
         Some(Method::Head) => uart.write_str("HEAD"),
@@ -304,27 +351,29 @@ fn log_access(uart: &mut Uart, answered: &Answered<'_>, now: Instant) {
         _ => uart.write_str("-"),
     };
     let _ = uart.write_char(' ');
-    for &b in target.iter().take(config::MAX_REQUEST_LINE) {
+    let target = &entry.target[..entry.target_len];
+    if target.is_empty() {
+        let _ = uart.write_char('-');
+    }
+    for &b in target {
         let _ = if b.is_ascii_graphic() {
             uart.write_char(char::from(b))
         } else {
             write!(uart, "%{b:02X}")
         };
     }
-    let cache = match info.cache {
-        Some(CacheStatus::Hit) => "hit",
-        Some(CacheStatus::MissStored) => "miss-stored",
-        Some(CacheStatus::Miss) => "miss",
-        Some(CacheStatus::Bypass) => "bypass",
-        None => "-",
-    };
-    let started = info.started.as_millis();
-    let ms = (now.total_millis() as u64).saturating_sub(started);
+    let ms = (now.total_millis() as u64).saturating_sub(info.started.as_millis());
     let _ = writeln!(
         uart,
-        " {} {} {cache} {ms}ms",
+        " {} {} {} {ms}ms {}",
         info.status.as_u16(),
-        info.bytes
+        done.sent,
+        info.cache_token(),
+        if done.complete {
+            "complete"
+        } else {
+            "incomplete"
+        }
     );
 }
 

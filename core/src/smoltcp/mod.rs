@@ -24,7 +24,8 @@
 //! connection's staging buffer (bounded: once it is full the socket keeps the rest, and its
 //! window closes — the same back-pressure as on the host), and the connection parses from
 //! there. Only heads are copied this way; bodies go straight from the cache arena or the
-//! [`FileSource`] into the socket's transmit ring with one copy, as smoltcp requires.
+//! [`FileSource`](crate::source::FileSource) into the socket's transmit ring with one copy
+//! ([`Transmit::copy_to`](crate::serve::Transmit::copy_to)), as smoltcp requires.
 //!
 //! # The poll loop
 //!
@@ -43,23 +44,26 @@ pub mod nal;
 use ::smoltcp::iface::{SocketHandle, SocketSet};
 use ::smoltcp::socket::tcp;
 use ::smoltcp::time::Instant as SmolInstant;
+use ::smoltcp::wire::IpEndpoint;
 
-use crate::cache::ContentCache;
-use crate::serve::{BodyRef, Connection, ResponseInfo, Site, Transmit};
-use crate::source::FileSource;
+use crate::serve::{Connection, Event, Site};
+use crate::source::Arrival;
 use crate::time::{Duration, Instant};
 
-/// One response planned by [`Server::poll_with`], with the request it answers (for an access
-/// log in the host server's shape: client, method, target, status, bytes, cache).
+/// One [`Event`] of a connection, as [`Server::poll_with`] reports it: enough for an access log
+/// in the host server's shape (client, method, target, status, bytes sent, cache, completion).
 #[derive(Debug)]
 pub struct Answered<'a> {
-    /// What was answered.
-    pub info: ResponseInfo,
+    /// Which of the server's `N` connections it happened on: a response's [`Event::Done`]
+    /// comes on the same slot as its [`Event::Response`], after it.
+    pub slot: usize,
+    /// What happened.
+    pub event: Event,
     /// The client's address and port.
-    pub peer: Option<::smoltcp::wire::IpEndpoint>,
-    /// The request head bytes the response answers (empty for a timeout's `408`); the request
-    /// line is its first line.
-    pub head: &'a [u8],
+    pub peer: Option<IpEndpoint>,
+    /// The request bytes that an [`Event::Response`]'s [`Span`](crate::serve::Span)s point
+    /// into (empty for other events).
+    pub request: &'a [u8],
 }
 
 /// The core's instant for a smoltcp instant (milliseconds; times before the origin are 0).
@@ -248,18 +252,27 @@ impl<'s, S: Site, const N: usize, const TX: usize, const STAGE: usize> Server<'s
         self.poll_with(now, sockets, |_| {})
     }
 
-    /// [`poll`](Self::poll), calling `on_response` for each response planned (for an access
-    /// log or counters), with the request it answers.
+    /// [`poll`](Self::poll), calling `on_event` with each [`Event`] (a response planned, a
+    /// response ended with the bytes actually sent) as an [`Answered`], for an access log or
+    /// counters.
     pub fn poll_with(
         &mut self,
         now: SmolInstant,
         sockets: &mut SocketSet<'_>,
-        mut on_response: impl FnMut(&Answered<'_>),
+        mut on_event: impl FnMut(&Answered<'_>),
     ) -> bool {
         let now = core_instant(now);
         let mut progress = false;
-        for slot in &mut self.slots {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
             let socket = sockets.get_mut::<tcp::Socket<'_>>(slot.handle);
+            let mut on_response = |event, peer, request: &[u8]| {
+                on_event(&Answered {
+                    slot: index,
+                    event,
+                    peer,
+                    request,
+                });
+            };
             progress |= slot.poll(self.site, self.port, socket, now, &mut on_response);
         }
         progress
@@ -289,7 +302,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         port: u16,
         socket: &mut tcp::Socket<'_>,
         now: Instant,
-        on_response: &mut impl FnMut(&Answered<'_>),
+        on_response: &mut impl FnMut(Event, Option<IpEndpoint>, &[u8]),
     ) -> bool {
         match self.phase {
             Phase::Listening => self.poll_listening(site, port, socket, now, on_response),
@@ -318,7 +331,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         port: u16,
         socket: &mut tcp::Socket<'_>,
         now: Instant,
-        on_response: &mut impl FnMut(&Answered<'_>),
+        on_response: &mut impl FnMut(Event, Option<IpEndpoint>, &[u8]),
     ) -> bool {
         if !socket.is_open() {
             // Closed, or in TIME-WAIT after a close we started: a server with a handful of
@@ -343,7 +356,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         site: &'s S,
         socket: &mut tcp::Socket<'_>,
         now: Instant,
-        on_response: &mut impl FnMut(&Answered<'_>),
+        on_response: &mut impl FnMut(Event, Option<IpEndpoint>, &[u8]),
     ) -> bool {
         let Some(conn) = self.conn.as_mut() else {
             self.phase = Phase::Listening;
@@ -352,6 +365,8 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         if !socket.is_active() {
             // Reset by the peer (or timed out by smoltcp): nobody is left to answer. Dropping
             // the connection releases its cache pin.
+            conn.abort();
+            drain(conn, socket, &[], on_response);
             self.conn = None;
             self.phase = Phase::Listening;
             return true;
@@ -373,19 +388,22 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         // connection consumes nothing while a response is in flight).
         let mut source_changed = false;
         loop {
-            let consumed = conn.handle_input(now, &self.stage[..self.staged]);
-            let consumed = consumed.min(self.staged);
-            if let Some(info) = conn.poll_event() {
-                let peer = socket.remote_endpoint();
-                let head = &self.stage[..consumed];
-                on_response(&Answered { info, peer, head });
-            }
+            let consumed = conn.handle_input(now, Arrival::UNKNOWN, &self.stage[..self.staged]);
+            drain(
+                conn,
+                socket,
+                &self.stage[..consumed.min(self.staged)],
+                on_response,
+            );
             if consumed > 0 {
+                let consumed = consumed.min(self.staged);
                 self.stage.copy_within(consumed..self.staged, 0);
                 self.staged -= consumed;
                 progress = true;
             }
-            match push(site, conn, socket, now) {
+            let pushed = push(site, conn, socket, now);
+            drain(conn, socket, &[], on_response);
+            match pushed {
                 Pushed::Nothing => {}
                 Pushed::Progress => progress = true,
                 Pushed::SourceChanged => {
@@ -408,15 +426,9 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
             }
             if conn.poll_timeout().is_some_and(|t| now >= t) {
                 conn.handle_timeout(now);
-                if let Some(info) = conn.poll_event() {
-                    let peer = socket.remote_endpoint();
-                    on_response(&Answered {
-                        info,
-                        peer,
-                        head: &[],
-                    });
-                }
+                drain(conn, socket, &[], on_response);
                 source_changed = matches!(push(site, conn, socket, now), Pushed::SourceChanged);
+                drain(conn, socket, &[], on_response);
                 progress = true;
             }
         }
@@ -424,6 +436,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         if source_changed {
             // Never send wrong bytes: the peer sees the connection reset mid-body.
             conn.abort();
+            drain(conn, socket, &[], on_response);
             socket.abort();
             self.conn = None;
             self.phase = Phase::Listening;
@@ -442,13 +455,18 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
     }
 }
 
-/// What a connection of site `S` plans to send.
-type SiteTransmit<'a, S> = Transmit<
-    'a,
-    <<S as Site>::Cache as ContentCache>::Handle,
-    <<S as Site>::Source as FileSource>::File,
-    <<S as Site>::Source as FileSource>::Listing,
->;
+/// Hands every waiting event of `conn` to `on_event`, with the request bytes `data` their spans
+/// point into (empty once those bytes are gone).
+fn drain<S: Site, const TX: usize>(
+    conn: &mut Connection<'_, S, TX>,
+    socket: &tcp::Socket<'_>,
+    data: &[u8],
+    on_event: &mut impl FnMut(Event, Option<IpEndpoint>, &[u8]),
+) {
+    while let Some(event) = conn.poll_event() {
+        on_event(event, socket.remote_endpoint(), data);
+    }
+}
 
 /// Copies what `conn` has to send into `socket`'s transmit buffer, as far as it has room.
 fn push<S: Site, const TX: usize>(
@@ -471,9 +489,9 @@ fn push<S: Site, const TX: usize>(
                     return pushed;
                 }
                 // The ring's contiguous free part; a second round fills the part after the wrap.
-                match socket.send(|buf| match copy_transmit(site, &transmit, buf) {
-                    Some(n) => (n, Some(n)),
-                    None => (0, None),
+                match socket.send(|buf| match transmit.copy_to(site, buf) {
+                    Ok(n) => (n, Some(n)),
+                    Err(_) => (0, None),
                 }) {
                     Ok(Some(n)) if n > 0 => n,
                     Ok(Some(_)) => return pushed,
@@ -487,49 +505,6 @@ fn push<S: Site, const TX: usize>(
         conn.transmitted(now, sent);
         pushed = Pushed::Progress;
     }
-}
-
-/// Fills `buf` with the head bytes of `transmit`, then as many body bytes as fit. `None` when
-/// the body's source came up short (a file changed size, a cache entry was not readable).
-fn copy_transmit<S: Site>(
-    site: &S,
-    transmit: &SiteTransmit<'_, S>,
-    buf: &mut [u8],
-) -> Option<usize> {
-    let head = transmit.head;
-    let h = head.len().min(buf.len());
-    buf.get_mut(..h)?.copy_from_slice(head.get(..h)?);
-    if h < head.len() {
-        return Some(h);
-    }
-    let room = buf.get_mut(h..)?;
-    let want = usize::try_from(transmit.body.len())
-        .unwrap_or(usize::MAX)
-        .min(room.len());
-    if want == 0 {
-        return Some(h);
-    }
-    let dst = room.get_mut(..want)?;
-    let got = match &transmit.body {
-        BodyRef::None => 0,
-        BodyRef::Cached { handle, offset, .. } => site.cache().copy_out(handle, *offset, dst),
-        BodyRef::File { file, offset, .. } => site.source().read_at(file, *offset, dst).ok()?,
-        BodyRef::Listing {
-            listing, offset, ..
-        } => {
-            let part = listing
-                .as_ref()
-                .get(*offset..)
-                .and_then(|rest| rest.get(..want))?;
-            dst.copy_from_slice(part);
-            want
-        }
-    };
-    if got == 0 {
-        // The head (if any) still goes out; the next round finds the source short again.
-        return (h > 0).then_some(h);
-    }
-    Some(h + got)
 }
 
 #[cfg(test)]
@@ -547,8 +522,8 @@ mod tests {
         ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
     };
     use crate::path::SafePath;
-    use crate::serve::Config;
-    use crate::source::{Metadata, SourceError, StaticFile, StaticSource};
+    use crate::serve::{Config, SiteParts};
+    use crate::source::{FileSource, Metadata, SourceError, StaticFile, StaticSource};
 
     const PORT: u16 = 80;
     const STAGE: usize = 8192 + 64;
@@ -605,25 +580,7 @@ mod tests {
         }
     }
 
-    struct TestSite<F> {
-        source: F,
-        cache: RefCell<Board>,
-        config: Config,
-    }
-
-    impl<F: FileSource> Site for TestSite<F> {
-        type Source = F;
-        type Cache = RefCell<Board>;
-        fn source(&self) -> &F {
-            &self.source
-        }
-        fn cache(&self) -> &RefCell<Board> {
-            &self.cache
-        }
-        fn config(&self) -> &Config {
-            &self.config
-        }
-    }
+    type TestSite<F> = SiteParts<F, RefCell<Board>>;
 
     /// `max_entry` bytes: files above it are streamed from the source, not cached.
     fn site<F: FileSource>(source: F, max_entry: usize) -> &'static TestSite<F> {
@@ -641,11 +598,11 @@ mod tests {
         .unwrap();
         let mut config = Config::host();
         config.idle_timeout = crate::time::Duration::from_millis(500);
-        Box::leak(Box::new(TestSite {
+        Box::leak(Box::new(SiteParts::new(
             source,
-            cache: RefCell::new(cache),
+            RefCell::new(cache),
             config,
-        }))
+        )))
     }
 
     /// One interface on a Loopback device, the server (2 sockets with `RX`/`TX` buffers) and
@@ -904,7 +861,7 @@ mod tests {
     }
 
     #[test]
-    fn poll_with_reports_each_answer_with_its_peer_and_request() {
+    fn poll_with_reports_each_event_with_its_slot_peer_and_request() {
         let s = site(StaticSource::new(FILES), 4096);
         let mut world = World::new::<1024, 4096>(s);
         world.connect(50_010);
@@ -915,21 +872,28 @@ mod tests {
             let now = world.now;
             world.iface.poll(now, &mut world.device, &mut world.sockets);
             world.server.poll_with(now, &mut world.sockets, |a| {
-                let line = a.head.split(|&b| b == b'\r').next().unwrap_or_default();
-                seen.push((
-                    a.peer.map(|p| p.port),
-                    std::string::String::from_utf8_lossy(line).into_owned(),
-                    a.info.status.as_u16(),
-                ));
+                let what = match a.event {
+                    Event::Response(info) => std::format!(
+                        "{} {} {}",
+                        std::string::String::from_utf8_lossy(info.method_token.of(a.request)),
+                        std::string::String::from_utf8_lossy(info.target.of(a.request)),
+                        info.status.as_u16()
+                    ),
+                    Event::Done(done) => std::format!("done {}", done.complete),
+                };
+                seen.push((a.slot, a.peer.map(|p| p.port), what));
             });
             world.iface.poll(now, &mut world.device, &mut world.sockets);
             world.now += ::smoltcp::time::Duration::from_millis(1);
         }
+        let port = Some(50_010);
         assert_eq!(
             seen,
             [
-                (Some(50_010), "GET /hello.txt HTTP/1.1".into(), 200),
-                (Some(50_010), "GET /nope HTTP/1.1".into(), 404),
+                (0, port, "GET /hello.txt 200".into()),
+                (0, port, "done true".into()),
+                (0, port, "GET /nope 404".into()),
+                (0, port, "done true".into()),
             ]
         );
     }

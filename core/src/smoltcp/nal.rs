@@ -332,31 +332,13 @@ mod tests {
     use crate::cache::{
         ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
     };
-    use crate::serve::Config;
+    use crate::serve::{Config, SiteParts};
     use crate::smoltcp::SocketBuffers;
     use crate::source::{StaticFile, StaticSource};
 
     type Board = ArrayCache<2, 4, 1024>;
 
-    struct TestSite {
-        source: StaticSource,
-        cache: RefCell<Board>,
-        config: Config,
-    }
-
-    impl Site for TestSite {
-        type Source = StaticSource;
-        type Cache = RefCell<Board>;
-        fn source(&self) -> &StaticSource {
-            &self.source
-        }
-        fn cache(&self) -> &RefCell<Board> {
-            &self.cache
-        }
-        fn config(&self) -> &Config {
-            &self.config
-        }
-    }
+    type TestSite = SiteParts<StaticSource, RefCell<Board>>;
 
     static FILES: &[StaticFile] = &[StaticFile {
         path: "hello.txt",
@@ -382,11 +364,11 @@ mod tests {
             CacheConfig::for_capacity(1024),
         )
         .unwrap();
-        let site = Box::leak(Box::new(TestSite {
-            source: StaticSource::new(FILES),
-            cache: RefCell::new(cache),
-            config: Config::host(),
-        }));
+        let site = Box::leak(Box::new(SiteParts::new(
+            StaticSource::new(FILES),
+            RefCell::new(cache),
+            Config::host(),
+        )));
         let mut device = Loopback::new(Medium::Ip);
         let mut iface = Interface::new(IfaceConfig::new(HardwareAddress::Ip), &mut device, tick());
         iface.update_ip_addrs(|a| {

@@ -5,12 +5,12 @@ use core::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use satchel_core::cache::{ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig};
-use satchel_core::cache::{ContentCache, Region, Slot};
+use satchel_core::cache::{Region, Slot};
 use satchel_core::http::etag::ETag;
 use satchel_core::listing::{Entry, ListingWriter};
 use satchel_core::path::SafePath;
-use satchel_core::serve::{BodyRef, Config, Connection, Site};
-use satchel_core::source::SourceError;
+use satchel_core::serve::{Config, Connection, Event, SiteParts};
+use satchel_core::source::{Arrival, SourceError};
 use satchel_core::source::{FileKind, FileSource, FileVersion, ListingStyle, Metadata};
 use satchel_core::time::Instant;
 
@@ -164,55 +164,25 @@ impl FileSource for MemSource {
 }
 
 /// A site over a [`MemSource`] and a [`BoardCache`]; no clock, so no `Date`.
-pub struct MemSite {
-    /// The files.
-    pub source: MemSource,
-    /// The shared cache.
-    pub cache: RefCell<BoardCache>,
-    /// The server configuration.
-    pub config: Config,
-}
+pub type MemSite = SiteParts<MemSource, RefCell<BoardCache>>;
 
-impl MemSite {
-    /// An empty site with the host configuration and a cache that stores every file up to
-    /// [`MAX_CACHED`] bytes on its first GET.
-    pub fn new(config: Config) -> Self {
-        let store = ArenaStore::new([0u8; CACHE_BYTES], [const { Region::new() }; 8])
-            .expect("eight region records");
-        let cache = Cache::new(
-            store,
-            [const { Slot::new() }; 8],
-            [const { Bucket::new() }; 16],
-            CacheConfig {
-                max_entry_bytes: MAX_CACHED,
-                large_bytes: MAX_CACHED,
-                small_percent: 10,
-            },
-        )
-        .expect("16 buckets for 8 slots");
-        Self {
-            source: MemSource::default(),
-            cache: RefCell::new(cache),
-            config,
-        }
-    }
-}
-
-impl Site for MemSite {
-    type Source = MemSource;
-    type Cache = RefCell<BoardCache>;
-
-    fn source(&self) -> &MemSource {
-        &self.source
-    }
-
-    fn cache(&self) -> &RefCell<BoardCache> {
-        &self.cache
-    }
-
-    fn config(&self) -> &Config {
-        &self.config
-    }
+/// An empty site with `config` and a cache that stores every file up to [`MAX_CACHED`] bytes on
+/// its first GET.
+pub fn mem_site(config: Config) -> MemSite {
+    let store = ArenaStore::new([0u8; CACHE_BYTES], [const { Region::new() }; 8])
+        .expect("eight region records");
+    let cache = Cache::new(
+        store,
+        [const { Slot::new() }; 8],
+        [const { Bucket::new() }; 16],
+        CacheConfig {
+            max_entry_bytes: MAX_CACHED,
+            large_bytes: MAX_CACHED,
+            small_percent: 10,
+        },
+    )
+    .expect("16 buckets for 8 slots");
+    SiteParts::new(MemSource::default(), RefCell::new(cache), config)
 }
 
 /// A connection with the peer's side of the socket: bytes received but not consumed, and
@@ -228,6 +198,10 @@ pub struct Peer<'s> {
     pub pending: Vec<u8>,
     /// Everything the server sent.
     pub out: Vec<u8>,
+    /// The planned size of the response whose `Done` event is still to come.
+    open_response: Option<u64>,
+    /// Bytes the `Done` events reported sent, in all.
+    logged: u64,
 }
 
 impl<'s> Peer<'s> {
@@ -239,6 +213,33 @@ impl<'s> Peer<'s> {
             now: 0,
             pending: Vec::new(),
             out: Vec::new(),
+            open_response: None,
+            logged: 0,
+        }
+    }
+
+    /// Polls every waiting event and checks what they say against what was sent: each
+    /// response has one `Response` then one `Done`; a `Done` reports exactly the bytes that
+    /// went out for it, all of the planned bytes when complete.
+    pub fn drain_events(&mut self) {
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                Event::Response(info) => {
+                    assert_eq!(self.open_response, None, "Response before the last Done");
+                    self.open_response = Some(info.bytes);
+                }
+                Event::Done(done) => {
+                    let planned = self.open_response.take().expect("Done without a Response");
+                    assert!(done.sent <= planned, "sent more than planned");
+                    assert!(!done.complete || done.sent == planned, "complete but short");
+                    self.logged += done.sent;
+                    assert_eq!(
+                        self.logged,
+                        self.out.len() as u64,
+                        "Done counts differ from the wire"
+                    );
+                }
+            }
         }
     }
 
@@ -249,8 +250,12 @@ impl<'s> Peer<'s> {
 
     /// Offers the pending bytes once; returns those consumed (removed from `pending`).
     pub fn offer(&mut self) -> Vec<u8> {
-        let n = self.conn.handle_input(self.instant(), &self.pending);
+        self.drain_events();
+        let n = self
+            .conn
+            .handle_input(self.instant(), Arrival::UNKNOWN, &self.pending);
         assert!(n <= self.pending.len(), "consumed more than offered");
+        self.drain_events();
         self.pending.drain(..n).collect()
     }
 
@@ -259,48 +264,18 @@ impl<'s> Peer<'s> {
     pub fn send(&mut self, max: usize) -> Option<usize> {
         let now = self.instant();
         let tx = self.conn.poll_transmit()?;
-        let mut sent = Vec::new();
-        sent.extend_from_slice(&tx.head[..tx.head.len().min(max)]);
-        let room = max - sent.len();
-        let offered = tx.head.len() as u64 + tx.body.len();
+        let offered = tx.len();
         assert!(offered > 0, "poll_transmit offered an empty transmit");
-        match tx.body {
-            BodyRef::None => {}
-            BodyRef::Cached {
-                handle,
-                offset,
-                len,
-            } => {
-                let mut buf = vec![0u8; len.min(room)];
-                let got = self.site.cache().copy_out(handle, offset, &mut buf);
-                assert_eq!(got, buf.len(), "cached body shorter than planned");
-                sent.extend_from_slice(&buf);
-            }
-            BodyRef::File { file, offset, len } => {
-                let want = usize::try_from(len).unwrap_or(usize::MAX).min(room);
-                let mut buf = vec![0u8; want];
-                let got = self
-                    .site
-                    .source()
-                    .read_at(file, offset, &mut buf)
-                    .expect("memory files always read");
-                assert_eq!(got, want, "file body shorter than planned");
-                sent.extend_from_slice(&buf);
-            }
-            BodyRef::Listing {
-                listing,
-                offset,
-                len,
-            } => {
-                let part = listing
-                    .get(offset..offset + len.min(room))
-                    .expect("listing range inside the listing");
-                sent.extend_from_slice(part);
-            }
-        }
+        let mut sent = vec![0u8; usize::try_from(offered).unwrap_or(usize::MAX).min(max)];
+        let n = tx
+            .copy_to(self.site, &mut sent)
+            .expect("memory files always read");
+        assert_eq!(n, sent.len(), "body shorter than planned");
+        sent.truncate(n);
         let n = sent.len();
         self.out.extend_from_slice(&sent);
         self.conn.transmitted(now, n);
+        self.drain_events();
         Some(n)
     }
 

@@ -1,0 +1,197 @@
+//! The sans-IO server connection: request bytes in, a response plan out.
+//!
+//! A [`Connection`] reads no clock and does no I/O. The driver (a host thread with an epoll
+//! loop, a smoltcp poll loop, a test, a fuzzer) feeds it:
+//!
+//! * [`Connection::handle_input`] with the bytes received so far that it still holds. The
+//!   connection takes one whole request head at a time and returns how many bytes it consumed;
+//!   `0` means "not yet": the head is incomplete, or a response is still being sent (that is the
+//!   back-pressure: pipelined requests wait in the driver's buffer and are answered in order,
+//!   each completely, before the next is parsed);
+//! * [`Connection::handle_timeout`] when [`Connection::poll_timeout`]'s instant has passed;
+//! * [`Connection::handle_eof`] when the peer closed its side.
+//!
+//! and drains it:
+//!
+//! * [`Connection::poll_transmit`] gives what to send next: response head bytes (from the
+//!   connection's own small TX buffer) followed by a body that is a range of cached bytes, of an
+//!   open file, or of a rendered listing. The body is never copied through this layer: the driver
+//!   writes it straight from where it lives (`writev`, or [`Transmit::copy_to`] into a socket
+//!   buffer);
+//! * [`Connection::transmitted`] says how many of those bytes went out (any split is fine).
+//!
+//! * [`Connection::poll_event`] says what was answered and how it ended (for access logs):
+//!   an [`Event::Response`] when a response is planned, an [`Event::Done`] with the bytes
+//!   actually sent when it completes or is cut short;
+//! * [`Connection::is_closed`] tells it to close the socket, and
+//!   [`Connection::should_linger`] whether to drain the socket a while first.
+//!
+//! # The order of calls
+//!
+//! Each time the driver wakes (bytes arrived, the socket can take more, a timeout passed):
+//!
+//! 1. inputs: [`handle_input`](Connection::handle_input) (repeatedly, while it consumes),
+//!    [`handle_eof`](Connection::handle_eof), [`handle_timeout`](Connection::handle_timeout);
+//! 2. [`poll_event`](Connection::poll_event) until `None`;
+//! 3. [`poll_transmit`](Connection::poll_transmit), send, [`transmitted`](Connection::transmitted),
+//!    until it offers nothing or the socket is full; then `poll_event` until `None` again (a
+//!    response that ended);
+//! 4. [`is_closed`](Connection::is_closed) to close, else
+//!    [`poll_timeout`](Connection::poll_timeout) for when to wake at the latest.
+//!
+//! The `poll_*` outputs are `#[must_use]`, and events cannot be skipped: while one waits,
+//! `handle_input` takes no new request.
+//!
+//! Everything the peer controls goes through the parsers in [`crate::http`] and
+//! [`crate::path`]; nothing it sends can panic the connection.
+//!
+//! # Modules
+//!
+//! * `connection`: the state machine (reading, sending, closed; timeouts; accounting);
+//! * `respond`: the response rules, one step per function: lookup → open → decide
+//!   (conditionals, range) → fill the cache → head;
+//! * `body`: what a driver sends ([`Transmit`], [`BodyRef`]) and the one copy loop;
+//! * `accept`: the `Accept` rule for listings.
+
+mod accept;
+mod body;
+mod connection;
+mod respond;
+#[cfg(test)]
+mod tests;
+
+pub use body::{BodyRef, SourceChanged, Transmit};
+pub use connection::{Completion, Connection, Event, ResponseInfo, Span};
+
+use crate::cache::ContentCache;
+use crate::http::request::Limits;
+use crate::path::PathOptions;
+use crate::source::FileSource;
+use crate::time::Duration;
+
+/// The name of the file served for a folder requested with a trailing slash.
+pub const INDEX_FILE: &[u8] = b"index.html";
+
+/// What a connection needs to know about its server; fixed for the server's lifetime.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Limits on the request head.
+    pub limits: Limits,
+    /// Path normalisation options (hidden files).
+    pub path: PathOptions,
+    /// Whether folders without `index.html` are listed.
+    pub listings: bool,
+    /// A kept-alive connection with no new request for this long is closed silently.
+    pub idle_timeout: Duration,
+    /// A request head not complete this long after its first byte is answered 408.
+    pub head_timeout: Duration,
+    /// A response that makes no progress for this long (the peer stopped reading) is abandoned.
+    pub send_timeout: Duration,
+}
+
+impl Config {
+    /// The host defaults of PROTOCOL.md: 15 s idle, 10 s head, 30 s send, listings on.
+    pub const fn host() -> Self {
+        Self {
+            limits: Limits::host(),
+            path: PathOptions {
+                allow_hidden: false,
+            },
+            listings: true,
+            idle_timeout: Duration::from_secs(15),
+            head_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::host()
+    }
+}
+
+/// Everything a connection asks its server for: files, the cache, settings and the time of day.
+///
+/// [`SiteParts`] is the ready-made one (a source, a cache, a config, no clock); a host with a
+/// clock implements it once for its shared state.
+pub trait Site {
+    /// Where files come from.
+    type Source: FileSource;
+    /// The content cache shared by the site's connections.
+    type Cache: ContentCache;
+
+    /// The file source.
+    fn source(&self) -> &Self::Source;
+    /// The cache.
+    fn cache(&self) -> &Self::Cache;
+    /// The configuration.
+    fn config(&self) -> &Config;
+    /// The time of day in seconds since the Unix epoch, for `Date`; `None` where the platform has
+    /// no clock (a board), in which case `Date` is omitted (RFC 9110 §6.6.1).
+    fn unix_time(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A [`Site`] made of its parts, so that an embedder writes no `impl Site`:
+/// `SiteParts::new(StaticSource::new(FILES), RefCell::new(cache), Config::host())`, plus
+/// [`with_clock`](Self::with_clock) where the platform knows the time of day.
+#[derive(Debug)]
+pub struct SiteParts<Src, C> {
+    /// Where files come from.
+    pub source: Src,
+    /// The content cache.
+    pub cache: C,
+    /// The configuration.
+    pub config: Config,
+    /// The time of day in Unix seconds, for `Date`; `None`: no clock, no `Date`.
+    pub clock: Option<fn() -> u64>,
+}
+
+impl<Src, C> SiteParts<Src, C> {
+    /// A site of `source`, `cache` and `config`, without a clock (`const`, so it can live in a
+    /// `static`).
+    pub const fn new(source: Src, cache: C, config: Config) -> Self {
+        Self {
+            source,
+            cache,
+            config,
+            clock: None,
+        }
+    }
+
+    /// The same site with `clock` giving the time of day (Unix seconds) for `Date`.
+    #[must_use]
+    pub const fn with_clock(mut self, clock: fn() -> u64) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+}
+
+impl<Src: FileSource, C: ContentCache> Site for SiteParts<Src, C> {
+    type Source = Src;
+    type Cache = C;
+
+    fn source(&self) -> &Src {
+        &self.source
+    }
+
+    fn cache(&self) -> &C {
+        &self.cache
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn unix_time(&self) -> Option<u64> {
+        self.clock.map(|now| now())
+    }
+}
+
+type Handle<S> = <<S as Site>::Cache as ContentCache>::Handle;
+type File<S> = <<S as Site>::Source as FileSource>::File;
+type Listing<S> = <<S as Site>::Source as FileSource>::Listing;
+/// The body of a response of site `S`.
+type SiteBody<S> = body::Body<Handle<S>, File<S>, Listing<S>>;

@@ -1,0 +1,464 @@
+//! The response rules, one step per function: lookup → open → decide (conditionals, range) →
+//! fill the cache → head. Every answer ends in [`Connection::start`].
+
+use crate::cache::ContentCache;
+use crate::http::conditional::{self, Conditions, Decision, Validators};
+use crate::http::etag::ETag;
+use crate::http::method::Method;
+use crate::http::request::Request;
+use crate::http::response::{CacheStatus, ContentRange, ResponseHead};
+use crate::http::status::StatusCode;
+use crate::listing;
+use crate::mime;
+use crate::path::{SafePath, MAX_PATH};
+use crate::source::{FileKind, FileSource, FileVersion, ListingStyle, Metadata, SourceError};
+use crate::time::Instant;
+
+use super::accept::prefers_text;
+use super::body::Body;
+use super::connection::status_of;
+use super::{Connection, File, Handle, Site, INDEX_FILE};
+
+/// What a path led to.
+enum Found<H, F> {
+    /// A regular file: its content, from the cache or opened, and the metadata of that version.
+    File(Content<H, F>, Metadata),
+    /// A folder.
+    Dir,
+}
+
+/// Where the bytes of a file response come from.
+enum Content<H, F> {
+    /// A cache entry of exactly the version the file system shows now.
+    Cached(H),
+    /// The open file (a miss, or a file the cache does not take).
+    Opened(F),
+}
+
+impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
+    /// Plans the answer to a parsed request.
+    pub(super) fn respond(&mut self, now: Instant, request: &Request<'_>) {
+        let method = request.method;
+        let close = !request.keep_alive;
+        if method == Method::Other {
+            let reason = "method not allowed: use GET or HEAD";
+            return self.respond_error(
+                now,
+                Some(method),
+                StatusCode::METHOD_NOT_ALLOWED,
+                reason,
+                close,
+            );
+        }
+        if !request.expect_ok() {
+            let reason = "unsupported Expect";
+            return self.respond_error(
+                now,
+                Some(method),
+                StatusCode::EXPECTATION_FAILED,
+                reason,
+                close,
+            );
+        }
+        let mut scratch = [0u8; MAX_PATH];
+        let path = match SafePath::parse(request.path, &mut scratch, self.site.config().path) {
+            Ok(path) => path,
+            Err(e) => {
+                return self.respond_error(
+                    now,
+                    Some(method),
+                    status_of(e.status()),
+                    e.reason(),
+                    close,
+                )
+            }
+        };
+        match self.lookup(&path) {
+            Ok(Found::File(content, meta)) => {
+                self.respond_file(now, request, &path, meta, content, close)
+            }
+            Ok(Found::Dir) if !path.trailing_slash() && !path.is_root() => {
+                self.respond_redirect(now, method, &path, close)
+            }
+            Ok(Found::Dir) => self.respond_folder(now, request, &path, close),
+            Err(e) => self.respond_source_error(now, method, e, close),
+        }
+    }
+
+    /// Lookup and open: a cached entry of exactly the version the file system shows now (one
+    /// probe), else the file opened (the probe plus the open), else what the path is.
+    /// A file named with a trailing slash is not found (as nginx).
+    ///
+    /// A miss costs one path lookup plus the open: the probe's answer that the path is a file
+    /// is enough to go straight to [`FileSource::open`], which checks containment and reports
+    /// what it opened. Only when the probe finds no file is the path examined with
+    /// [`FileSource::metadata`] (folders, errors, links that the probe may not judge).
+    fn lookup(&self, path: &SafePath<'_>) -> Result<Found<Handle<S>, File<S>>, SourceError> {
+        let source = self.site.source();
+        let probed = match path.trailing_slash() {
+            true => None,
+            false => source
+                .probe(path, self.arrived)
+                .ok()
+                .filter(|m| m.kind == FileKind::File),
+        };
+        if let Some(meta) = probed {
+            if let Some(handle) = self.site.cache().lookup(path.as_bytes(), &meta.version) {
+                return Ok(Found::File(Content::Cached(handle), meta));
+            }
+        } else {
+            match source.metadata(path)?.kind {
+                // "/file.txt/" names no folder: as nginx, not found.
+                FileKind::File if path.trailing_slash() => return Err(SourceError::NotFound),
+                FileKind::File => {}
+                FileKind::Dir => return Ok(Found::Dir),
+                FileKind::Other => return Err(SourceError::NotFound),
+            }
+        }
+        // Headers come from the version whose bytes we send: what was opened. HEAD opens too,
+        // so that it reports exactly what GET would send, checked the same way.
+        match source.open(path)? {
+            (file, meta) if meta.kind == FileKind::File => {
+                Ok(Found::File(Content::Opened(file), meta))
+            }
+            (_, meta) if meta.kind == FileKind::Dir => Ok(Found::Dir),
+            _ => Err(SourceError::NotFound),
+        }
+    }
+
+    /// A folder: its `index.html` if present, else a listing when listings are on, else 404.
+    fn respond_folder(
+        &mut self,
+        now: Instant,
+        request: &Request<'_>,
+        dir: &SafePath<'_>,
+        close: bool,
+    ) {
+        let method = request.method;
+        let mut joined = [0u8; MAX_PATH];
+        if let Some(index) = join(dir, INDEX_FILE, &mut joined) {
+            if let Ok(Found::File(content, meta)) = self.lookup(&index) {
+                return self.respond_file(now, request, &index, meta, content, close);
+            }
+        }
+        if !self.site.config().listings {
+            return self.respond_error(
+                now,
+                Some(method),
+                StatusCode::NOT_FOUND,
+                "not found",
+                close,
+            );
+        }
+        let style = if prefers_text(request.accept) {
+            ListingStyle::Text
+        } else {
+            ListingStyle::Html
+        };
+        let listing = match self.site.source().listing(dir, style) {
+            Ok(listing) => listing,
+            Err(e) => return self.respond_source_error(now, method, e, close),
+        };
+        let len = listing.as_ref().len();
+        let mut head = ResponseHead::new(StatusCode::OK);
+        head.content_type = Some(match style {
+            ListingStyle::Html => "text/html; charset=utf-8",
+            ListingStyle::Text => "text/plain; charset=utf-8",
+        });
+        head.content_length = Some(len as u64);
+        head.date = self.site.unix_time();
+        head.connection_close = close;
+        let body = if method == Method::Head {
+            Body::None
+        } else {
+            Body::Listing {
+                listing,
+                offset: 0,
+                len,
+            }
+        };
+        self.start(now, Some(method), &head, b"", body, close);
+    }
+
+    /// A regular file: decide (conditionals, range), fill the cache, build the head, send.
+    ///
+    /// Every path out hands `content` to [`Connection::start`] as the body or as the body to
+    /// drop, so a cache pin is released in one place.
+    fn respond_file(
+        &mut self,
+        now: Instant,
+        request: &Request<'_>,
+        path: &SafePath<'_>,
+        meta: Metadata,
+        content: Content<Handle<S>, File<S>>,
+        close: bool,
+    ) {
+        let method = request.method;
+        let etag = ETag::from_version(&meta.version);
+        let size = meta.version.len;
+        // What to send: `None` for a 304, else (first byte, length, Content-Range).
+        let part = match decide(request, &meta, &etag) {
+            Decision::Unsatisfiable => {
+                self.drop_content(content);
+                return self.respond_unsatisfiable(now, method, size, close);
+            }
+            Decision::NotModified => None,
+            Decision::Full => Some((0, size, None)),
+            Decision::Partial { first, last } => Some((
+                first,
+                last - first + 1,
+                Some(ContentRange::Satisfied { first, last, size }),
+            )),
+        };
+        let (content, cache_status) = self.fill(path, &meta.version, content, part.is_some());
+
+        let mut head = ResponseHead::new(StatusCode::NOT_MODIFIED);
+        head.etag = Some(&etag);
+        head.last_modified = meta.modified;
+        head.date = self.site.unix_time();
+        head.cache_status = Some(cache_status);
+        head.connection_close = close;
+        if let Some((_, len, content_range)) = part {
+            head.status = match content_range {
+                Some(_) => StatusCode::PARTIAL_CONTENT,
+                None => StatusCode::OK,
+            };
+            head.content_range = content_range;
+            head.content_type = Some(mime::content_type(path.extension()));
+            head.content_length = Some(len);
+            head.accept_ranges = true;
+        }
+        let body = match part {
+            Some((first, len, _)) if method == Method::Get => content_body(content, first, len),
+            _ => {
+                self.drop_content(content);
+                Body::None
+            }
+        };
+        self.start(now, Some(method), &head, b"", body, close);
+    }
+
+    /// `416` with `Content-Range: bytes */size`.
+    fn respond_unsatisfiable(&mut self, now: Instant, method: Method, size: u64, close: bool) {
+        let mut head = ResponseHead::new(StatusCode::RANGE_NOT_SATISFIABLE);
+        head.content_range = Some(ContentRange::Unsatisfied { size });
+        head.date = self.site.unix_time();
+        head.connection_close = close;
+        self.respond_error_head(now, Some(method), head, "range not satisfiable");
+    }
+
+    /// Fill: on a miss that will send content (a 304 or 416 needs none), reads the opened file
+    /// into the cache; the content then comes from the new entry. Returns the content to send
+    /// and the cache's part in it.
+    fn fill(
+        &self,
+        path: &SafePath<'_>,
+        version: &FileVersion,
+        content: Content<Handle<S>, File<S>>,
+        sends_content: bool,
+    ) -> (Content<Handle<S>, File<S>>, CacheStatus) {
+        let cache = self.site.cache();
+        let file = match content {
+            Content::Cached(h) => return (Content::Cached(h), CacheStatus::Hit),
+            Content::Opened(_) if !cache.admits(version.len) => {
+                return (content, CacheStatus::Bypass)
+            }
+            Content::Opened(file) => file,
+        };
+        let Ok(len) = usize::try_from(version.len) else {
+            return (Content::Opened(file), CacheStatus::Miss);
+        };
+        if sends_content {
+            let source = self.site.source();
+            let mut fill = |dst: &mut [u8]| fill_from(source, &file, version, dst);
+            if let Some(handle) = cache.insert(path.as_bytes(), version, len, &mut fill) {
+                return (Content::Cached(handle), CacheStatus::MissStored);
+            }
+        }
+        (Content::Opened(file), CacheStatus::Miss)
+    }
+
+    fn drop_content(&self, content: Content<Handle<S>, File<S>>) {
+        self.drop_body(content_body(content, 0, 0));
+    }
+
+    fn respond_redirect(&mut self, now: Instant, method: Method, path: &SafePath<'_>, close: bool) {
+        let mut location = [0u8; 3 * MAX_PATH + 2];
+        let Some(n) = encode_location(path, &mut location) else {
+            return self.respond_error(
+                now,
+                Some(method),
+                StatusCode::URI_TOO_LONG,
+                "path too long",
+                close,
+            );
+        };
+        let mut head = ResponseHead::new(StatusCode::MOVED_PERMANENTLY);
+        head.location = Some(&location[..n]);
+        head.date = self.site.unix_time();
+        head.connection_close = close;
+        self.respond_error_head(now, Some(method), head, "moved permanently");
+    }
+
+    /// `503` + `Retry-After: 1`, then close: the driver is past its connection cap.
+    pub(super) fn respond_busy(&mut self, now: Instant) {
+        let mut head = ResponseHead::new(StatusCode::SERVICE_UNAVAILABLE);
+        head.retry_after = Some(1);
+        head.date = self.site.unix_time();
+        head.connection_close = true;
+        let reason = "server busy: too many connections, retry later";
+        self.respond_error_head(now, None, head, reason);
+    }
+
+    fn respond_source_error(&mut self, now: Instant, method: Method, e: SourceError, close: bool) {
+        let (status, reason) = match e {
+            SourceError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            SourceError::Io => (StatusCode::INTERNAL_SERVER_ERROR, "file could not be read"),
+            _ => (StatusCode::NOT_FOUND, "not found"),
+        };
+        self.respond_error(now, Some(method), status, reason, close);
+    }
+
+    /// An error (or other short) response with a `text/plain` body stating `reason`.
+    pub(super) fn respond_error(
+        &mut self,
+        now: Instant,
+        method: Option<Method>,
+        status: StatusCode,
+        reason: &str,
+        close: bool,
+    ) {
+        let mut head = ResponseHead::new(status);
+        head.date = self.site.unix_time();
+        head.connection_close = close;
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            head.allow = Some("GET, HEAD");
+        }
+        self.respond_error_head(now, method, head, reason);
+    }
+
+    /// Sends `head` with a `text/plain` body `reason` + newline (none for HEAD).
+    fn respond_error_head(
+        &mut self,
+        now: Instant,
+        method: Option<Method>,
+        mut head: ResponseHead<'_>,
+        reason: &str,
+    ) {
+        let close = head.connection_close;
+        head.content_type = Some("text/plain; charset=utf-8");
+        let mut text = [0u8; 128];
+        let n = reason.len().min(text.len() - 1);
+        text[..n].copy_from_slice(&reason.as_bytes()[..n]);
+        text[n] = b'\n';
+        head.content_length = Some(n as u64 + 1);
+        let inline = if method == Some(Method::Head) {
+            &text[..0]
+        } else {
+            &text[..=n]
+        };
+        self.start(now, method, &head, inline, Body::None, close);
+    }
+}
+
+/// Decide: the conditionals and the range of `request` against the file's validators.
+///
+/// Only a GET has a range (RFC 9110 §14.2): a HEAD with `Range` is answered as a plain HEAD.
+fn decide(request: &Request<'_>, meta: &Metadata, etag: &ETag) -> Decision {
+    let validators = Validators {
+        etag,
+        last_modified: meta.modified,
+    };
+    let conditions = Conditions {
+        if_none_match: request.if_none_match,
+        if_modified_since: request.if_modified_since,
+        if_range: request.if_range,
+        range: request.range.filter(|_| request.method == Method::Get),
+    };
+    conditional::evaluate(&conditions, &validators, meta.version.len, true)
+}
+
+/// The body for `len` bytes at `first` of `content`.
+fn content_body<H, F, L>(content: Content<H, F>, first: u64, len: u64) -> Body<H, F, L> {
+    match content {
+        // Both fit in usize: the entry holds the whole file in memory.
+        Content::Cached(handle) => Body::Cached {
+            handle,
+            offset: first as usize,
+            len: len as usize,
+        },
+        Content::Opened(file) => Body::File {
+            file,
+            offset: first,
+            len,
+        },
+    }
+}
+
+/// Reads exactly `dst.len()` bytes of `file` and checks the file is still at `version`
+/// afterwards, so a file changed during the read is never stored.
+fn fill_from<F: FileSource>(
+    source: &F,
+    file: &F::File,
+    version: &FileVersion,
+    dst: &mut [u8],
+) -> Result<(), SourceError> {
+    let mut done = 0;
+    while done < dst.len() {
+        let n = source.read_at(file, done as u64, &mut dst[done..])?;
+        if n == 0 {
+            return Err(SourceError::Io);
+        }
+        done += n;
+    }
+    match source.file_metadata(file) {
+        Ok(after) if after.version == *version => Ok(()),
+        _ => Err(SourceError::Io),
+    }
+}
+
+/// `dir/name` as a [`SafePath`] in `buf`, if it fits.
+fn join<'b>(dir: &SafePath<'_>, name: &[u8], buf: &'b mut [u8; MAX_PATH]) -> Option<SafePath<'b>> {
+    let d = dir.as_bytes();
+    let sep = usize::from(!d.is_empty());
+    let len = d.len() + sep + name.len();
+    if len > MAX_PATH {
+        return None;
+    }
+    buf[..d.len()].copy_from_slice(d);
+    if sep == 1 {
+        buf[d.len()] = b'/';
+    }
+    buf[d.len() + sep..len].copy_from_slice(name);
+    SafePath::from_normalized(&buf[..len]).ok()
+}
+
+/// `/` + the percent-encoded path + `/` into `out`; its length, or `None` if it does not fit.
+fn encode_location(path: &SafePath<'_>, out: &mut [u8]) -> Option<usize> {
+    let mut w = SliceWriter { buf: out, len: 0 };
+    w.push(b"/")?;
+    listing::percent_encode_path(path.as_bytes(), &mut w).ok()?;
+    w.push(b"/")?;
+    Some(w.len)
+}
+
+/// A `core::fmt::Write` into a byte slice that fails (rather than truncates) when full.
+struct SliceWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl SliceWriter<'_> {
+    fn push(&mut self, bytes: &[u8]) -> Option<()> {
+        let end = self.len.checked_add(bytes.len())?;
+        self.buf.get_mut(self.len..end)?.copy_from_slice(bytes);
+        self.len = end;
+        Some(())
+    }
+}
+
+impl core::fmt::Write for SliceWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.push(s.as_bytes()).ok_or(core::fmt::Error)
+    }
+}
