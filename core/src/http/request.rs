@@ -6,14 +6,14 @@
 //!
 //! | part | rule | on violation |
 //! |---|---|---|
-//! | line endings | CRLF; a bare LF is accepted as CRLF; a bare CR anywhere | 400, close |
+//! | line endings | CRLF; a bare LF is accepted as CRLF; up to [`MAX_EMPTY_LINES`] empty lines before the request line are ignored | a bare CR anywhere, or more empty lines: 400, close |
 //! | request line | `METHOD SP target SP HTTP/1.x`, at most `MAX_REQUEST_LINE` (2048 on host) bytes | 414 if the target is too long, else 400; close |
-//! | version | `HTTP/1.1` or `HTTP/1.0` | other `HTTP/x.y`: 505; anything else: 400; close |
+//! | version | `HTTP/1.1` or `HTTP/1.0`; `HTTP/1.x` with x > 1 is processed as HTTP/1.1 | another major version: 505; anything else: 400; close |
 //! | header section | at most `MAX_HEADERS` (64) fields and `MAX_HEAD` (8 KiB on host) bytes in all | 431, close |
 //! | field syntax | `name: value`; token name; no space before the colon; no obs-fold (line starting with SP/HTAB) | 400, close |
 //! | Host | exactly one in HTTP/1.1 (RFC 9112 §3.2) | 400, close |
 //! | target | origin-form `/path?query` or absolute-form `http://host/path`; the query is ignored | other forms: 400 |
-//! | request body | none: `Content-Length: 0` is fine; `Content-Length` > 0, several differing `Content-Length`, or any `Transfer-Encoding` | 400, close |
+//! | request body | none: `Content-Length: 0` is fine; a body is announced by `Content-Length` > 0, several differing `Content-Length`, or any `Transfer-Encoding`, and never read | another method: 405, close; GET/HEAD: 400, close |
 //!
 //! The `method` (405) and `Expect` (417) rows are not parse errors: they are answered from
 //! [`Request::method`] and [`Request::expect_ok`] on a request that parsed.
@@ -33,6 +33,10 @@ use crate::Status;
 
 /// The most header fields a request may carry (PROTOCOL.md `MAX_HEADERS`); more is 431.
 pub const MAX_HEADERS: usize = 64;
+
+/// The most empty lines skipped before a request line (RFC 9112 §2.2 asks for at least one);
+/// one more is [`ParseError::EmptyLines`], a prompt 400 rather than a wait for `max_head`.
+pub const MAX_EMPTY_LINES: usize = 8;
 
 /// Size limits applied while parsing a request head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,8 +170,10 @@ pub enum ParseError {
     TargetForm,
     /// The version is not of the form `HTTP/d.d` (400).
     Version,
-    /// The version is `HTTP/d.d` but neither 1.0 nor 1.1 (505).
+    /// The version is `HTTP/d.d` with a major version other than 1 (505).
     UnsupportedVersion,
+    /// More than [`MAX_EMPTY_LINES`] empty lines before the request line (400).
+    EmptyLines,
     /// More than [`MAX_HEADERS`] header fields (431).
     TooManyHeaders,
     /// The head exceeds `max_head` bytes (431).
@@ -190,10 +196,15 @@ pub enum ParseError {
     Host,
     /// A `Content-Length` that is not a number (400).
     ContentLength,
-    /// A request that announces content (`Content-Length` > 0) (400).
+    /// A `GET` or `HEAD` request that announces content (`Content-Length` > 0, or several
+    /// differing values) (400).
     Body,
-    /// A request with a `Transfer-Encoding` field (400).
+    /// A `GET` or `HEAD` request with a `Transfer-Encoding` field (400).
     TransferEncoding,
+    /// A request with another method that announces content (`Content-Length` > 0, several
+    /// differing values, or `Transfer-Encoding`): 405 with `Allow: GET, HEAD`, and the
+    /// connection closes without reading the content (PROTOCOL.md, "request body").
+    MethodWithBody,
 }
 
 impl ParseError {
@@ -203,6 +214,7 @@ impl ParseError {
             Self::TargetTooLong => 414,
             Self::TooManyHeaders | Self::HeadTooLarge => 431,
             Self::UnsupportedVersion => 505,
+            Self::MethodWithBody => 405,
             Self::BareCr
             | Self::Method
             | Self::RequestLine
@@ -210,6 +222,7 @@ impl ParseError {
             | Self::TargetSyntax
             | Self::TargetForm
             | Self::Version
+            | Self::EmptyLines
             | Self::HeaderName
             | Self::MissingColon
             | Self::SpaceBeforeColon
@@ -236,6 +249,7 @@ impl ParseError {
             Self::TargetForm => "request target must be a path or an http URL",
             Self::Version => "malformed HTTP version",
             Self::UnsupportedVersion => "HTTP version not supported",
+            Self::EmptyLines => "too many empty lines before the request line",
             Self::TooManyHeaders => "too many header fields",
             Self::HeadTooLarge => "request head too large",
             Self::HeaderName => "invalid header field name",
@@ -249,6 +263,7 @@ impl ParseError {
             Self::ContentLength => "invalid Content-Length",
             Self::Body => "request content is not accepted",
             Self::TransferEncoding => "Transfer-Encoding is not accepted",
+            Self::MethodWithBody => "method not allowed: use GET or HEAD",
         }
     }
 }
@@ -270,8 +285,8 @@ impl core::error::Error for ParseError {}
 /// field-line     = field-name ":" OWS field-value OWS             ; RFC 9112 §5
 /// ```
 ///
-/// Empty lines before the request line are skipped (RFC 9112 §2.2); they count towards
-/// `max_head`. A bare LF is accepted wherever CRLF is expected.
+/// Up to [`MAX_EMPTY_LINES`] empty lines before the request line are skipped (RFC 9112 §2.2);
+/// they count towards `max_head`. A bare LF is accepted wherever CRLF is expected.
 ///
 /// On success returns the request and the number of bytes it took, including the empty line
 /// that ends the head; the bytes after it belong to the next request (no request has content).
@@ -378,10 +393,15 @@ fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<(Request<'b>, usize)
 
     // RFC 9112 §2.2: "a server that is expecting to receive and parse a request-line SHOULD
     // ignore at least one empty line (CRLF) received prior to the request-line".
+    let mut empty = 0;
     let first = loop {
         let b = cur.next()?;
         if !cur.line_end(b)? {
             break b;
+        }
+        empty += 1;
+        if empty > MAX_EMPTY_LINES {
+            return Err(ParseError::EmptyLines.into());
         }
     };
     let line = request_line(&mut cur, first, limits.max_request_line)?;
@@ -482,10 +502,12 @@ fn request_line<'b>(
         }
         len += 1;
     }
+    // RFC 9110 §2.5: a recipient "SHOULD process [a higher minor version] as if it were in the
+    // highest minor version within that major version to which the recipient is conformant".
     let version = match &version {
         _ if len != version.len() => return Err(ParseError::Version.into()),
-        b"HTTP/1.1" => Version::Http11,
         b"HTTP/1.0" => Version::Http10,
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', _] => Version::Http11,
         _ => return Err(ParseError::UnsupportedVersion.into()),
     };
 
@@ -612,6 +634,8 @@ impl<'b> Request<'b> {
         headers: heapless::Vec<Header<'b>, MAX_HEADERS>,
     ) -> Result<Self, ParseError> {
         let mut host = None;
+        let mut content_length = false;
+        let mut transfer_encoding = false;
         let mut close = false;
         let mut keep_alive = false;
         for h in &headers {
@@ -627,9 +651,9 @@ impl<'b> Request<'b> {
                     return Err(ParseError::Host);
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                return Err(ParseError::TransferEncoding);
+                transfer_encoding = true;
             } else if name.eq_ignore_ascii_case(b"content-length") {
-                check_content_length(h.value)?;
+                content_length |= announces_content(h.value)?;
             } else if name.eq_ignore_ascii_case(b"connection") {
                 for option in list_items(h.value) {
                     close |= option.eq_ignore_ascii_case(b"close");
@@ -640,9 +664,21 @@ impl<'b> Request<'b> {
         if line.version == Version::Http11 && host.is_none() {
             return Err(ParseError::MissingHost);
         }
+        let method = Method::from_token(line.method);
+        // No content is ever read, so the head alone decides and framing cannot desync: the
+        // method's own answer first (405), else the body's (400); both close.
+        if (content_length || transfer_encoding) && !method.is_supported() {
+            return Err(ParseError::MethodWithBody);
+        }
+        if transfer_encoding {
+            return Err(ParseError::TransferEncoding);
+        }
+        if content_length {
+            return Err(ParseError::Body);
+        }
 
         let mut request = Self {
-            method: Method::from_token(line.method),
+            method,
             method_token: line.method,
             version: line.version,
             target: line.target,
@@ -672,20 +708,19 @@ impl<'b> Request<'b> {
 }
 
 /// `Content-Length = 1*DIGIT` (RFC 9110 §8.6), also as a list of equal values (RFC 9112 §6.3).
-/// satchel reads no content, so every value must be zero.
-fn check_content_length(value: &[u8]) -> Result<(), ParseError> {
+/// satchel reads no content, so any value but zero announces content (`true`).
+fn announces_content(value: &[u8]) -> Result<bool, ParseError> {
     let mut any = false;
+    let mut nonzero = false;
     for item in value.split(|&b| b == b',').map(trim_ows) {
         if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
             return Err(ParseError::ContentLength);
         }
-        if item.iter().any(|&b| b != b'0') {
-            return Err(ParseError::Body);
-        }
+        nonzero |= item.iter().any(|&b| b != b'0');
         any = true;
     }
     if any {
-        Ok(())
+        Ok(nonzero)
     } else {
         Err(ParseError::ContentLength)
     }
@@ -1144,9 +1179,24 @@ mod tests {
         b"GET / HTTP/0.9\r\n\r\n",
         Err(UnsupportedVersion)
     );
+    // Issue 16 item 3: RFC 9110 §2.5, a higher minor version is processed as the highest
+    // minor version the server implements; only another major version is 505.
     req!(
-        version_http12,
+        version_http12_is_processed_as_http11,
         b"GET / HTTP/1.2\r\nHost: h\r\n\r\n",
+        |r| {
+            assert_eq!(r.version, Version::Http11);
+            assert!(r.keep_alive);
+        }
+    );
+    req!(
+        version_http19_still_needs_host,
+        b"GET / HTTP/1.9\r\n\r\n",
+        Err(MissingHost)
+    );
+    req!(
+        version_http31,
+        b"GET / HTTP/3.1\r\nHost: h\r\n\r\n",
         Err(UnsupportedVersion)
     );
 
@@ -1298,6 +1348,45 @@ mod tests {
         b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
         Err(TransferEncoding)
     );
+    // Issue 16 item 1: a body announced with another method is that method's 405, then close.
+    req!(
+        post_with_content_length_is_405,
+        b"POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n",
+        Err(MethodWithBody)
+    );
+    req!(
+        put_with_transfer_encoding_is_405,
+        b"PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        Err(MethodWithBody)
+    );
+    req!(
+        delete_with_differing_lengths_is_405,
+        b"DELETE /f HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\n",
+        Err(MethodWithBody)
+    );
+    req!(
+        post_with_invalid_length_is_400,
+        b"POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n",
+        Err(ContentLength)
+    );
+    req!(
+        head_with_transfer_encoding_is_400,
+        b"HEAD /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        Err(TransferEncoding)
+    );
+    req!(
+        post_without_body_parses,
+        b"POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+        |r| {
+            assert_eq!(r.method, Method::Other);
+        }
+    );
+
+    #[test]
+    fn method_with_body_is_405_and_closes() {
+        assert_eq!(ParseError::MethodWithBody.status(), 405);
+    }
+
     req!(
         transfer_encoding_identity,
         b"GET / HTTP/1.1\r\nHost: h\r\ntransfer-encoding: identity\r\n\r\n",
@@ -1395,10 +1484,26 @@ mod tests {
         assert_eq!(err.status(), 431);
     }
 
+    // Issue 16 item 4: a few empty lines are skipped, a flood is a prompt 400 (not a 431 after
+    // `max_head` bytes).
     #[test]
-    fn leading_empty_lines_count_towards_the_head_limit() {
-        let buf = std::vec![b'\n'; HOST.max_head];
-        assert_eq!(parse_request(&buf, &HOST), Err(ParseError::HeadTooLarge));
+    fn a_few_leading_empty_lines_are_skipped() {
+        let mut buf = Vec::new();
+        for i in 0..MAX_EMPTY_LINES {
+            buf.extend_from_slice(if i % 2 == 0 { b"\r\n" } else { b"\n" });
+        }
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        let (r, n) = complete(&buf);
+        assert_eq!((r.method, n), (Method::Get, buf.len()));
+    }
+
+    #[test]
+    fn a_flood_of_empty_lines_is_a_prompt_400() {
+        let buf = b"\r\n".repeat(MAX_EMPTY_LINES + 1);
+        let err = rejected(&buf, &HOST);
+        assert_eq!((err, err.status()), (ParseError::EmptyLines, 400));
+        let lf = std::vec![b'\n'; HOST.max_head];
+        assert_eq!(parse_request(&lf, &HOST), Err(ParseError::EmptyLines));
     }
 
     #[test]
