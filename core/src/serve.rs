@@ -287,7 +287,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             Err(e) => {
                 self.head_started = None;
                 self.last_activity = now;
-                self.respond_error(now, None, status_of(e.status()), e.reason(), true);
+                self.respond_error(now, None, e.status(), e.reason(), true);
                 data.len()
             }
         }

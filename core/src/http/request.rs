@@ -27,9 +27,12 @@
 //! Limits are enforced on prefixes too (a target that can no longer fit the request line, a head
 //! that already fills `max_head` bytes), so a peer cannot make the caller buffer without bound.
 
-use super::trim_ows;
+use super::scan::{self, is_target_byte, is_tchar, list_items, trim_ows, Cursor, ScanError, Stop};
+use super::status::StatusCode;
 use crate::http::method::Method;
 use crate::Status;
+
+pub use super::scan::Header;
 
 /// The most header fields a request may carry (PROTOCOL.md `MAX_HEADERS`); more is 431.
 pub const MAX_HEADERS: usize = 64;
@@ -82,15 +85,6 @@ impl Version {
             Self::Http11 => "HTTP/1.1",
         }
     }
-}
-
-/// One header field, borrowed from the request buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header<'b> {
-    /// The field name as sent (a token; compare it case-insensitively).
-    pub name: &'b [u8],
-    /// The field value with leading and trailing whitespace (OWS) removed.
-    pub value: &'b [u8],
 }
 
 /// A parsed request head; every slice borrows the buffer given to [`parse_request`].
@@ -208,13 +202,15 @@ pub enum ParseError {
 }
 
 impl ParseError {
-    /// The status code of the response this error calls for: 400, 414, 431 or 505.
-    pub fn status(&self) -> u16 {
+    /// The status of the response this error calls for: 400, 405, 414, 431 or 505.
+    pub fn status(&self) -> StatusCode {
         match self {
-            Self::TargetTooLong => 414,
-            Self::TooManyHeaders | Self::HeadTooLarge => 431,
-            Self::UnsupportedVersion => 505,
-            Self::MethodWithBody => 405,
+            Self::TargetTooLong => StatusCode::URI_TOO_LONG,
+            Self::TooManyHeaders | Self::HeadTooLarge => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            Self::UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            Self::MethodWithBody => StatusCode::METHOD_NOT_ALLOWED,
             Self::BareCr
             | Self::Method
             | Self::RequestLine
@@ -233,7 +229,7 @@ impl ParseError {
             | Self::Host
             | Self::ContentLength
             | Self::Body
-            | Self::TransferEncoding => 400,
+            | Self::TransferEncoding => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -276,6 +272,21 @@ impl core::fmt::Display for ParseError {
 
 impl core::error::Error for ParseError {}
 
+impl From<ScanError> for ParseError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::BareCr => Self::BareCr,
+            ScanError::HeadTooLarge => Self::HeadTooLarge,
+            ScanError::TooManyFields => Self::TooManyHeaders,
+            ScanError::HeaderName => Self::HeaderName,
+            ScanError::MissingColon => Self::MissingColon,
+            ScanError::SpaceBeforeColon => Self::SpaceBeforeColon,
+            ScanError::ObsFold => Self::ObsFold,
+            ScanError::HeaderValue => Self::HeaderValue,
+        }
+    }
+}
+
 /// Parses one request head from the front of `buf`.
 ///
 /// ```text
@@ -308,77 +319,6 @@ pub fn parse_request<'b>(
     }
 }
 
-/// Why scanning stopped early.
-enum Stop {
-    /// The head is not complete yet.
-    Partial,
-    /// The head is invalid.
-    Error(ParseError),
-}
-
-impl From<ParseError> for Stop {
-    fn from(e: ParseError) -> Self {
-        Self::Error(e)
-    }
-}
-
-/// A forward-only reader over the part of the buffer the head may occupy.
-struct Cursor<'b> {
-    buf: &'b [u8],
-    pos: usize,
-    /// `min(buf.len(), max_head)`: the head, line endings included, must fit before it.
-    end: usize,
-    /// Whether `end` is the head limit rather than the end of the input.
-    end_is_limit: bool,
-}
-
-impl<'b> Cursor<'b> {
-    fn new(buf: &'b [u8], max_head: usize) -> Self {
-        Self {
-            buf,
-            pos: 0,
-            end: buf.len().min(max_head),
-            end_is_limit: buf.len() >= max_head,
-        }
-    }
-
-    /// The next byte of the head; running out of input is `Partial`, running into the head
-    /// limit is 431.
-    fn next(&mut self) -> Result<u8, Stop> {
-        let b = if self.pos < self.end {
-            self.buf.get(self.pos).copied()
-        } else {
-            None
-        };
-        match b {
-            Some(b) => {
-                self.pos += 1;
-                Ok(b)
-            }
-            None if self.end_is_limit => Err(ParseError::HeadTooLarge.into()),
-            None => Err(Stop::Partial),
-        }
-    }
-
-    /// Completes a line ending whose first byte `b` was just read: LF, or CR LF.
-    /// Returns `false` if `b` is not a line ending.
-    fn line_end(&mut self, b: u8) -> Result<bool, Stop> {
-        match b {
-            b'\n' => Ok(true),
-            b'\r' => match self.next()? {
-                b'\n' => Ok(true),
-                _ => Err(ParseError::BareCr.into()),
-            },
-            _ => Ok(false),
-        }
-    }
-
-    /// `buf[start..end]`; callers pass offsets already scanned, so this never falls back.
-    fn slice(&self, start: usize, end: usize) -> &'b [u8] {
-        self.buf.get(start..end).unwrap_or_default()
-    }
-}
-
 /// The request line's three parts.
 #[derive(Clone, Copy)]
 struct RequestLine<'b> {
@@ -388,7 +328,10 @@ struct RequestLine<'b> {
 }
 
 /// [`parse_request`] with `Partial` as an early exit, so `?` works throughout.
-fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<(Request<'b>, usize), Stop> {
+fn parse_head<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+) -> Result<(Request<'b>, usize), Stop<ParseError>> {
     let mut cur = Cursor::new(buf, limits.max_head);
 
     // RFC 9112 §2.2: "a server that is expecting to receive and parse a request-line SHOULD
@@ -408,23 +351,9 @@ fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<(Request<'b>, usize)
     let (path, authority) = split_target(line.target)?;
 
     let mut headers = heapless::Vec::new();
-    loop {
-        let start = cur.pos;
-        let b = cur.next()?;
-        if cur.line_end(b)? {
-            break;
-        }
-        if b == b' ' || b == b'\t' {
-            return Err(ParseError::ObsFold.into());
-        }
-        if headers.len() == MAX_HEADERS {
-            return Err(ParseError::TooManyHeaders.into());
-        }
-        let header = field_line(&mut cur, start, b)?;
-        headers
-            .push(header)
-            .map_err(|_| ParseError::TooManyHeaders)?;
-    }
+    scan::fields(&mut cur, MAX_HEADERS, |header| {
+        headers.push(header).map_err(|_| ParseError::TooManyHeaders)
+    })?;
 
     let request = Request::build(line, path, authority, headers)?;
     Ok((request, cur.pos))
@@ -435,7 +364,7 @@ fn request_line<'b>(
     cur: &mut Cursor<'b>,
     first: u8,
     max_line: usize,
-) -> Result<RequestLine<'b>, Stop> {
+) -> Result<RequestLine<'b>, Stop<ParseError>> {
     let line_start = cur.pos - 1;
 
     // method = token
@@ -468,7 +397,7 @@ fn request_line<'b>(
         if cur.line_end(b)? {
             return Err(ParseError::RequestLine.into());
         }
-        if !(0x21..=0x7e).contains(&b) || b == b'#' {
+        if !is_target_byte(b) {
             return Err(ParseError::TargetSyntax.into());
         }
         if cur.pos - line_start + 9 > max_line {
@@ -515,41 +444,6 @@ fn request_line<'b>(
         method: cur.slice(line_start, method_end),
         target: cur.slice(target_start, target_end),
         version,
-    })
-}
-
-/// Scans `field-name ":" OWS field-value OWS` and its line ending; `first` (at `start`) has
-/// been read already and is neither whitespace nor a line ending.
-fn field_line<'b>(cur: &mut Cursor<'b>, start: usize, first: u8) -> Result<Header<'b>, Stop> {
-    let mut b = first;
-    while b != b':' {
-        match b {
-            b' ' | b'\t' => return Err(ParseError::SpaceBeforeColon.into()),
-            _ if cur.line_end(b)? => return Err(ParseError::MissingColon.into()),
-            _ if !is_tchar(b) => return Err(ParseError::HeaderName.into()),
-            _ => b = cur.next()?,
-        }
-    }
-    let name = cur.slice(start, cur.pos - 1);
-    if name.is_empty() {
-        return Err(ParseError::HeaderName.into());
-    }
-
-    // field-value = *field-content; field-vchar = VCHAR / obs-text; HTAB and SP inside.
-    let value_start = cur.pos;
-    let value_end = loop {
-        let b = cur.next()?;
-        let at = cur.pos - 1;
-        if cur.line_end(b)? {
-            break at;
-        }
-        if (b < 0x20 && b != b'\t') || b == 0x7f {
-            return Err(ParseError::HeaderValue.into());
-        }
-    };
-    Ok(Header {
-        name,
-        value: trim_ows(cur.slice(value_start, value_end)),
     })
 }
 
@@ -724,41 +618,6 @@ fn announces_content(value: &[u8]) -> Result<bool, ParseError> {
     } else {
         Err(ParseError::ContentLength)
     }
-}
-
-/// The non-empty items of a comma-separated list (RFC 9110 §5.6.1), trimmed of OWS.
-fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim_ows)
-        .filter(|item| !item.is_empty())
-}
-
-/// Whether `b` may appear in a token (RFC 9110 §5.6.2):
-///
-/// ```text
-/// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
-///         "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
-/// ```
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
 }
 
 #[cfg(test)]
@@ -1501,7 +1360,8 @@ mod tests {
     fn a_flood_of_empty_lines_is_a_prompt_400() {
         let buf = b"\r\n".repeat(MAX_EMPTY_LINES + 1);
         let err = rejected(&buf, &HOST);
-        assert_eq!((err, err.status()), (ParseError::EmptyLines, 400));
+        assert_eq!(err, ParseError::EmptyLines);
+        assert_eq!(err.status(), 400);
         let lf = std::vec![b'\n'; HOST.max_head];
         assert_eq!(parse_request(&lf, &HOST), Err(ParseError::EmptyLines));
     }
