@@ -720,7 +720,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                     cache.release(h);
                 }
                 head.status = StatusCode::RANGE_NOT_SATISFIABLE;
-                head.content_range = Some(ContentRange::Unsatisfied { size });
+                head.content_range = Some(ContentRange::Unsatisfied { complete: size });
                 head.etag = None;
                 head.last_modified = None;
                 head.cache_status = None;
@@ -729,7 +729,11 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             Decision::Full => (0, size),
             Decision::Partial { first, last } => {
                 head.status = StatusCode::PARTIAL_CONTENT;
-                head.content_range = Some(ContentRange::Satisfied { first, last, size });
+                head.content_range = Some(ContentRange::Bytes {
+                    first,
+                    last,
+                    complete: Some(size),
+                });
                 (first, last - first + 1)
             }
         };

@@ -284,8 +284,8 @@ impl<'a> ListingEntry<'a> {
     /// bytes that percent-encoding would have removed (space, control bytes).
     pub fn parse(line: &'a str) -> Result<Self, TargetError> {
         let (name, size) = line.split_once('\t').ok_or(TargetError::UnsafeName)?;
-        let size =
-            super::head::parse_u64(size.trim_end().as_bytes()).ok_or(TargetError::UnsafeName)?;
+        let size = crate::http::scan::parse_u64(size.trim_end().as_bytes())
+            .ok_or(TargetError::UnsafeName)?;
         let (encoded_name, is_dir) = match name.strip_suffix('/') {
             Some(n) => (n, true),
             None => (name, false),

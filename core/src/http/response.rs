@@ -1,4 +1,5 @@
-//! The response head encoder: status line and header section (RFC 9112 §4, §5).
+//! Response heads in both directions: the server's encoder and the client's parser
+//! (RFC 9112 §4, §5, §6.3).
 //!
 //! ```text
 //! status-line = HTTP-version SP status-code SP [ reason-phrase ]
@@ -9,10 +10,19 @@
 //! [`ResponseHead::encode`] into a caller's buffer, or [`ResponseHead::write_to`] an
 //! `embedded_io::Write`. All three run one emitter, so the length is exact by construction.
 //! Numbers are formatted by hand (no `core::fmt`): this runs for every response.
+//!
+//! [`Response::parse`] reads a head back with the request parser's field scanner
+//! ([`super::scan`]): strict and bounded, zero-copy, ambiguous framing (conflicting lengths,
+//! an unknown coding, obs-fold, bare CR, control bytes) rejected rather than guessed.
+//! Incomplete input is [`Status::Partial`], never an error; the caller turns "partial and my
+//! buffer is full" into [`HeadError::TooLarge`]. Both sides share [`ContentRange`] and
+//! [`StatusCode`], and `encode` → `parse` is property-tested in both directions.
 
 use super::date::{format_http_date, IMF_FIXDATE_LEN};
 use super::etag::ETag;
+use super::scan::{self, is_value_byte, list_items, parse_u64, trim_ows, Cursor, ScanError, Stop};
 use super::status::StatusCode;
+use crate::Status;
 
 /// The `Cache-Status` the server reports for a response (RFC 9211), cache name `satchel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,29 +49,91 @@ impl CacheStatus {
     }
 }
 
-/// A `Content-Range` field value for a byte range (RFC 9110 §14.4).
+/// A `Content-Range` field value for a byte range (RFC 9110 §14.4), sent by the server and
+/// read by the client.
 ///
 /// ```text
-/// Content-Range  = range-unit SP ( range-resp / unsatisfied-range )
-/// range-resp     = incl-range "/" ( complete-length / "*" )
+/// Content-Range     = range-unit SP ( range-resp / unsatisfied-range )
+/// range-resp        = incl-range "/" ( complete-length / "*" )
+/// incl-range        = first-pos "-" last-pos
 /// unsatisfied-range = "*/" complete-length
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContentRange {
-    /// `bytes first-last/size`, on a 206.
-    Satisfied {
-        /// The first byte offset.
+    /// `bytes first-last/complete` on a 206 (`complete` is `None` for `/*`).
+    Bytes {
+        /// Offset of the first byte sent.
         first: u64,
-        /// The last byte offset, inclusive.
+        /// Offset of the last byte sent (inclusive).
         last: u64,
-        /// The size of the whole representation.
-        size: u64,
+        /// Size of the whole representation, when known.
+        complete: Option<u64>,
     },
-    /// `bytes */size`, on a 416.
+    /// `bytes */complete`, on a 416 (Range Not Satisfiable).
     Unsatisfied {
-        /// The size of the whole representation.
-        size: u64,
+        /// Size of the whole representation.
+        complete: u64,
     },
+}
+
+impl ContentRange {
+    /// Parses a field value.
+    ///
+    /// # Errors
+    /// [`HeadError::ContentRange`] for another unit, bad syntax, `first > last` or
+    /// `last >= complete`.
+    pub fn parse(value: &[u8]) -> Result<Self, HeadError> {
+        let bad = HeadError::ContentRange;
+        let rest = value.strip_prefix(b"bytes ").ok_or(bad)?;
+        let slash = rest.iter().position(|&b| b == b'/').ok_or(bad)?;
+        let (range, complete) = rest.split_at(slash);
+        let complete = complete.get(1..).unwrap_or_default();
+        if range == b"*" {
+            let complete = parse_u64(complete).ok_or(bad)?;
+            return Ok(Self::Unsatisfied { complete });
+        }
+        let dash = range.iter().position(|&b| b == b'-').ok_or(bad)?;
+        let first = parse_u64(range.get(..dash).unwrap_or_default()).ok_or(bad)?;
+        let last = parse_u64(range.get(dash + 1..).unwrap_or_default()).ok_or(bad)?;
+        let complete = if complete == b"*" {
+            None
+        } else {
+            Some(parse_u64(complete).ok_or(bad)?)
+        };
+        if first > last || complete.is_some_and(|c| last >= c) {
+            return Err(bad);
+        }
+        Ok(Self::Bytes {
+            first,
+            last,
+            complete,
+        })
+    }
+
+    /// Emits the field value (`bytes ...`).
+    fn emit<S: Sink>(&self, s: &mut S) -> Result<(), S::Error> {
+        match *self {
+            Self::Bytes {
+                first,
+                last,
+                complete,
+            } => {
+                s.put(b"bytes ")?;
+                s.put(Decimal::new(first).as_bytes())?;
+                s.put(b"-")?;
+                s.put(Decimal::new(last).as_bytes())?;
+                s.put(b"/")?;
+                match complete {
+                    Some(c) => s.put(Decimal::new(c).as_bytes()),
+                    None => s.put(b"*"),
+                }
+            }
+            Self::Unsatisfied { complete } => {
+                s.put(b"bytes */")?;
+                s.put(Decimal::new(complete).as_bytes())
+            }
+        }
+    }
 }
 
 /// Why a head could not be encoded.
@@ -180,7 +252,7 @@ impl<'a> ResponseHead<'a> {
     /// `location` or `allow` holds a control character. `buf` may be partly written on error.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         self.check_values()?;
-        let mut cursor = Cursor { buf, pos: 0 };
+        let mut cursor = BufSink { buf, pos: 0 };
         self.emit(&mut cursor)?;
         Ok(cursor.pos)
     }
@@ -224,20 +296,10 @@ impl<'a> ResponseHead<'a> {
         if let Some(len) = self.content_length {
             field_u64(s, b"Content-Length: ", len)?;
         }
-        match self.content_range {
-            Some(ContentRange::Satisfied { first, last, size }) => {
-                s.put(b"Content-Range: bytes ")?;
-                s.put(Decimal::new(first).as_bytes())?;
-                s.put(b"-")?;
-                s.put(Decimal::new(last).as_bytes())?;
-                s.put(b"/")?;
-                s.put(Decimal::new(size).as_bytes())?;
-                s.put(b"\r\n")?;
-            }
-            Some(ContentRange::Unsatisfied { size }) => {
-                field_u64(s, b"Content-Range: bytes */", size)?;
-            }
-            None => {}
+        if let Some(range) = self.content_range {
+            s.put(b"Content-Range: ")?;
+            range.emit(s)?;
+            s.put(b"\r\n")?;
         }
         if self.accept_ranges {
             s.put(b"Accept-Ranges: bytes\r\n")?;
@@ -268,9 +330,9 @@ impl<'a> ResponseHead<'a> {
 }
 
 /// `field-value` may hold visible characters, SP, HTAB and obs-text, never other controls
-/// (RFC 9110 §5.5).
+/// (RFC 9110 §5.5): the scanner's own byte class, so what we send is what we accept.
 fn valid_value(v: &[u8]) -> bool {
-    v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    v.iter().all(|&b| is_value_byte(b))
 }
 
 fn field<S: Sink>(s: &mut S, name: &[u8], value: &[u8]) -> Result<(), S::Error> {
@@ -306,12 +368,12 @@ impl Sink for Counter {
 }
 
 /// Writes into a caller's buffer.
-struct Cursor<'b> {
+struct BufSink<'b> {
     buf: &'b mut [u8],
     pos: usize,
 }
 
-impl Sink for Cursor<'_> {
+impl Sink for BufSink<'_> {
     type Error = EncodeError;
     fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
         let end = self
@@ -365,6 +427,337 @@ impl Decimal {
     }
 }
 
+// --- parsing (the client's side) ----------------------------------------------------------
+
+/// At most this many header fields are accepted in one response head (PROTOCOL.md's
+/// `MAX_HEADERS`, applied to what we receive as well as what we accept).
+pub const MAX_FIELDS: usize = super::request::MAX_HEADERS;
+
+/// How the body of a response is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: 1xx, 204, 304, or the answer to HEAD.
+    Empty,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither: the body runs until the server closes the connection.
+    UntilClose,
+}
+
+/// A validated response head, borrowing the buffer it was parsed from.
+///
+/// The fields a download acts on are extracted; any other is found with [`Response::header`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Response<'b> {
+    /// The minor version of `HTTP/1.x`.
+    pub minor_version: u8,
+    /// The status code, 100..=599.
+    pub status: u16,
+    /// The reason phrase (may be empty).
+    pub reason: &'b [u8],
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// `Content-Range`, if present and well formed.
+    pub content_range: Option<ContentRange>,
+    /// `ETag`, raw (with quotes and any `W/` prefix).
+    pub etag: Option<&'b [u8]>,
+    /// `Last-Modified`, raw.
+    pub last_modified: Option<&'b [u8]>,
+    /// `Location`, raw.
+    pub location: Option<&'b [u8]>,
+    /// `Content-Type`, raw.
+    pub content_type: Option<&'b [u8]>,
+    /// `Repr-Digest` (RFC 9530), raw: digests of the whole file.
+    pub repr_digest: Option<&'b [u8]>,
+    /// `Content-Digest` (RFC 9530), raw: digests of this message's content.
+    pub content_digest: Option<&'b [u8]>,
+    /// `Digest` (RFC 3230, obsolete), raw.
+    pub legacy_digest: Option<&'b [u8]>,
+    /// Whether the connection may carry another request after this response.
+    pub keep_alive: bool,
+    /// The header section as received (already validated), for [`Response::header`].
+    pub fields: &'b [u8],
+}
+
+impl<'b> Response<'b> {
+    /// Parses a response head from the start of `buf`.
+    ///
+    /// `head_request` says whether the request was `HEAD` (its response has no body whatever
+    /// the headers say). On success returns the view and the number of bytes the head took,
+    /// where the body starts. A bare LF is accepted as a line end (RFC 9112 §2.2); a CR
+    /// anywhere else is an error.
+    ///
+    /// # Errors
+    /// Any [`HeadError`] but `TooLarge`, which the caller decides from its buffer size.
+    pub fn parse(buf: &'b [u8], head_request: bool) -> Result<Status<(Self, usize)>, HeadError> {
+        match parse_head(buf, head_request) {
+            Ok(done) => Ok(Status::Complete(done)),
+            Err(Stop::Partial) => Ok(Status::Partial),
+            Err(Stop::Error(e)) => Err(e),
+        }
+    }
+
+    /// The value of the first field named `name` (compared case-insensitively), if any.
+    pub fn header(&self, name: &[u8]) -> Option<&'b [u8]> {
+        let mut cur = Cursor::new(self.fields, usize::MAX);
+        let mut found = None;
+        // `fields` was scanned once already, so this cannot fail; a failure finds nothing.
+        let _ = scan::fields::<ScanError>(&mut cur, MAX_FIELDS, |h| {
+            if found.is_none() && h.name.eq_ignore_ascii_case(name) {
+                found = Some(h.value);
+            }
+            Ok(())
+        });
+        found
+    }
+}
+
+/// [`Response::parse`] as a function (the client's original name).
+///
+/// # Errors
+/// As [`Response::parse`].
+pub fn parse_response(
+    buf: &[u8],
+    head_request: bool,
+) -> Result<Status<(Response<'_>, usize)>, HeadError> {
+    Response::parse(buf, head_request)
+}
+
+/// [`ContentRange::parse`] as a function (the client's original name).
+///
+/// # Errors
+/// As [`ContentRange::parse`].
+pub fn parse_content_range(value: &[u8]) -> Result<ContentRange, HeadError> {
+    ContentRange::parse(value)
+}
+
+/// What is wrong with a response head.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// The status line is not `HTTP/1.x SP 3DIGIT SP reason`.
+    StatusLine,
+    /// The version is not `HTTP/1.x`.
+    Version,
+    /// A header line is not `name: value`, folds, or holds control bytes.
+    Field,
+    /// A CR not followed by LF.
+    BareCr,
+    /// The head does not fit the receive buffer.
+    TooLarge,
+    /// More than [`MAX_FIELDS`] header fields.
+    TooManyFields,
+    /// `Content-Length` is not a number, or several disagree.
+    ContentLength,
+    /// A transfer coding other than `chunked`, or together with `Content-Length`.
+    TransferEncoding,
+    /// `Content-Range` is malformed or contradicts itself.
+    ContentRange,
+    /// `101 Switching Protocols`, which a download never asks for.
+    Upgrade,
+}
+
+impl HeadError {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::StatusLine => "malformed status line",
+            Self::Version => "not an HTTP/1.x response",
+            Self::Field => "malformed header field",
+            Self::BareCr => "bare CR in response head",
+            Self::TooLarge => "response head too large",
+            Self::TooManyFields => "too many header fields",
+            Self::ContentLength => "invalid or conflicting Content-Length",
+            Self::TransferEncoding => "unsupported or conflicting Transfer-Encoding",
+            Self::ContentRange => "malformed Content-Range",
+            Self::Upgrade => "unexpected protocol upgrade",
+        }
+    }
+}
+
+impl core::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::error::Error for HeadError {}
+
+impl From<ScanError> for HeadError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::BareCr => Self::BareCr,
+            ScanError::HeadTooLarge => Self::TooLarge,
+            ScanError::TooManyFields => Self::TooManyFields,
+            ScanError::HeaderName
+            | ScanError::MissingColon
+            | ScanError::SpaceBeforeColon
+            | ScanError::ObsFold
+            | ScanError::HeaderValue => Self::Field,
+        }
+    }
+}
+
+/// [`Response::parse`] with `Partial` as an early exit, so `?` works throughout.
+fn parse_head(buf: &[u8], head_request: bool) -> Result<(Response<'_>, usize), Stop<HeadError>> {
+    let mut cur = Cursor::new(buf, usize::MAX);
+    let (minor_version, status, reason) = status_line(&mut cur)?;
+    let fields_start = cur.pos;
+    let mut fields = Fields::default();
+    scan::fields(&mut cur, MAX_FIELDS, |h| fields.absorb(h.name, h.value))?;
+    let fields_end = cur.pos;
+
+    let no_body = head_request || status < 200 || status == 204 || status == 304;
+    let framing = if no_body {
+        Framing::Empty
+    } else {
+        match (fields.chunked, fields.content_length) {
+            (true, Some(_)) => return Err(HeadError::TransferEncoding.into()),
+            (true, None) => Framing::Chunked,
+            (false, Some(n)) => Framing::Length(n),
+            (false, None) => Framing::UntilClose,
+        }
+    };
+    let persistent = if minor_version >= 1 {
+        !fields.close
+    } else {
+        fields.keep_alive && !fields.close
+    };
+    let response = Response {
+        minor_version,
+        status,
+        reason,
+        framing,
+        content_range: fields.content_range,
+        etag: fields.etag,
+        last_modified: fields.last_modified,
+        location: fields.location,
+        content_type: fields.content_type,
+        repr_digest: fields.repr_digest,
+        content_digest: fields.content_digest,
+        legacy_digest: fields.legacy_digest,
+        keep_alive: persistent && framing != Framing::UntilClose,
+        fields: cur.slice(fields_start, fields_end),
+    };
+    Ok((response, cur.pos))
+}
+
+/// Scans `HTTP/1.x SP 3DIGIT [ SP reason-phrase ]` and its line ending, left to right.
+fn status_line<'b>(cur: &mut Cursor<'b>) -> Result<(u8, u16, &'b [u8]), Stop<HeadError>> {
+    for &want in b"HTTP/" {
+        if cur.next()? != want {
+            return Err(HeadError::StatusLine.into());
+        }
+    }
+    let (major, dot, minor) = (cur.next()?, cur.next()?, cur.next()?);
+    if !major.is_ascii_digit() || dot != b'.' || !minor.is_ascii_digit() {
+        return Err(HeadError::StatusLine.into());
+    }
+    if major != b'1' {
+        return Err(HeadError::Version.into());
+    }
+    if cur.next()? != b' ' {
+        return Err(HeadError::StatusLine.into());
+    }
+    let mut code = 0u16;
+    for _ in 0..3 {
+        let d = cur.next()?;
+        if !d.is_ascii_digit() {
+            return Err(HeadError::StatusLine.into());
+        }
+        code = code * 10 + u16::from(d - b'0');
+    }
+    if !(100..=599).contains(&code) {
+        return Err(HeadError::StatusLine.into());
+    }
+    let b = cur.next()?;
+    let reason = if cur.line_end(b)? {
+        &[][..]
+    } else if b == b' ' {
+        cur.rest_of_line(is_value_byte, HeadError::StatusLine)?
+    } else {
+        return Err(HeadError::StatusLine.into());
+    };
+    if code == 101 {
+        return Err(HeadError::Upgrade.into());
+    }
+    Ok((minor - b'0', code, reason))
+}
+
+/// The fields a download acts on, gathered while scanning the head.
+#[derive(Default)]
+struct Fields<'b> {
+    content_length: Option<u64>,
+    chunked: bool,
+    transfer_encoding_seen: bool,
+    content_range: Option<ContentRange>,
+    etag: Option<&'b [u8]>,
+    last_modified: Option<&'b [u8]>,
+    location: Option<&'b [u8]>,
+    content_type: Option<&'b [u8]>,
+    repr_digest: Option<&'b [u8]>,
+    content_digest: Option<&'b [u8]>,
+    legacy_digest: Option<&'b [u8]>,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl<'b> Fields<'b> {
+    fn absorb(&mut self, name: &[u8], value: &'b [u8]) -> Result<(), HeadError> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("content-length") {
+            // RFC 9110 §8.6: a list of identical values may be treated as one; anything else is
+            // an unrecoverable framing error.
+            for item in value.split(|&b| b == b',') {
+                let n = parse_u64(trim_ows(item)).ok_or(HeadError::ContentLength)?;
+                match self.content_length {
+                    Some(m) if m != n => return Err(HeadError::ContentLength),
+                    _ => self.content_length = Some(n),
+                }
+            }
+        } else if is("transfer-encoding") {
+            // RFC 9112 §6.1: chunked must be the final coding and appear once; we accept
+            // nothing else (another coding would make us save encoded bytes).
+            for item in list_items(value) {
+                if !item.eq_ignore_ascii_case(b"chunked") || self.chunked {
+                    return Err(HeadError::TransferEncoding);
+                }
+                self.chunked = true;
+            }
+            if !self.chunked || self.transfer_encoding_seen {
+                return Err(HeadError::TransferEncoding);
+            }
+            self.transfer_encoding_seen = true;
+        } else if is("content-range") {
+            if self.content_range.is_some() {
+                return Err(HeadError::ContentRange);
+            }
+            self.content_range = Some(ContentRange::parse(value)?);
+        } else if is("connection") {
+            for item in list_items(value) {
+                self.close |= item.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= item.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if is("etag") {
+            self.etag = Some(value);
+        } else if is("last-modified") {
+            self.last_modified = Some(value);
+        } else if is("location") {
+            self.location = Some(value);
+        } else if is("content-type") {
+            self.content_type = Some(value);
+        } else if is("repr-digest") {
+            self.repr_digest = Some(value);
+        } else if is("content-digest") {
+            self.content_digest = Some(value);
+        } else if is("digest") {
+            self.legacy_digest = Some(value);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,43 +787,41 @@ mod tests {
         names: Vec<String>,
     }
 
-    /// A strict little parser of exactly what `emit` produces: fails on anything unexpected.
+    /// Reads an encoded head back with the client's parser ([`Response::parse`] and the shared
+    /// field scanner); fails on anything it rejects or does not expect.
     fn parse_head(bytes: &[u8]) -> Option<Parsed> {
-        let text = core::str::from_utf8(bytes).ok()?;
-        let body = text.strip_suffix("\r\n\r\n")?;
-        let mut lines = body.split("\r\n");
-        let status = lines.next()?.strip_prefix("HTTP/1.1 ")?;
-        let (code, reason) = status.split_once(' ')?;
+        let Ok(Status::Complete((r, n))) = Response::parse(bytes, false) else {
+            return None;
+        };
+        if n != bytes.len() {
+            return None;
+        }
+        let text = |v: &[u8]| String::from_utf8(v.to_vec()).ok();
         let mut p = Parsed {
-            code: code.parse().ok()?,
-            reason: reason.into(),
+            code: r.status,
+            reason: text(r.reason)?,
             ..Parsed::default()
         };
-        for line in lines {
-            let (name, value) = line.split_once(": ")?;
-            p.names.push(name.into());
-            match name {
-                "Date" => p.date = Some(parse_http_date(value.as_bytes())?),
-                "Content-Type" => p.content_type = Some(value.into()),
-                "Content-Length" => p.content_length = Some(value.parse().ok()?),
-                "Content-Range" => {
-                    let v = value.strip_prefix("bytes ")?;
-                    let (range, size) = v.split_once('/')?;
-                    let size = size.parse().ok()?;
-                    p.content_range = Some(if range == "*" {
-                        ContentRange::Unsatisfied { size }
-                    } else {
-                        let (first, last) = range.split_once('-')?;
-                        ContentRange::Satisfied {
-                            first: first.parse().ok()?,
-                            last: last.parse().ok()?,
-                            size,
-                        }
-                    });
-                }
-                "Accept-Ranges" => p.accept_ranges = value == "bytes",
-                "ETag" => p.etag = Some(value.as_bytes().to_vec()),
-                "Last-Modified" => p.last_modified = Some(parse_http_date(value.as_bytes())?),
+        let mut fields = Vec::new();
+        let mut cur = Cursor::new(r.fields, usize::MAX);
+        scan::fields::<ScanError>(&mut cur, MAX_FIELDS, |h| {
+            fields.push((h.name, h.value));
+            Ok(())
+        })
+        .ok()?;
+        for (name, value) in fields {
+            let name = text(name)?;
+            let str_value = text(value)?;
+            // What the parser extracted agrees with the raw field.
+            prop_assert_eq_opt(r.header(name.as_bytes()), Some(value))?;
+            match name.as_str() {
+                "Date" => p.date = Some(parse_http_date(value)?),
+                "Content-Type" => p.content_type = Some(str_value),
+                "Content-Length" => p.content_length = Some(str_value.parse().ok()?),
+                "Content-Range" => p.content_range = r.content_range,
+                "Accept-Ranges" => p.accept_ranges = value == b"bytes",
+                "ETag" => p.etag = r.etag.map(<[u8]>::to_vec),
+                "Last-Modified" => p.last_modified = Some(parse_http_date(r.last_modified?)?),
                 "Cache-Status" => {
                     p.cache_status = Some(
                         [
@@ -440,17 +831,32 @@ mod tests {
                             CacheStatus::Bypass,
                         ]
                         .into_iter()
-                        .find(|c| c.as_str() == value)?,
+                        .find(|c| c.as_str().as_bytes() == value)?,
                     );
                 }
-                "Location" => p.location = Some(value.as_bytes().to_vec()),
-                "Allow" => p.allow = Some(value.into()),
-                "Retry-After" => p.retry_after = Some(value.parse().ok()?),
-                "Connection" => p.connection_close = value == "close",
+                "Location" => p.location = r.location.map(<[u8]>::to_vec),
+                "Allow" => p.allow = Some(str_value),
+                "Retry-After" => p.retry_after = Some(str_value.parse().ok()?),
+                "Connection" => p.connection_close = value == b"close",
                 _ => return None,
             }
+            p.names.push(name);
         }
+        // Framing and persistence follow from the fields (RFC 9112 §6.3, §9.3).
+        let bodiless = p.code < 200 || p.code == 204 || p.code == 304;
+        let framing = match p.content_length {
+            _ if bodiless => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        };
+        (r.framing == framing).then_some(())?;
+        (r.keep_alive == (!p.connection_close && framing != Framing::UntilClose)).then_some(())?;
+        (r.content_type == p.content_type.as_deref().map(str::as_bytes)).then_some(())?;
         Some(p)
+    }
+
+    fn prop_assert_eq_opt<T: PartialEq>(a: T, b: T) -> Option<()> {
+        (a == b).then_some(())
     }
 
     fn encode_vec(head: &ResponseHead<'_>) -> Vec<u8> {
@@ -503,10 +909,10 @@ mod tests {
     fn partial_and_unsatisfiable_content_range() {
         let head = ResponseHead {
             content_length: Some(10),
-            content_range: Some(ContentRange::Satisfied {
+            content_range: Some(ContentRange::Bytes {
                 first: 990,
                 last: 999,
-                size: 1000,
+                complete: Some(1000),
             }),
             ..ResponseHead::new(StatusCode::PARTIAL_CONTENT)
         };
@@ -516,7 +922,7 @@ mod tests {
               Content-Range: bytes 990-999/1000\r\n\r\n"
         );
         let head = ResponseHead {
-            content_range: Some(ContentRange::Unsatisfied { size: 0 }),
+            content_range: Some(ContentRange::Unsatisfied { complete: 0 }),
             ..ResponseHead::new(StatusCode::RANGE_NOT_SATISFIABLE)
         };
         assert_eq!(
@@ -635,16 +1041,45 @@ mod tests {
         assert_eq!(Decimal::new(u64::MAX).as_bytes(), b"18446744073709551615");
     }
 
+    /// Every status a client accepts: 100..=599 but 101 (a download never asks to upgrade).
     fn arb_status() -> impl Strategy<Value = StatusCode> {
-        (100u16..=999).prop_map(|c| StatusCode::from_u16(c).unwrap_or(StatusCode::OK))
+        (100u16..=599)
+            .prop_filter("101", |&c| c != 101)
+            .prop_map(|c| StatusCode::from_u16(c).unwrap_or(StatusCode::OK))
     }
 
+    /// Every valid `Content-Range`: `first <= last < complete`, `/*`, or `*/complete`.
     fn arb_content_range() -> impl Strategy<Value = ContentRange> {
         prop_oneof![
-            (any::<u64>(), any::<u64>(), any::<u64>())
-                .prop_map(|(first, last, size)| ContentRange::Satisfied { first, last, size }),
-            any::<u64>().prop_map(|size| ContentRange::Unsatisfied { size }),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+                |(a, b, c, known)| {
+                    let mut v = [a, b, c];
+                    v.sort_unstable();
+                    let [first, last, complete] = v;
+                    // `last < complete` needs room: nudge the equal cases down.
+                    let last = if last == complete {
+                        last.saturating_sub(1)
+                    } else {
+                        last
+                    };
+                    let first = first.min(last);
+                    ContentRange::Bytes {
+                        first,
+                        last,
+                        complete: (known && last < complete).then_some(complete),
+                    }
+                }
+            ),
+            any::<u64>().prop_map(|complete| ContentRange::Unsatisfied { complete }),
         ]
+    }
+
+    #[test]
+    fn statuses_a_client_refuses_still_encode() {
+        for (code, err) in [(101, HeadError::Upgrade), (600, HeadError::StatusLine)] {
+            let head = ResponseHead::new(StatusCode::from_u16(code).unwrap());
+            assert_eq!(Response::parse(&encode_vec(&head), false), Err(err));
+        }
     }
 
     fn arb_cache_status() -> impl Strategy<Value = CacheStatus> {
@@ -733,6 +1168,17 @@ mod tests {
         }
     }
 
+    /// Collects emitted bytes (for the `ContentRange` round trip).
+    struct VecSink<'v>(&'v mut Vec<u8>);
+
+    impl Sink for VecSink<'_> {
+        type Error = core::convert::Infallible;
+        fn put(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
+            self.0.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
     const ORDER: [&str; 12] = [
         "Date",
         "Content-Type",
@@ -781,6 +1227,38 @@ mod tests {
         }
 
         #[test]
+        fn content_range_round_trips(range in arb_content_range()) {
+            let mut out = Vec::new();
+            range.emit(&mut VecSink(&mut out)).unwrap();
+            prop_assert_eq!(ContentRange::parse(&out), Ok(range));
+        }
+
+        /// A response (head and body) parses the same however it is split: every prefix is
+        /// `Partial` until the head is whole, and bytes after the head change nothing.
+        #[test]
+        fn a_response_parses_the_same_however_split(
+            owned in arb_owned(),
+            body in prop::collection::vec(any::<u8>(), 0..32),
+            head_request in any::<bool>(),
+        ) {
+            let head = encode_vec(&owned.head());
+            let whole = [&head[..], &body].concat();
+            let verdict = Response::parse(&whole, head_request);
+            let Ok(Status::Complete((r, n))) = verdict else {
+                panic!("encoded head rejected: {verdict:?}");
+            };
+            prop_assert_eq!(n, head.len());
+            for cut in 0..whole.len() {
+                let got = Response::parse(&whole[..cut], head_request);
+                if cut < head.len() {
+                    prop_assert_eq!(got, Ok(Status::Partial), "cut at {}", cut);
+                } else {
+                    prop_assert_eq!(got, Ok(Status::Complete((r, n))), "cut at {}", cut);
+                }
+            }
+        }
+
+        #[test]
         fn encoded_len_is_exact(owned in arb_owned(), extra in 0usize..8) {
             let head = owned.head();
             let len = head.encoded_len();
@@ -788,6 +1266,212 @@ mod tests {
             prop_assert_eq!(head.encode(&mut buf), Ok(len));
             prop_assert!(buf[len..].iter().all(|&b| b == 0xaa));
             prop_assert_eq!(head.encode(&mut buf[..len - 1]), Err(EncodeError::BufferTooSmall));
+        }
+    }
+}
+
+/// The client-side parser's own cases (moved from `client/head.rs`).
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    fn parse(buf: &[u8]) -> Result<Status<(Response<'_>, usize)>, HeadError> {
+        parse_response(buf, false)
+    }
+
+    fn complete(buf: &[u8]) -> (Response<'_>, usize) {
+        match parse(buf) {
+            Ok(Status::Complete(r)) => r,
+            other => panic!("expected a complete head, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_200_with_length() {
+        let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"abc\"\r\n\r\nhello";
+        let (r, n) = complete(buf);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.reason, b"OK");
+        assert_eq!(r.framing, Framing::Length(5));
+        assert_eq!(r.etag, Some(&b"\"abc\""[..]));
+        assert!(r.keep_alive);
+        assert_eq!(&buf[n..], b"hello");
+    }
+
+    #[test]
+    fn bare_lf_and_missing_reason_accepted() {
+        let (r, n) = complete(b"HTTP/1.0 404\nContent-Length: 0\n\n");
+        assert_eq!((r.status, r.minor_version, n), (404, 0, 32));
+        assert!(!r.keep_alive, "HTTP/1.0 without keep-alive closes");
+    }
+
+    #[test]
+    fn partial_until_blank_line() {
+        let full = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(parse(&full[..cut]), Ok(Status::Partial), "cut at {cut}");
+        }
+        assert!(parse(full).is_ok_and(|s| s.is_complete()));
+    }
+
+    #[test]
+    fn framing_rules() {
+        let (r, _) = complete(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(r.framing, Framing::Chunked);
+        let (r, _) = complete(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(r.framing, Framing::UntilClose);
+        assert!(
+            !r.keep_alive,
+            "a body delimited by close cannot be followed"
+        );
+        let (r, _) = complete(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n");
+        assert_eq!(r.framing, Framing::Empty);
+        let (r, _) = complete(b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n");
+        assert_eq!(r.framing, Framing::Length(7));
+        let Ok(Status::Complete((r, _))) =
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true)
+        else {
+            panic!("HEAD response");
+        };
+        assert_eq!(r.framing, Framing::Empty);
+    }
+
+    #[test]
+    fn rejects_lying_or_ambiguous_framing() {
+        let cases: &[(&[u8], HeadError)] = &[
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                HeadError::TransferEncoding,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                HeadError::TransferEncoding,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                HeadError::TransferEncoding,
+            ),
+        ];
+        for (buf, err) in cases {
+            assert_eq!(
+                parse(buf),
+                Err(*err),
+                "{}",
+                std::string::String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_heads() {
+        let cases: &[(&[u8], HeadError)] = &[
+            (b"SSH-2.0-OpenSSH\r\n\r\n", HeadError::StatusLine),
+            (b"HTTP/2.0 200 OK\r\n\r\n", HeadError::Version),
+            (b"HTTP/1.1 20 OK\r\n\r\n", HeadError::StatusLine),
+            (b"HTTP/1.1 999 Nine\r\n\r\n", HeadError::StatusLine),
+            (b"HTTP/1.1 200OK\r\n\r\n", HeadError::StatusLine),
+            (b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", HeadError::Field),
+            (
+                b"HTTP/1.1 200 OK\r\nA: b\r\n folded\r\n\r\n",
+                HeadError::Field,
+            ),
+            (b"HTTP/1.1 200 OK\r\nA: b\0c\r\n\r\n", HeadError::Field),
+            (b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", HeadError::Field),
+            (b"HTTP/1.1 200 OK\rX: y\r\n\r\n", HeadError::BareCr),
+            (b"HTTP/1.1 101 Switching\r\n\r\n", HeadError::Upgrade),
+        ];
+        for (buf, err) in cases {
+            assert_eq!(
+                parse(buf),
+                Err(*err),
+                "{}",
+                std::string::String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_fields() {
+        let mut buf = std::vec::Vec::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+        for _ in 0..=MAX_FIELDS {
+            buf.extend_from_slice(b"X: y\r\n");
+        }
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&buf), Err(HeadError::TooManyFields));
+    }
+
+    #[test]
+    fn connection_tokens() {
+        let (r, _) = complete(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(!r.keep_alive);
+        let (r, _) =
+            complete(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(r.keep_alive);
+    }
+
+    #[test]
+    fn content_range_forms() {
+        assert_eq!(
+            parse_content_range(b"bytes 10-19/100"),
+            Ok(ContentRange::Bytes {
+                first: 10,
+                last: 19,
+                complete: Some(100)
+            })
+        );
+        assert_eq!(
+            parse_content_range(b"bytes 0-0/*"),
+            Ok(ContentRange::Bytes {
+                first: 0,
+                last: 0,
+                complete: None
+            })
+        );
+        assert_eq!(
+            parse_content_range(b"bytes */42"),
+            Ok(ContentRange::Unsatisfied { complete: 42 })
+        );
+        for bad in [
+            &b"bytes 5-4/10"[..],
+            b"bytes 5-10/10",
+            b"items 0-1/2",
+            b"bytes 0-1",
+            b"bytes -1/2",
+            b"bytes */*",
+        ] {
+            assert_eq!(parse_content_range(bad), Err(HeadError::ContentRange));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_response(&bytes, false);
+        }
+
+        #[test]
+        fn prefix_of_valid_head_is_partial(cut in 0usize..60) {
+            let full = b"HTTP/1.1 206 Partial\r\nContent-Range: bytes 1-2/3\r\n\r\n";
+            let cut = cut.min(full.len() - 1);
+            proptest::prop_assert_eq!(parse(&full[..cut]), Ok(Status::Partial));
         }
     }
 }
