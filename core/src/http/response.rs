@@ -160,6 +160,7 @@ impl core::error::Error for EncodeError {}
 
 /// Why [`ResponseHead::write_to`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WriteError<E> {
     /// The head cannot be encoded; nothing was written.
     Encode(EncodeError),
@@ -291,7 +292,7 @@ impl<'a> ResponseHead<'a> {
             field_date(s, b"Date: ", date)?;
         }
         if let Some(ct) = self.content_type {
-            field(s, b"Content-Type: ", ct.as_bytes())?;
+            field(s, b"Content-Type: ", ct.as_bytes(), b"")?;
         }
         if let Some(len) = self.content_length {
             field_u64(s, b"Content-Length: ", len)?;
@@ -305,19 +306,19 @@ impl<'a> ResponseHead<'a> {
             s.put(b"Accept-Ranges: bytes\r\n")?;
         }
         if let Some(etag) = self.etag {
-            field(s, b"ETag: ", etag.as_bytes())?;
+            field(s, b"ETag: ", etag.as_bytes(), b"")?;
         }
         if let Some(lm) = self.last_modified {
             field_date(s, b"Last-Modified: ", lm)?;
         }
         if let Some(cs) = self.cache_status {
-            field(s, b"Cache-Status: ", cs.as_str().as_bytes())?;
+            field(s, b"Cache-Status: ", cs.as_str().as_bytes(), b"")?;
         }
         if let Some(location) = self.location {
-            field(s, b"Location: ", location)?;
+            field(s, b"Location: ", location, b"")?;
         }
         if let Some(allow) = self.allow {
-            field(s, b"Allow: ", allow.as_bytes())?;
+            field(s, b"Allow: ", allow.as_bytes(), b"")?;
         }
         if let Some(secs) = self.retry_after {
             field_u64(s, b"Retry-After: ", u64::from(secs))?;
@@ -335,19 +336,21 @@ fn valid_value(v: &[u8]) -> bool {
     v.iter().all(|&b| is_value_byte(b))
 }
 
-fn field<S: Sink>(s: &mut S, name: &[u8], value: &[u8]) -> Result<(), S::Error> {
+/// Emits `name` `sep` `value` CRLF (`sep` is empty when `name` already ends in `": "`).
+fn field<S: Sink>(s: &mut S, name: &[u8], value: &[u8], sep: &[u8]) -> Result<(), S::Error> {
     s.put(name)?;
+    s.put(sep)?;
     s.put(value)?;
     s.put(b"\r\n")
 }
 
 fn field_u64<S: Sink>(s: &mut S, name: &[u8], n: u64) -> Result<(), S::Error> {
-    field(s, name, Decimal::new(n).as_bytes())
+    field(s, name, Decimal::new(n).as_bytes(), b"")
 }
 
 fn field_date<S: Sink>(s: &mut S, name: &[u8], secs: u64) -> Result<(), S::Error> {
     let date: [u8; IMF_FIXDATE_LEN] = format_http_date(secs);
-    field(s, name, &date)
+    field(s, name, &date, b"")
 }
 
 /// Where the emitter's bytes go.
@@ -499,6 +502,59 @@ impl<'b> Response<'b> {
         }
     }
 
+    /// The status as a [`StatusCode`] (`status` is always 100..=599).
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The exact number of bytes [`Response::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        let mut counter = Counter(0);
+        match self.emit(&mut counter) {
+            Ok(()) => counter.0,
+            Err(EmitStop::Sink(never)) => match never {},
+            Err(EmitStop::Scan) => 0,
+        }
+    }
+
+    /// Writes the head back in canonical form (CRLF line ends, `name: value` fields in the
+    /// order received), so `parse` → `encode` → `parse` gives the same response (the `Repr`
+    /// round trip); returns its length.
+    ///
+    /// # Errors
+    /// [`EncodeError::BufferTooSmall`] when `buf` is shorter than [`Response::encoded_len`].
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let mut sink = BufSink { buf, pos: 0 };
+        match self.emit(&mut sink) {
+            Ok(()) => Ok(sink.pos),
+            Err(EmitStop::Sink(e)) => Err(e),
+            // `fields` was validated by `parse`; a hand-built view may not be.
+            Err(EmitStop::Scan) => Err(EncodeError::InvalidFieldValue),
+        }
+    }
+
+    fn emit<S: Sink>(&self, s: &mut S) -> Result<(), EmitStop<S::Error>> {
+        let line = |s: &mut S| {
+            s.put(b"HTTP/1.")?;
+            s.put(&[b'0' + self.minor_version % 10])?;
+            s.put(b" ")?;
+            s.put(&self.status_code().digits())?;
+            s.put(b" ")?;
+            s.put(self.reason)?;
+            s.put(b"\r\n")
+        };
+        line(s).map_err(EmitStop::Sink)?;
+        let mut cur = Cursor::new(self.fields, usize::MAX);
+        scan::fields(&mut cur, MAX_FIELDS, |h| {
+            field(s, h.name, h.value, b": ").map_err(EmitStop::Sink)
+        })
+        .map_err(|stop| match stop {
+            Stop::Error(e) => e,
+            Stop::Partial => EmitStop::Scan,
+        })?;
+        s.put(b"\r\n").map_err(EmitStop::Sink)
+    }
+
     /// The value of the first field named `name` (compared case-insensitively), if any.
     pub fn header(&self, name: &[u8]) -> Option<&'b [u8]> {
         let mut cur = Cursor::new(self.fields, usize::MAX);
@@ -511,6 +567,18 @@ impl<'b> Response<'b> {
             Ok(())
         });
         found
+    }
+}
+
+/// Why [`Response::emit`] stopped: the sink failed, or the field section does not scan.
+enum EmitStop<E> {
+    Sink(E),
+    Scan,
+}
+
+impl<E> From<ScanError> for EmitStop<E> {
+    fn from(_: ScanError) -> Self {
+        Self::Scan
     }
 }
 
@@ -1074,6 +1142,65 @@ mod tests {
         ]
     }
 
+    /// The fields of a parsed head, in order.
+    fn field_list<'b>(r: &Response<'b>) -> Vec<(&'b [u8], &'b [u8])> {
+        let mut out = Vec::new();
+        let mut cur = Cursor::new(r.fields, usize::MAX);
+        scan::fields::<ScanError>(&mut cur, MAX_FIELDS, |h| {
+            out.push((h.name, h.value));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// `parse` → `encode` → `parse` gives the same response (if `bytes` parse at all).
+    fn reencodes_the_same(bytes: &[u8], head_request: bool) {
+        let Ok(Status::Complete((r, _))) = Response::parse(bytes, head_request) else {
+            return;
+        };
+        let mut buf = std::vec![0; r.encoded_len()];
+        assert_eq!(r.encode(&mut buf), Ok(buf.len()));
+        let Ok(Status::Complete((again, n))) = Response::parse(&buf, head_request) else {
+            panic!(
+                "re-encoded head rejected: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+        };
+        assert_eq!(n, buf.len());
+        assert_eq!(
+            Response {
+                fields: r.fields,
+                ..again
+            },
+            r
+        );
+        assert_eq!(field_list(&again), field_list(&r));
+    }
+
+    #[test]
+    fn a_parsed_head_reencodes_canonically() {
+        let messy =
+            b"HTTP/1.0 200 \nX-A:\t v \t\nContent-Length: 3, 3\r\nConnection: keep-alive\n\nabc";
+        reencodes_the_same(messy, false);
+        let Ok(Status::Complete((r, _))) = Response::parse(messy, false) else {
+            panic!("messy head rejected");
+        };
+        let mut buf = [0u8; 128];
+        let n = r.encode(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..n],
+            b"HTTP/1.0 200 \r\nX-A: v\r\nContent-Length: 3, 3\r\nConnection: keep-alive\r\n\r\n"
+        );
+        assert_eq!(r.header(b"x-a"), Some(&b"v"[..]));
+        assert_eq!(r.header(b"missing"), None);
+        assert_eq!(r.status_code(), StatusCode::OK);
+        assert_eq!(
+            r.encode(&mut buf[..n - 1]),
+            Err(EncodeError::BufferTooSmall)
+        );
+    }
+
     #[test]
     fn statuses_a_client_refuses_still_encode() {
         for (code, err) in [(101, HeadError::Upgrade), (600, HeadError::StatusLine)] {
@@ -1248,6 +1375,7 @@ mod tests {
                 panic!("encoded head rejected: {verdict:?}");
             };
             prop_assert_eq!(n, head.len());
+            reencodes_the_same(&whole, head_request);
             for cut in 0..whole.len() {
                 let got = Response::parse(&whole[..cut], head_request);
                 if cut < head.len() {
@@ -1473,5 +1601,43 @@ mod parse_tests {
             let cut = cut.min(full.len() - 1);
             proptest::prop_assert_eq!(parse(&full[..cut]), Ok(Status::Partial));
         }
+
+        /// Errors are decided left to right (the shared scanner): every prefix of any input is
+        /// `Partial` or gives the whole input's verdict.
+        #[test]
+        fn every_prefix_gives_partial_or_the_same_verdict(buf in noisy_head()) {
+            let whole = parse(&buf);
+            for cut in 0..buf.len() {
+                let got = parse(&buf[..cut]);
+                proptest::prop_assert!(
+                    got == Ok(Status::Partial) || got == whole,
+                    "cut {} gives {:?}, the whole {:?}", cut, got, whole
+                );
+            }
+        }
+    }
+
+    /// Fragments that steer random input towards the parser's interesting states.
+    fn noisy_head() -> impl proptest::strategy::Strategy<Value = std::vec::Vec<u8>> {
+        use proptest::prelude::*;
+        use std::vec;
+        let piece = prop_oneof![
+            Just(&b"HTTP/1.1 200 OK"[..]),
+            Just(&b"HTTP/1.0 206 "[..]),
+            Just(&b"HTTP/2.0 200"[..]),
+            Just(&b"\r\n"[..]),
+            Just(&b"\n"[..]),
+            Just(&b"\r"[..]),
+            Just(&b"Content-Length: 3"[..]),
+            Just(&b"Transfer-Encoding: chunked"[..]),
+            Just(&b"Content-Range: bytes 0-1/2"[..]),
+            Just(&b"Connection: close"[..]),
+            Just(&b": "[..]),
+            Just(&b" "[..]),
+            Just(&b"\t"[..]),
+            Just(&b"\0"[..]),
+            Just(&b"X"[..]),
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
     }
 }
