@@ -12,10 +12,12 @@
 //! serve     sans-IO server connection: bytes in -> response plan out (head + body source)
 //! client    sans-IO download: response parser, framing, resume plan, safe names, embedded-nal driver
 //! cache     fixed-capacity content cache: storage + index + eviction + admission
-//! http      request head parser, response head encoder, Range, conditionals, dates, ETag
+//! http      both directions on one field scanner and byte table: request head parser, response
+//!           head (encode + parse), Content-Range, status codes, Range, conditionals, dates, ETag
 //! path      percent-decoding and normalisation into a SafePath that cannot leave the root
 //! mime      extension -> media type table
 //! source    trait FileSource (metadata, open, read_at) + a static in-memory table for boards
+//! percent   percent-encoding and -decoding (RFC 3986 §2.1) for paths, listings, client targets
 //! io        blocking driver over embedded-io Read + Write
 //! time      Instant / Duration in milliseconds (the core reads no clock)
 //! ```
@@ -42,6 +44,7 @@ pub mod io;
 pub mod listing;
 pub mod mime;
 pub mod path;
+pub mod percent;
 pub mod serve;
 #[cfg(feature = "smoltcp")]
 pub mod smoltcp;

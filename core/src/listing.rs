@@ -6,7 +6,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::http::percent::{self, Keep};
+use crate::percent::{self, Keep};
 use crate::source::ListingStyle;
 
 /// One entry of a listing.

@@ -29,7 +29,7 @@
 //! In addition, control bytes are rejected (400): they are never legitimate names on the wire
 //! and would poison logs. Other bytes, UTF-8 or not, are kept as they are: Linux names are bytes.
 
-use crate::http::percent;
+use crate::percent;
 
 /// The longest decoded path accepted, in bytes, leading `/` included; longer is 414.
 pub const MAX_PATH: usize = 1024;

@@ -7,7 +7,7 @@
 
 use core::fmt;
 
-use crate::http::percent::{self, Keep};
+use crate::percent::{self, Keep};
 
 /// The longest request target or local name this module builds (PROTOCOL.md's `MAX_PATH`,
 /// times three for percent-encoding).

@@ -6,7 +6,6 @@ pub mod conditional;
 pub mod date;
 pub mod etag;
 pub mod method;
-pub mod percent;
 pub mod range;
 pub mod request;
 pub mod response;

@@ -10,6 +10,10 @@
 //! ```
 //!
 //! Encoding always writes upper-case hex; decoding takes either case.
+//!
+//! It sits at the bottom of the layer map, not in `http/`: `path` needs it, `source` needs
+//! `path`, and `http` (the ETag of a file version) needs `source`, so a module in `http/` would
+//! close a cycle.
 
 /// Which bytes stay as they are when encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
