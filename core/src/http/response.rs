@@ -502,9 +502,10 @@ impl<'b> Response<'b> {
         }
     }
 
-    /// The status as a [`StatusCode`] (`status` is always 100..=599).
-    pub fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    /// The status as a [`StatusCode`]; `None` only for a hand-built view whose `status` is not
+    /// three digits (a parsed one is always 100..=599).
+    pub fn status_code(&self) -> Option<StatusCode> {
+        StatusCode::from_u16(self.status)
     }
 
     /// The exact number of bytes [`Response::encode`] writes.
@@ -513,7 +514,7 @@ impl<'b> Response<'b> {
         match self.emit(&mut counter) {
             Ok(()) => counter.0,
             Err(EmitStop::Sink(never)) => match never {},
-            Err(EmitStop::Scan) => 0,
+            Err(EmitStop::Invalid) => 0,
         }
     }
 
@@ -522,23 +523,28 @@ impl<'b> Response<'b> {
     /// round trip); returns its length.
     ///
     /// # Errors
-    /// [`EncodeError::BufferTooSmall`] when `buf` is shorter than [`Response::encoded_len`].
+    /// [`EncodeError::BufferTooSmall`] when `buf` is shorter than [`Response::encoded_len`];
+    /// [`EncodeError::InvalidFieldValue`] for a hand-built view whose status, reason or fields
+    /// `parse` would not have produced.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let mut sink = BufSink { buf, pos: 0 };
         match self.emit(&mut sink) {
             Ok(()) => Ok(sink.pos),
             Err(EmitStop::Sink(e)) => Err(e),
-            // `fields` was validated by `parse`; a hand-built view may not be.
-            Err(EmitStop::Scan) => Err(EncodeError::InvalidFieldValue),
+            Err(EmitStop::Invalid) => Err(EncodeError::InvalidFieldValue),
         }
     }
 
     fn emit<S: Sink>(&self, s: &mut S) -> Result<(), EmitStop<S::Error>> {
+        let status = self.status_code().ok_or(EmitStop::Invalid)?;
+        if self.minor_version > 9 || !valid_value(self.reason) {
+            return Err(EmitStop::Invalid);
+        }
         let line = |s: &mut S| {
             s.put(b"HTTP/1.")?;
-            s.put(&[b'0' + self.minor_version % 10])?;
+            s.put(&[b'0' + self.minor_version])?;
             s.put(b" ")?;
-            s.put(&self.status_code().digits())?;
+            s.put(&status.digits())?;
             s.put(b" ")?;
             s.put(self.reason)?;
             s.put(b"\r\n")
@@ -550,7 +556,7 @@ impl<'b> Response<'b> {
         })
         .map_err(|stop| match stop {
             Stop::Error(e) => e,
-            Stop::Partial => EmitStop::Scan,
+            Stop::Partial => EmitStop::Invalid,
         })?;
         s.put(b"\r\n").map_err(EmitStop::Sink)
     }
@@ -570,15 +576,15 @@ impl<'b> Response<'b> {
     }
 }
 
-/// Why [`Response::emit`] stopped: the sink failed, or the field section does not scan.
+/// Why [`Response::emit`] stopped: the sink failed, or the view is not one `parse` makes.
 enum EmitStop<E> {
     Sink(E),
-    Scan,
+    Invalid,
 }
 
 impl<E> From<ScanError> for EmitStop<E> {
     fn from(_: ScanError) -> Self {
-        Self::Scan
+        Self::Invalid
     }
 }
 
@@ -1194,7 +1200,14 @@ mod tests {
         );
         assert_eq!(r.header(b"x-a"), Some(&b"v"[..]));
         assert_eq!(r.header(b"missing"), None);
-        assert_eq!(r.status_code(), StatusCode::OK);
+        assert_eq!(r.status_code(), Some(StatusCode::OK));
+        let forged = Response { status: 42, ..r };
+        assert_eq!(forged.encode(&mut buf), Err(EncodeError::InvalidFieldValue));
+        let forged = Response {
+            reason: b"a\r\nb",
+            ..r
+        };
+        assert_eq!(forged.encode(&mut buf), Err(EncodeError::InvalidFieldValue));
         assert_eq!(
             r.encode(&mut buf[..n - 1]),
             Err(EncodeError::BufferTooSmall)
