@@ -118,17 +118,19 @@ fn check_with(data: &[u8], head_request: bool) {
     }
 }
 
+/// Parses `buf`, which must be exactly one complete head; `what` names it in a failure.
+fn parse_whole<'b>(buf: &'b [u8], head_request: bool, what: &str) -> Response<'b> {
+    match parse_response(buf, head_request) {
+        Ok(Status::Complete((r, n))) if n == buf.len() => r,
+        other => panic!("{what} {:?}: {other:?}", String::from_utf8_lossy(buf)),
+    }
+}
+
 /// `parse` → `encode` → `parse` gives the same response and the same fields.
 fn reencodes_the_same(r: &Response<'_>, head_request: bool) {
     let mut buf = vec![0; r.encoded_len()];
     assert_eq!(r.encode(&mut buf), Ok(buf.len()));
-    let Ok(Status::Complete((again, n))) = parse_response(&buf, head_request) else {
-        panic!(
-            "re-encoded head rejected: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-    };
-    assert_eq!(n, buf.len());
+    let again = parse_whole(&buf, head_request, "re-encoded head");
     assert_eq!(
         Response {
             fields: r.fields,
@@ -166,13 +168,7 @@ fn server_head_round_trip(r: &Response<'_>) {
     };
     let mut buf = vec![0; head.encoded_len()];
     assert_eq!(head.encode(&mut buf), Ok(buf.len()));
-    let Ok(Status::Complete((back, n))) = parse_response(&buf, false) else {
-        panic!(
-            "the server's head rejected: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-    };
-    assert_eq!(n, buf.len());
+    let back = parse_whole(&buf, false, "the server's head");
     assert_eq!(back.status, r.status);
     assert_eq!(back.reason, head.status.reason().as_bytes());
     assert_eq!(back.content_range, r.content_range);
