@@ -16,7 +16,9 @@
 //! | request body | none: `Content-Length: 0` is fine; a body is announced by `Content-Length` > 0, several differing `Content-Length`, or any `Transfer-Encoding`, and never read | another method: 405, close; GET/HEAD: 400, close |
 //!
 //! The `method` (405) and `Expect` (417) rows are not parse errors: they are answered from
-//! [`Request::method`] and [`Request::expect_ok`] on a request that parsed.
+//! [`Request::method`] and [`Request::expect_ok`] on a request that parsed. The one exception
+//! is a body announced with another method: [`ParseError::MethodWithBody`] (405, then close),
+//! since a body that is never read leaves nothing on the connection to parse next.
 //!
 //! # Incremental input
 //!
