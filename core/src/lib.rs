@@ -15,6 +15,7 @@
 //! http      both directions on one field scanner and byte table: request head parser, response
 //!           head (encode + parse), Content-Range, status codes, Range, conditionals, dates, ETag
 //! path      percent-decoding and normalisation into a SafePath that cannot leave the root
+//! proxy     PROXY protocol v2 header (the real client behind a load balancer)
 //! mime      extension -> media type table
 //! source    trait FileSource (metadata, open, read_at) + a static in-memory table for boards
 //! percent   percent-encoding and -decoding (RFC 3986 §2.1) for paths, listings, client targets
@@ -45,6 +46,7 @@ pub mod listing;
 pub mod mime;
 pub mod path;
 pub mod percent;
+pub mod proxy;
 pub mod serve;
 #[cfg(feature = "smoltcp")]
 pub mod smoltcp;
