@@ -16,19 +16,21 @@
 //! serve    sans-IO server connection: state machine (connection), response  cache http listing
 //!          rules lookup -> open -> decide -> fill -> head (respond), body   mime path source
 //!          and Transmit::copy_to (body), Accept (accept); SiteParts         time
-//! client   sans-IO download: response parser, framing, resume plan, safe   time
-//!          names, embedded-nal driver
+//! client   sans-IO download: framing, resume plan, safe names, embedded-nal  http percent path
+//!          driver                                                           time
 //! cache    fixed-capacity content cache: storage + index + eviction +       source
 //!          admission
-//! listing  folder listings (HTML, text) and path percent-encoding           source
-//! http     request head parser, response head encoder, Range,               source
-//!          conditionals, dates, ETag
+//! listing  folder listings (HTML, text)                                     percent source
+//! http     both directions on one field scanner and byte table: request     source
+//!          head parser, response head (encode + parse), Content-Range,
+//!          status codes, Range, conditionals, dates, ETag
 //! proxy    PROXY protocol v2 header (the real client behind a balancer)     -
 //! mime     extension -> media type table                                    -
 //! source   trait FileSource (probe with the request's Arrival, metadata,   path
 //!          open, read_at) + a static in-memory table for boards
-//! path     percent-decoding and normalisation into a SafePath that cannot   -
+//! path     percent-decoding and normalisation into a SafePath that cannot   percent
 //!          leave the root
+//! percent  percent-encoding and -decoding (RFC 3986 §2.1)                   -
 //! time     Instant / Duration in milliseconds (the core reads no clock)     -
 //! ```
 //!
@@ -54,6 +56,7 @@ pub mod io;
 pub mod listing;
 pub mod mime;
 pub mod path;
+pub mod percent;
 pub mod proxy;
 pub mod serve;
 #[cfg(feature = "smoltcp")]

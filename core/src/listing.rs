@@ -6,6 +6,7 @@
 
 use core::fmt::{self, Write};
 
+use crate::percent::{self, Keep};
 use crate::source::ListingStyle;
 
 /// One entry of a listing.
@@ -106,22 +107,6 @@ impl<W: Write> ListingWriter<W> {
     }
 }
 
-/// Whether `b` may stay as it is in a path segment: unreserved and sub-delims (RFC 3986 §2.2,
-/// §2.3).
-///
-/// ```text
-/// unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"
-/// sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="
-/// ```
-///
-/// `:` and `@`, though allowed in a segment, are encoded: a relative link `a:b` would be read as
-/// a URI with scheme `a` (RFC 3986 §4.2).
-const fn is_segment_safe(b: u8) -> bool {
-    matches!(b,
-        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~'
-        | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
-}
-
 /// Percent-encodes `name` as one path segment (RFC 3986 §2.1, upper-case hex).
 ///
 /// Unreserved characters and sub-delims stay; everything else is encoded, including `%`, `/`,
@@ -130,24 +115,10 @@ const fn is_segment_safe(b: u8) -> bool {
 /// # Errors
 /// [`fmt::Error`] when the sink refuses the text (full).
 pub fn percent_encode_path_segment<W: Write + ?Sized>(name: &[u8], out: &mut W) -> fmt::Result {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut rest = name;
-    while !rest.is_empty() {
-        let run = rest
-            .iter()
-            .position(|&b| !is_segment_safe(b))
-            .unwrap_or(rest.len());
-        let (safe, tail) = rest.split_at(run);
-        // Safe bytes are ASCII, hence UTF-8.
-        out.write_str(core::str::from_utf8(safe).map_err(|_| fmt::Error)?)?;
-        let Some((&b, tail)) = tail.split_first() else {
-            break;
-        };
-        let escaped = [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
-        out.write_str(core::str::from_utf8(&escaped).map_err(|_| fmt::Error)?)?;
-        rest = tail;
-    }
-    Ok(())
+    // Kept bytes and escapes are ASCII, hence UTF-8.
+    percent::encode(name, Keep::Segment, |run| {
+        out.write_str(core::str::from_utf8(run).map_err(|_| fmt::Error)?)
+    })
 }
 
 /// Percent-encodes a path segment by segment, keeping its `/` separators (for `Location:`).
@@ -361,7 +332,7 @@ mod tests {
         #[test]
         fn segment_round_trips_and_is_safe(name in proptest::collection::vec(any::<u8>(), 0..40)) {
             let e = enc(&name);
-            prop_assert!(e.bytes().all(|b| is_segment_safe(b) || b == b'%' || b.is_ascii_hexdigit()));
+            prop_assert!(e.bytes().all(|b| Keep::Segment.keeps(b) || b == b'%' || b.is_ascii_hexdigit()));
             prop_assert!(!e.contains(['/', '?', '#', ':', ' ']));
             prop_assert_eq!(decode(&e), Some(name));
         }

@@ -29,6 +29,8 @@
 //! In addition, control bytes are rejected (400): they are never legitimate names on the wire
 //! and would poison logs. Other bytes, UTF-8 or not, are kept as they are: Linux names are bytes.
 
+use crate::percent;
+
 /// The longest decoded path accepted, in bytes, leading `/` included; longer is 414.
 pub const MAX_PATH: usize = 1024;
 
@@ -113,13 +115,7 @@ impl<'a> SafePath<'a> {
                     segment = out.begin_segment()?;
                 }
                 Some(b'%') => {
-                    let (Some(hi), Some(lo)) = (bytes.next(), bytes.next()) else {
-                        return Err(PathError::BadEscape);
-                    };
-                    let (Some(hi), Some(lo)) = (hex(hi), hex(lo)) else {
-                        return Err(PathError::BadEscape);
-                    };
-                    let d = (hi << 4) | lo;
+                    let d = percent::decode_escape(&mut bytes).ok_or(PathError::BadEscape)?;
                     if d == b'/' {
                         return Err(PathError::EncodedSlash);
                     }
@@ -359,16 +355,6 @@ fn check_byte(b: u8) -> Result<(), PathError> {
         b'\\' => Err(PathError::Backslash),
         0x01..=0x1f | 0x7f => Err(PathError::Control),
         _ => Ok(()),
-    }
-}
-
-/// The value of a hex digit (`HEXDIG`, either case, RFC 3986 §2.1).
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

@@ -304,9 +304,25 @@ fn bad_requests_get_their_status() {
     let cases: Vec<(&[u8], u16)> = vec![
         (b"GET / HTTP/1.1\rHost: t\r\n\r\n", 400),
         (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (b"GET / HTTP/3.1\r\nHost: t\r\n\r\n", 505),
         (b"GET / HTTP/1.1 extra\r\nHost: t\r\n\r\n", 400),
         (b"GET / FTP/1.1\r\nHost: t\r\n\r\n", 400),
         (b"POST /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n", 405),
+        // A body announced with another method: its 405 (then close, see below).
+        (
+            b"POST /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nx=1",
+            405,
+        ),
+        (
+            b"PUT /hello.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
+            405,
+        ),
+        (
+            b"DELETE /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\n",
+            405,
+        ),
+        // A flood of empty lines before the request line: a prompt 400, not a 431.
+        (&[b'\n'; 64][..], 400),
         (b"GET / HTTP/1.1\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400),
@@ -352,17 +368,53 @@ fn bad_requests_get_their_status() {
             assert_eq!(r.header("allow"), Some("GET, HEAD"));
         }
     }
-    // Allowed forms: absolute-form target, Content-Length: 0, Expect: 100-continue, bare LF.
-    let ok: [&[u8]; 4] = [
+    // Allowed forms: absolute-form target, Content-Length: 0, Expect: 100-continue, bare LF,
+    // a few empty lines before the request line, a higher HTTP/1 minor version.
+    let ok: [&[u8]; 6] = [
         b"GET http://example.com/hello.txt HTTP/1.1\r\nHost: example.com\r\n\r\n",
         b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
         b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\r\n",
         b"GET /hello.txt HTTP/1.1\nHost: t\n\n",
+        b"\r\n\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /hello.txt HTTP/1.2\r\nHost: t\r\n\r\n",
     ];
     for req in ok {
         let r = raw::one(server.addr(), req).expect("a response");
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(req));
         assert_eq!(r.body, b"hello, satchel\n");
+    }
+}
+
+/// A body announced with a method other than GET/HEAD is answered 405 and the connection closes
+/// without the body being read as a next request; a GET with a body is 400 and close.
+#[test]
+fn request_with_a_body_gets_its_methods_answer_then_close() {
+    let dir = fixture();
+    let server = start(dir.path());
+    let cases: [(&[u8], u16); 2] = [
+        (
+            b"POST /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 44\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+            405,
+        ),
+        (
+            b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 44\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
+    ];
+    for (req, want) in cases {
+        let mut c = Conn::open(server.addr());
+        c.send(req);
+        let r = c.response(false).expect("a response");
+        assert_eq!(r.status, want);
+        assert_eq!(r.header("connection"), Some("close"));
+        if want == 405 {
+            assert_eq!(r.header("allow"), Some("GET, HEAD"));
+        }
+        // The body (a request in disguise) is never answered: the server closes.
+        assert!(
+            c.read_to_close().is_empty(),
+            "the body was read as a request"
+        );
     }
 }
 

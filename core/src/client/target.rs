@@ -7,6 +7,8 @@
 
 use core::fmt;
 
+use crate::percent::{self, Keep};
+
 /// The longest request target or local name this module builds (PROTOCOL.md's `MAX_PATH`,
 /// times three for percent-encoding).
 pub const MAX_TARGET: usize = 3 * 1024;
@@ -106,11 +108,6 @@ fn split_authority(authority: &str) -> Result<(&str, u16), TargetError> {
     Ok((host, port))
 }
 
-/// Whether `b` may stand in a request path unencoded (RFC 3986 `pchar` without `%`, plus `/`).
-fn is_path_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b)
-}
-
 /// Turns a file NAME as the user typed it (raw bytes, `/` separating folders) into an
 /// origin-form target: a leading `/` is added, everything else but unreserved characters and
 /// `/` is percent-encoded (so a `%` in a name is sent as `%25`, and `?`/`#` stay in the name).
@@ -118,20 +115,13 @@ fn is_path_byte(b: u8) -> bool {
 /// # Errors
 /// [`TargetError::TooLong`] when `out` cannot hold the result.
 pub fn encode_name<'o>(name: &str, out: &'o mut [u8]) -> Result<&'o str, TargetError> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut w = Out { buf: out, len: 0 };
     if !name.starts_with('/') {
         w.push(b'/')?;
     }
-    for b in name.bytes() {
-        if is_path_byte(b) {
-            w.push(b)?;
-        } else {
-            w.push(b'%')?;
-            w.push(HEX[usize::from(b >> 4)])?;
-            w.push(HEX[usize::from(b & 15)])?;
-        }
-    }
+    percent::encode(name.as_bytes(), Keep::Path, |run| {
+        run.iter().try_for_each(|&b| w.push(b))
+    })?;
     w.into_str()
 }
 
@@ -160,12 +150,7 @@ pub fn decode_name<'o>(segment: &str, out: &'o mut [u8]) -> Result<&'o str, Targ
     let mut bytes = segment.bytes();
     while let Some(b) = bytes.next() {
         let b = if b == b'%' {
-            let hi = bytes.next().and_then(hex_val);
-            let lo = bytes.next().and_then(hex_val);
-            match (hi, lo) {
-                (Some(h), Some(l)) => (h << 4) | l,
-                _ => return Err(TargetError::UnsafeName),
-            }
+            percent::decode_escape(&mut bytes).ok_or(TargetError::UnsafeName)?
         } else {
             b
         };
@@ -182,15 +167,6 @@ pub fn decode_name<'o>(segment: &str, out: &'o mut [u8]) -> Result<&'o str, Targ
         return Err(TargetError::NoName);
     }
     Ok(name)
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Resolves a redirect's `Location` against the URL it answered, keeping to the same server.
@@ -284,8 +260,8 @@ impl<'a> ListingEntry<'a> {
     /// bytes that percent-encoding would have removed (space, control bytes).
     pub fn parse(line: &'a str) -> Result<Self, TargetError> {
         let (name, size) = line.split_once('\t').ok_or(TargetError::UnsafeName)?;
-        let size =
-            super::head::parse_u64(size.trim_end().as_bytes()).ok_or(TargetError::UnsafeName)?;
+        let size = crate::http::scan::parse_u64(size.trim_end().as_bytes())
+            .ok_or(TargetError::UnsafeName)?;
         let (encoded_name, is_dir) = match name.strip_suffix('/') {
             Some(n) => (n, true),
             None => (name, false),

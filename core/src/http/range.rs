@@ -12,6 +12,7 @@
 //! satchel honours a single `bytes` range and answers anything else with the whole file, as
 //! RFC 9110 §14.2 allows ("A server MAY ignore the Range header field").
 
+use super::scan::parse_u64;
 use super::trim_ows;
 
 /// What a `Range` field asks of a representation of a given size (PROTOCOL.md, "Conditional
@@ -107,19 +108,6 @@ fn parse_single_spec(header: &[u8]) -> Option<Spec> {
         return None;
     }
     Some(Spec::Int { first, last })
-}
-
-/// `1*DIGIT` as a `u64`; `None` when empty, not all digits, or overflowing.
-fn parse_u64(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
 }
 
 #[cfg(test)]

@@ -6,17 +6,19 @@
 //!
 //! | part | rule | on violation |
 //! |---|---|---|
-//! | line endings | CRLF; a bare LF is accepted as CRLF; a bare CR anywhere | 400, close |
+//! | line endings | CRLF; a bare LF is accepted as CRLF; up to [`MAX_EMPTY_LINES`] empty lines before the request line are ignored | a bare CR anywhere, or more empty lines: 400, close |
 //! | request line | `METHOD SP target SP HTTP/1.x`, at most `MAX_REQUEST_LINE` (2048 on host) bytes | 414 if the target is too long, else 400; close |
-//! | version | `HTTP/1.1` or `HTTP/1.0` | other `HTTP/x.y`: 505; anything else: 400; close |
+//! | version | `HTTP/1.1` or `HTTP/1.0`; `HTTP/1.x` with x > 1 is processed as HTTP/1.1 | another major version: 505; anything else: 400; close |
 //! | header section | at most `MAX_HEADERS` (64) fields and `MAX_HEAD` (8 KiB on host) bytes in all | 431, close |
 //! | field syntax | `name: value`; token name; no space before the colon; no obs-fold (line starting with SP/HTAB) | 400, close |
 //! | Host | exactly one in HTTP/1.1 (RFC 9112 §3.2) | 400, close |
 //! | target | origin-form `/path?query` or absolute-form `http://host/path`; the query is ignored | other forms: 400 |
-//! | request body | none: `Content-Length: 0` is fine; `Content-Length` > 0, several differing `Content-Length`, or any `Transfer-Encoding` | 400, close |
+//! | request body | none: `Content-Length: 0` is fine; a body is announced by `Content-Length` > 0, several differing `Content-Length`, or any `Transfer-Encoding`, and never read | another method: 405, close; GET/HEAD: 400, close |
 //!
 //! The `method` (405) and `Expect` (417) rows are not parse errors: they are answered from
-//! [`Request::method`] and [`Request::expect_ok`] on a request that parsed.
+//! [`Request::method`] and [`Request::expect_ok`] on a request that parsed. The one exception
+//! is a body announced with another method: [`ParseError::MethodWithBody`] (405, then close),
+//! since a body that is never read leaves nothing on the connection to parse next.
 //!
 //! # Incremental input
 //!
@@ -27,12 +29,19 @@
 //! Limits are enforced on prefixes too (a target that can no longer fit the request line, a head
 //! that already fills `max_head` bytes), so a peer cannot make the caller buffer without bound.
 
-use super::trim_ows;
+use super::scan::{self, is_target_byte, is_tchar, list_items, trim_ows, Cursor, ScanError, Stop};
+use super::status::StatusCode;
 use crate::http::method::Method;
 use crate::Status;
 
+pub use super::scan::Header;
+
 /// The most header fields a request may carry (PROTOCOL.md `MAX_HEADERS`); more is 431.
 pub const MAX_HEADERS: usize = 64;
+
+/// The most empty lines skipped before a request line (RFC 9112 §2.2 asks for at least one);
+/// one more is [`ParseError::EmptyLines`], a prompt 400 rather than a wait for `max_head`.
+pub const MAX_EMPTY_LINES: usize = 8;
 
 /// Size limits applied while parsing a request head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,15 +87,6 @@ impl Version {
             Self::Http11 => "HTTP/1.1",
         }
     }
-}
-
-/// One header field, borrowed from the request buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header<'b> {
-    /// The field name as sent (a token; compare it case-insensitively).
-    pub name: &'b [u8],
-    /// The field value with leading and trailing whitespace (OWS) removed.
-    pub value: &'b [u8],
 }
 
 /// A parsed request head; every slice borrows the buffer given to [`parse_request`].
@@ -166,8 +166,10 @@ pub enum ParseError {
     TargetForm,
     /// The version is not of the form `HTTP/d.d` (400).
     Version,
-    /// The version is `HTTP/d.d` but neither 1.0 nor 1.1 (505).
+    /// The version is `HTTP/d.d` with a major version other than 1 (505).
     UnsupportedVersion,
+    /// More than [`MAX_EMPTY_LINES`] empty lines before the request line (400).
+    EmptyLines,
     /// More than [`MAX_HEADERS`] header fields (431).
     TooManyHeaders,
     /// The head exceeds `max_head` bytes (431).
@@ -190,19 +192,27 @@ pub enum ParseError {
     Host,
     /// A `Content-Length` that is not a number (400).
     ContentLength,
-    /// A request that announces content (`Content-Length` > 0) (400).
+    /// A `GET` or `HEAD` request that announces content (`Content-Length` > 0, or several
+    /// differing values) (400).
     Body,
-    /// A request with a `Transfer-Encoding` field (400).
+    /// A `GET` or `HEAD` request with a `Transfer-Encoding` field (400).
     TransferEncoding,
+    /// A request with another method that announces content (`Content-Length` > 0, several
+    /// differing values, or `Transfer-Encoding`): 405 with `Allow: GET, HEAD`, and the
+    /// connection closes without reading the content (PROTOCOL.md, "request body").
+    MethodWithBody,
 }
 
 impl ParseError {
-    /// The status code of the response this error calls for: 400, 414, 431 or 505.
-    pub fn status(&self) -> u16 {
+    /// The status of the response this error calls for: 400, 405, 414, 431 or 505.
+    pub fn status(&self) -> StatusCode {
         match self {
-            Self::TargetTooLong => 414,
-            Self::TooManyHeaders | Self::HeadTooLarge => 431,
-            Self::UnsupportedVersion => 505,
+            Self::TargetTooLong => StatusCode::URI_TOO_LONG,
+            Self::TooManyHeaders | Self::HeadTooLarge => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            Self::UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            Self::MethodWithBody => StatusCode::METHOD_NOT_ALLOWED,
             Self::BareCr
             | Self::Method
             | Self::RequestLine
@@ -210,6 +220,7 @@ impl ParseError {
             | Self::TargetSyntax
             | Self::TargetForm
             | Self::Version
+            | Self::EmptyLines
             | Self::HeaderName
             | Self::MissingColon
             | Self::SpaceBeforeColon
@@ -220,7 +231,7 @@ impl ParseError {
             | Self::Host
             | Self::ContentLength
             | Self::Body
-            | Self::TransferEncoding => 400,
+            | Self::TransferEncoding => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -236,6 +247,7 @@ impl ParseError {
             Self::TargetForm => "request target must be a path or an http URL",
             Self::Version => "malformed HTTP version",
             Self::UnsupportedVersion => "HTTP version not supported",
+            Self::EmptyLines => "too many empty lines before the request line",
             Self::TooManyHeaders => "too many header fields",
             Self::HeadTooLarge => "request head too large",
             Self::HeaderName => "invalid header field name",
@@ -249,6 +261,7 @@ impl ParseError {
             Self::ContentLength => "invalid Content-Length",
             Self::Body => "request content is not accepted",
             Self::TransferEncoding => "Transfer-Encoding is not accepted",
+            Self::MethodWithBody => "method not allowed: use GET or HEAD",
         }
     }
 }
@@ -261,6 +274,21 @@ impl core::fmt::Display for ParseError {
 
 impl core::error::Error for ParseError {}
 
+impl From<ScanError> for ParseError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::BareCr => Self::BareCr,
+            ScanError::HeadTooLarge => Self::HeadTooLarge,
+            ScanError::TooManyFields => Self::TooManyHeaders,
+            ScanError::HeaderName => Self::HeaderName,
+            ScanError::MissingColon => Self::MissingColon,
+            ScanError::SpaceBeforeColon => Self::SpaceBeforeColon,
+            ScanError::ObsFold => Self::ObsFold,
+            ScanError::HeaderValue => Self::HeaderValue,
+        }
+    }
+}
+
 /// Parses one request head from the front of `buf`.
 ///
 /// ```text
@@ -270,8 +298,8 @@ impl core::error::Error for ParseError {}
 /// field-line     = field-name ":" OWS field-value OWS             ; RFC 9112 §5
 /// ```
 ///
-/// Empty lines before the request line are skipped (RFC 9112 §2.2); they count towards
-/// `max_head`. A bare LF is accepted wherever CRLF is expected.
+/// Up to [`MAX_EMPTY_LINES`] empty lines before the request line are skipped (RFC 9112 §2.2);
+/// they count towards `max_head`. A bare LF is accepted wherever CRLF is expected.
 ///
 /// On success returns the request and the number of bytes it took, including the empty line
 /// that ends the head; the bytes after it belong to the next request (no request has content).
@@ -293,77 +321,6 @@ pub fn parse_request<'b>(
     }
 }
 
-/// Why scanning stopped early.
-enum Stop {
-    /// The head is not complete yet.
-    Partial,
-    /// The head is invalid.
-    Error(ParseError),
-}
-
-impl From<ParseError> for Stop {
-    fn from(e: ParseError) -> Self {
-        Self::Error(e)
-    }
-}
-
-/// A forward-only reader over the part of the buffer the head may occupy.
-struct Cursor<'b> {
-    buf: &'b [u8],
-    pos: usize,
-    /// `min(buf.len(), max_head)`: the head, line endings included, must fit before it.
-    end: usize,
-    /// Whether `end` is the head limit rather than the end of the input.
-    end_is_limit: bool,
-}
-
-impl<'b> Cursor<'b> {
-    fn new(buf: &'b [u8], max_head: usize) -> Self {
-        Self {
-            buf,
-            pos: 0,
-            end: buf.len().min(max_head),
-            end_is_limit: buf.len() >= max_head,
-        }
-    }
-
-    /// The next byte of the head; running out of input is `Partial`, running into the head
-    /// limit is 431.
-    fn next(&mut self) -> Result<u8, Stop> {
-        let b = if self.pos < self.end {
-            self.buf.get(self.pos).copied()
-        } else {
-            None
-        };
-        match b {
-            Some(b) => {
-                self.pos += 1;
-                Ok(b)
-            }
-            None if self.end_is_limit => Err(ParseError::HeadTooLarge.into()),
-            None => Err(Stop::Partial),
-        }
-    }
-
-    /// Completes a line ending whose first byte `b` was just read: LF, or CR LF.
-    /// Returns `false` if `b` is not a line ending.
-    fn line_end(&mut self, b: u8) -> Result<bool, Stop> {
-        match b {
-            b'\n' => Ok(true),
-            b'\r' => match self.next()? {
-                b'\n' => Ok(true),
-                _ => Err(ParseError::BareCr.into()),
-            },
-            _ => Ok(false),
-        }
-    }
-
-    /// `buf[start..end]`; callers pass offsets already scanned, so this never falls back.
-    fn slice(&self, start: usize, end: usize) -> &'b [u8] {
-        self.buf.get(start..end).unwrap_or_default()
-    }
-}
-
 /// The request line's three parts.
 #[derive(Clone, Copy)]
 struct RequestLine<'b> {
@@ -373,38 +330,32 @@ struct RequestLine<'b> {
 }
 
 /// [`parse_request`] with `Partial` as an early exit, so `?` works throughout.
-fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<(Request<'b>, usize), Stop> {
+fn parse_head<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+) -> Result<(Request<'b>, usize), Stop<ParseError>> {
     let mut cur = Cursor::new(buf, limits.max_head);
 
     // RFC 9112 §2.2: "a server that is expecting to receive and parse a request-line SHOULD
     // ignore at least one empty line (CRLF) received prior to the request-line".
+    let mut empty = 0;
     let first = loop {
         let b = cur.next()?;
         if !cur.line_end(b)? {
             break b;
+        }
+        empty += 1;
+        if empty > MAX_EMPTY_LINES {
+            return Err(ParseError::EmptyLines.into());
         }
     };
     let line = request_line(&mut cur, first, limits.max_request_line)?;
     let (path, authority) = split_target(line.target)?;
 
     let mut headers = heapless::Vec::new();
-    loop {
-        let start = cur.pos;
-        let b = cur.next()?;
-        if cur.line_end(b)? {
-            break;
-        }
-        if b == b' ' || b == b'\t' {
-            return Err(ParseError::ObsFold.into());
-        }
-        if headers.len() == MAX_HEADERS {
-            return Err(ParseError::TooManyHeaders.into());
-        }
-        let header = field_line(&mut cur, start, b)?;
-        headers
-            .push(header)
-            .map_err(|_| ParseError::TooManyHeaders)?;
-    }
+    scan::fields(&mut cur, MAX_HEADERS, |header| {
+        headers.push(header).map_err(|_| ParseError::TooManyHeaders)
+    })?;
 
     let request = Request::build(line, path, authority, headers)?;
     Ok((request, cur.pos))
@@ -415,7 +366,7 @@ fn request_line<'b>(
     cur: &mut Cursor<'b>,
     first: u8,
     max_line: usize,
-) -> Result<RequestLine<'b>, Stop> {
+) -> Result<RequestLine<'b>, Stop<ParseError>> {
     let line_start = cur.pos - 1;
 
     // method = token
@@ -448,7 +399,7 @@ fn request_line<'b>(
         if cur.line_end(b)? {
             return Err(ParseError::RequestLine.into());
         }
-        if !(0x21..=0x7e).contains(&b) || b == b'#' {
+        if !is_target_byte(b) {
             return Err(ParseError::TargetSyntax.into());
         }
         if cur.pos - line_start + 9 > max_line {
@@ -482,10 +433,12 @@ fn request_line<'b>(
         }
         len += 1;
     }
+    // RFC 9110 §2.5: a recipient "SHOULD process [a higher minor version] as if it were in the
+    // highest minor version within that major version to which the recipient is conformant".
     let version = match &version {
         _ if len != version.len() => return Err(ParseError::Version.into()),
-        b"HTTP/1.1" => Version::Http11,
         b"HTTP/1.0" => Version::Http10,
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', _] => Version::Http11,
         _ => return Err(ParseError::UnsupportedVersion.into()),
     };
 
@@ -493,41 +446,6 @@ fn request_line<'b>(
         method: cur.slice(line_start, method_end),
         target: cur.slice(target_start, target_end),
         version,
-    })
-}
-
-/// Scans `field-name ":" OWS field-value OWS` and its line ending; `first` (at `start`) has
-/// been read already and is neither whitespace nor a line ending.
-fn field_line<'b>(cur: &mut Cursor<'b>, start: usize, first: u8) -> Result<Header<'b>, Stop> {
-    let mut b = first;
-    while b != b':' {
-        match b {
-            b' ' | b'\t' => return Err(ParseError::SpaceBeforeColon.into()),
-            _ if cur.line_end(b)? => return Err(ParseError::MissingColon.into()),
-            _ if !is_tchar(b) => return Err(ParseError::HeaderName.into()),
-            _ => b = cur.next()?,
-        }
-    }
-    let name = cur.slice(start, cur.pos - 1);
-    if name.is_empty() {
-        return Err(ParseError::HeaderName.into());
-    }
-
-    // field-value = *field-content; field-vchar = VCHAR / obs-text; HTAB and SP inside.
-    let value_start = cur.pos;
-    let value_end = loop {
-        let b = cur.next()?;
-        let at = cur.pos - 1;
-        if cur.line_end(b)? {
-            break at;
-        }
-        if (b < 0x20 && b != b'\t') || b == 0x7f {
-            return Err(ParseError::HeaderValue.into());
-        }
-    };
-    Ok(Header {
-        name,
-        value: trim_ows(cur.slice(value_start, value_end)),
     })
 }
 
@@ -612,6 +530,8 @@ impl<'b> Request<'b> {
         headers: heapless::Vec<Header<'b>, MAX_HEADERS>,
     ) -> Result<Self, ParseError> {
         let mut host = None;
+        let mut content_length = false;
+        let mut transfer_encoding = false;
         let mut close = false;
         let mut keep_alive = false;
         for h in &headers {
@@ -627,9 +547,9 @@ impl<'b> Request<'b> {
                     return Err(ParseError::Host);
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                return Err(ParseError::TransferEncoding);
+                transfer_encoding = true;
             } else if name.eq_ignore_ascii_case(b"content-length") {
-                check_content_length(h.value)?;
+                content_length |= announces_content(h.value)?;
             } else if name.eq_ignore_ascii_case(b"connection") {
                 for option in list_items(h.value) {
                     close |= option.eq_ignore_ascii_case(b"close");
@@ -640,9 +560,21 @@ impl<'b> Request<'b> {
         if line.version == Version::Http11 && host.is_none() {
             return Err(ParseError::MissingHost);
         }
+        let method = Method::from_token(line.method);
+        // No content is ever read, so the head alone decides and framing cannot desync: the
+        // method's own answer first (405), else the body's (400); both close.
+        if (content_length || transfer_encoding) && !method.is_supported() {
+            return Err(ParseError::MethodWithBody);
+        }
+        if transfer_encoding {
+            return Err(ParseError::TransferEncoding);
+        }
+        if content_length {
+            return Err(ParseError::Body);
+        }
 
         let mut request = Self {
-            method: Method::from_token(line.method),
+            method,
             method_token: line.method,
             version: line.version,
             target: line.target,
@@ -672,58 +604,22 @@ impl<'b> Request<'b> {
 }
 
 /// `Content-Length = 1*DIGIT` (RFC 9110 §8.6), also as a list of equal values (RFC 9112 §6.3).
-/// satchel reads no content, so every value must be zero.
-fn check_content_length(value: &[u8]) -> Result<(), ParseError> {
+/// satchel reads no content, so any value but zero announces content (`true`).
+fn announces_content(value: &[u8]) -> Result<bool, ParseError> {
     let mut any = false;
+    let mut nonzero = false;
     for item in value.split(|&b| b == b',').map(trim_ows) {
         if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
             return Err(ParseError::ContentLength);
         }
-        if item.iter().any(|&b| b != b'0') {
-            return Err(ParseError::Body);
-        }
+        nonzero |= item.iter().any(|&b| b != b'0');
         any = true;
     }
     if any {
-        Ok(())
+        Ok(nonzero)
     } else {
         Err(ParseError::ContentLength)
     }
-}
-
-/// The non-empty items of a comma-separated list (RFC 9110 §5.6.1), trimmed of OWS.
-fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim_ows)
-        .filter(|item| !item.is_empty())
-}
-
-/// Whether `b` may appear in a token (RFC 9110 §5.6.2):
-///
-/// ```text
-/// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
-///         "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
-/// ```
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
 }
 
 #[cfg(test)]
@@ -1144,9 +1040,24 @@ mod tests {
         b"GET / HTTP/0.9\r\n\r\n",
         Err(UnsupportedVersion)
     );
+    // Issue 16 item 3: RFC 9110 §2.5, a higher minor version is processed as the highest
+    // minor version the server implements; only another major version is 505.
     req!(
-        version_http12,
+        version_http12_is_processed_as_http11,
         b"GET / HTTP/1.2\r\nHost: h\r\n\r\n",
+        |r| {
+            assert_eq!(r.version, Version::Http11);
+            assert!(r.keep_alive);
+        }
+    );
+    req!(
+        version_http19_still_needs_host,
+        b"GET / HTTP/1.9\r\n\r\n",
+        Err(MissingHost)
+    );
+    req!(
+        version_http31,
+        b"GET / HTTP/3.1\r\nHost: h\r\n\r\n",
         Err(UnsupportedVersion)
     );
 
@@ -1298,6 +1209,45 @@ mod tests {
         b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
         Err(TransferEncoding)
     );
+    // Issue 16 item 1: a body announced with another method is that method's 405, then close.
+    req!(
+        post_with_content_length_is_405,
+        b"POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n",
+        Err(MethodWithBody)
+    );
+    req!(
+        put_with_transfer_encoding_is_405,
+        b"PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        Err(MethodWithBody)
+    );
+    req!(
+        delete_with_differing_lengths_is_405,
+        b"DELETE /f HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\n",
+        Err(MethodWithBody)
+    );
+    req!(
+        post_with_invalid_length_is_400,
+        b"POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n",
+        Err(ContentLength)
+    );
+    req!(
+        head_with_transfer_encoding_is_400,
+        b"HEAD /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        Err(TransferEncoding)
+    );
+    req!(
+        post_without_body_parses,
+        b"POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+        |r| {
+            assert_eq!(r.method, Method::Other);
+        }
+    );
+
+    #[test]
+    fn method_with_body_is_405_and_closes() {
+        assert_eq!(ParseError::MethodWithBody.status(), 405);
+    }
+
     req!(
         transfer_encoding_identity,
         b"GET / HTTP/1.1\r\nHost: h\r\ntransfer-encoding: identity\r\n\r\n",
@@ -1395,10 +1345,27 @@ mod tests {
         assert_eq!(err.status(), 431);
     }
 
+    // Issue 16 item 4: a few empty lines are skipped, a flood is a prompt 400 (not a 431 after
+    // `max_head` bytes).
     #[test]
-    fn leading_empty_lines_count_towards_the_head_limit() {
-        let buf = std::vec![b'\n'; HOST.max_head];
-        assert_eq!(parse_request(&buf, &HOST), Err(ParseError::HeadTooLarge));
+    fn a_few_leading_empty_lines_are_skipped() {
+        let mut buf = Vec::new();
+        for i in 0..MAX_EMPTY_LINES {
+            buf.extend_from_slice(if i % 2 == 0 { b"\r\n" } else { b"\n" });
+        }
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        let (r, n) = complete(&buf);
+        assert_eq!((r.method, n), (Method::Get, buf.len()));
+    }
+
+    #[test]
+    fn a_flood_of_empty_lines_is_a_prompt_400() {
+        let buf = b"\r\n".repeat(MAX_EMPTY_LINES + 1);
+        let err = rejected(&buf, &HOST);
+        assert_eq!(err, ParseError::EmptyLines);
+        assert_eq!(err.status(), 400);
+        let lf = std::vec![b'\n'; HOST.max_head];
+        assert_eq!(parse_request(&lf, &HOST), Err(ParseError::EmptyLines));
     }
 
     #[test]

@@ -156,6 +156,19 @@ impl StatusCode {
     }
 }
 
+/// Compares with a bare code, so tests and callers can write `status == 404`.
+impl PartialEq<u16> for StatusCode {
+    fn eq(&self, other: &u16) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<StatusCode> for u16 {
+    fn from(status: StatusCode) -> Self {
+        status.0
+    }
+}
+
 impl core::fmt::Display for StatusCode {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{} {}", self.0, self.reason())

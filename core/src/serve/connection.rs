@@ -200,7 +200,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             Err(e) => {
                 self.head_started = None;
                 self.last_activity = now;
-                self.respond_error(now, None, status_of(e.status()), e.reason(), true);
+                self.respond_error(now, None, e.status(), e.reason(), true);
                 data.len()
             }
         }
@@ -496,7 +496,8 @@ impl<S: Site, const TX: usize> Drop for Connection<'_, S, TX> {
     }
 }
 
-/// The status for an error's code (the parsers only produce valid codes; 400 otherwise).
+/// The status for a path error's code (`PathError::status` gives 400, 404 or 414; `path` sits
+/// below `http` in the layers, so it names codes as numbers).
 pub(super) fn status_of(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
 }

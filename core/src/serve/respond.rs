@@ -207,7 +207,11 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             Decision::Partial { first, last } => Some((
                 first,
                 last - first + 1,
-                Some(ContentRange::Satisfied { first, last, size }),
+                Some(ContentRange::Bytes {
+                    first,
+                    last,
+                    complete: Some(size),
+                }),
             )),
         };
         let (content, cache_status) = self.fill(path, &meta.version, content, part.is_some());
@@ -241,7 +245,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     /// `416` with `Content-Range: bytes */size`.
     fn respond_unsatisfiable(&mut self, now: Instant, method: Method, size: u64, close: bool) {
         let mut head = ResponseHead::new(StatusCode::RANGE_NOT_SATISFIABLE);
-        head.content_range = Some(ContentRange::Unsatisfied { size });
+        head.content_range = Some(ContentRange::Unsatisfied { complete: size });
         head.date = self.site.unix_time();
         head.connection_close = close;
         self.respond_error_head(now, Some(method), head, "range not satisfiable");

@@ -323,7 +323,7 @@ impl Test<'_> {
                     "a malformed head consumes everything"
                 );
                 return Expect {
-                    status: e.status(),
+                    status: e.status().as_u16(),
                     head: false,
                     close: true,
                     file: None,

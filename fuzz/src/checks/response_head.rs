@@ -5,15 +5,21 @@
 //!
 //! Properties:
 //! - no panic;
-//! - a prefix of an accepted head is `Partial` (incomplete input is never an error), and the
-//!   head alone parses the same as the head with what follows it;
+//! - a prefix of an accepted head is `Partial` (incomplete input is never an error), a prefix
+//!   of a rejected one is `Partial` or the same error (the scanner decides left to right), and
+//!   the head alone parses the same as the head with what follows it;
 //! - an accepted head is well-formed as RFC 9112 asks (no bare CR, no obs-fold, no control
 //!   byte, `name: value` lines with token names, at most `MAX_FIELDS` of them, a status in
 //!   100..=599 but 101);
 //! - what the client acts on agrees with a plain reading of the same lines, written here
 //!   without the core's code: the framing (RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304;
 //!   `Transfer-Encoding: chunked` never together with `Content-Length`; equal
-//!   `Content-Length` values only), persistence (RFC 9112 §9.3), and the validators kept;
+//!   `Content-Length` values only), persistence (RFC 9112 §9.3), the validators kept, and
+//!   `Response::header` finding the first field of each name;
+//! - both directions agree: the parsed head re-encoded (`Response::encode`) parses to the same
+//!   response, and the server's `ResponseHead` built from what was parsed (status,
+//!   `Content-Range`, `Content-Length`, `Location`, `Content-Type`, `Connection`) encodes to a
+//!   head the client reads back with those values;
 //! - the resume decision (`plan`) for the whole file and for ranges from a few offsets obeys
 //!   RFC 9110 §14 (append only a 206 that starts where asked, reaches the end and agrees with
 //!   its `Content-Length`; complete only a 416 naming the size already saved);
@@ -24,6 +30,7 @@ use satchel_core::client::digest::{from_dictionary, from_legacy, whole_file_sha2
 use satchel_core::client::head::MAX_FIELDS;
 use satchel_core::client::ResumeError;
 use satchel_core::client::{parse_response, plan, ContentRange, Framing, Plan, Response};
+use satchel_core::http::response::ResponseHead;
 use satchel_core::Status;
 
 /// Runs every property on `data`; panics on a violation.
@@ -82,6 +89,8 @@ fn check_with(data: &[u8], head_request: bool) {
                 }
             }
             agrees_with_model(&response, &data[..n], head_request);
+            reencodes_the_same(&response, head_request);
+            server_head_round_trip(&response);
             let _ = whole_file_sha256(&response);
             plans(&response);
         }
@@ -95,8 +104,93 @@ fn check_with(data: &[u8], head_request: bool) {
                 }
             }
         }
-        Err(_) => {}
+        Err(e) => {
+            for k in [data.len().saturating_sub(1), data.len() / 2, 1] {
+                if k < data.len() {
+                    let got = parse_response(&data[..k], head_request);
+                    assert!(
+                        got == Ok(Status::Partial) || got == Err(e),
+                        "prefix of {k} bytes gives {got:?}, the whole {e:?}"
+                    );
+                }
+            }
+        }
     }
+}
+
+/// Parses `buf`, which must be exactly one complete head; `what` names it in a failure.
+fn parse_whole<'b>(buf: &'b [u8], head_request: bool, what: &str) -> Response<'b> {
+    match parse_response(buf, head_request) {
+        Ok(Status::Complete((r, n))) if n == buf.len() => r,
+        other => panic!("{what} {:?}: {other:?}", String::from_utf8_lossy(buf)),
+    }
+}
+
+/// `parse` → `encode` → `parse` gives the same response and the same fields.
+fn reencodes_the_same(r: &Response<'_>, head_request: bool) {
+    let mut buf = vec![0; r.encoded_len()];
+    assert_eq!(r.encode(&mut buf), Ok(buf.len()));
+    let again = parse_whole(&buf, head_request, "re-encoded head");
+    assert_eq!(
+        Response {
+            fields: r.fields,
+            ..again
+        },
+        *r,
+        "re-encoded head parses differently"
+    );
+    let names = |r: &Response<'_>| {
+        lines(r.fields)
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let colon = l.iter().position(|&b| b == b':').expect("a colon");
+                (l[..colon].to_vec(), trim_ows(&l[colon + 1..]).to_vec())
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&again), names(r));
+}
+
+/// The server's encoder and the client's parser agree on what they both know.
+fn server_head_round_trip(r: &Response<'_>) {
+    let content_type = r.content_type.and_then(|v| std::str::from_utf8(v).ok());
+    let head = ResponseHead {
+        content_type,
+        content_length: match r.framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        },
+        content_range: r.content_range,
+        location: r.location,
+        connection_close: !r.keep_alive,
+        ..ResponseHead::new(r.status_code().expect("a parsed status is 100..=599"))
+    };
+    let mut buf = vec![0; head.encoded_len()];
+    assert_eq!(head.encode(&mut buf), Ok(buf.len()));
+    let back = parse_whole(&buf, false, "the server's head");
+    assert_eq!(back.status, r.status);
+    assert_eq!(back.reason, head.status.reason().as_bytes());
+    assert_eq!(back.content_range, r.content_range);
+    assert_eq!(back.location, r.location);
+    assert_eq!(back.content_type, content_type.map(str::as_bytes));
+    if let (Framing::Length(n), Framing::Length(m)) = (r.framing, back.framing) {
+        assert_eq!(n, m);
+    }
+    if head.connection_close {
+        assert!(!back.keep_alive);
+    }
+}
+
+/// Strips `OWS = *( SP / HTAB )` from both ends (RFC 9110 §5.6.3).
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
 }
 
 /// The lines of a complete head, line ends removed; panics on a bare CR.
@@ -150,7 +244,7 @@ fn agrees_with_model(r: &Response<'_>, head: &[u8], head_request: bool) {
     let mut ranges = 0;
     for line in fields {
         let colon = line.iter().position(|&b| b == b':').expect("a colon");
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        let (name, value) = (&line[..colon], trim_ows(&line[colon + 1..]));
         assert!(!name.is_empty(), "empty field name");
         assert!(
             name.iter()
@@ -163,8 +257,17 @@ fn agrees_with_model(r: &Response<'_>, head: &[u8], head_request: bool) {
                 .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
             "control byte in a field value accepted"
         );
+        let first = fields
+            .iter()
+            .find(|l| {
+                l.len() > name.len()
+                    && l[..name.len()].eq_ignore_ascii_case(name)
+                    && l[name.len()] == b':'
+            })
+            .map(|l| trim_ows(&l[name.len() + 1..]));
+        assert_eq!(r.header(name), first, "header({name:?})");
         let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        let items = || value.split(|&b| b == b',').map(|i| i.trim_ascii());
+        let items = || value.split(|&b| b == b',').map(trim_ows);
         if is("content-length") {
             for item in items() {
                 let n: u64 = std::str::from_utf8(item)

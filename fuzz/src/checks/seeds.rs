@@ -145,6 +145,11 @@ const RESPONSES: &[&[u8]] = &[
         b"HTTP/1.1 416 R\r\nContent-Range: bytes */10\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 999 Nine\r\n\r\n",
         b"HTTP/2.0 200 OK\r\n\r\n",
+        b"HTTP/1.0 200 \nX-A:\t v \t\nContent-Length: 3, 3\r\nConnection: keep-alive\n\nabc",
+        b"HTTP/1.1 206 \xe9t\xe9\r\nContent-Range: bytes 0-0/*\r\nX-Obs: caf\xc3\xa9\r\nContent-Length: 1\r\n\r\nx",
+        b"HTTP/1.1 301 Moved Permanently\r\nLocation: /docs/\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 0\r\nETag: \"a\"\r\nETag: \"b\"\r\n\r\n",
+        b"HTTP/1.1 600 Beyond\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX\0: y\r\n\r\n",
 ];
 
 /// (file length, asked from, framing, bare LF, interim, corruption kind).
@@ -290,7 +295,15 @@ const REQUESTS: &[&[u8]] = &[
         b"GET index.html HTTP/1.1\r\nHost: h\r\n\r\n",
         b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n",
         b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
-        b"PROPFIND / HTTP/1.1\r\nHost: h\r\n\r\n",];
+        b"PROPFIND / HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+        b"PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"DELETE /f HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\n",
+        b"GET / HTTP/1.2\r\nHost: h\r\n\r\n",
+        b"GET / HTTP/3.1\r\nHost: h\r\n\r\n",
+        b"\r\n\n\r\n\n\r\n\n\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+];
 
 /// The path fixtures of the path module's tests.
 const PATHS: &[&[u8]] = &[

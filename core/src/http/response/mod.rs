@@ -1,4 +1,5 @@
-//! The response head encoder: status line and header section (RFC 9112 §4, §5).
+//! Response heads in both directions: the server's encoder and the client's parser
+//! (RFC 9112 §4, §5, §6.3).
 //!
 //! ```text
 //! status-line = HTTP-version SP status-code SP [ reason-phrase ]
@@ -9,10 +10,22 @@
 //! [`ResponseHead::encode`] into a caller's buffer, or [`ResponseHead::write_to`] an
 //! `embedded_io::Write`. All three run one emitter, so the length is exact by construction.
 //! Numbers are formatted by hand (no `core::fmt`): this runs for every response.
+//!
+//! [`Response::parse`] reads a head back with the request parser's field scanner
+//! (`http/scan.rs`): strict and bounded, zero-copy, ambiguous framing (conflicting lengths,
+//! an unknown coding, obs-fold, bare CR, control bytes) rejected rather than guessed.
+//! Incomplete input is [`Status::Partial`](crate::Status::Partial), never an error; the caller turns "partial and my
+//! buffer is full" into [`HeadError::TooLarge`]. Both sides share [`ContentRange`] and
+//! [`StatusCode`], and `encode` → `parse` is property-tested in both directions.
 
 use super::date::{format_http_date, IMF_FIXDATE_LEN};
 use super::etag::ETag;
+use super::scan::{is_value_byte, parse_u64};
 use super::status::StatusCode;
+
+mod parse;
+
+pub use parse::{parse_content_range, parse_response, Framing, HeadError, Response, MAX_FIELDS};
 
 /// The `Cache-Status` the server reports for a response (RFC 9211), cache name `satchel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,29 +52,91 @@ impl CacheStatus {
     }
 }
 
-/// A `Content-Range` field value for a byte range (RFC 9110 §14.4).
+/// A `Content-Range` field value for a byte range (RFC 9110 §14.4), sent by the server and
+/// read by the client.
 ///
 /// ```text
-/// Content-Range  = range-unit SP ( range-resp / unsatisfied-range )
-/// range-resp     = incl-range "/" ( complete-length / "*" )
+/// Content-Range     = range-unit SP ( range-resp / unsatisfied-range )
+/// range-resp        = incl-range "/" ( complete-length / "*" )
+/// incl-range        = first-pos "-" last-pos
 /// unsatisfied-range = "*/" complete-length
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContentRange {
-    /// `bytes first-last/size`, on a 206.
-    Satisfied {
-        /// The first byte offset.
+    /// `bytes first-last/complete` on a 206 (`complete` is `None` for `/*`).
+    Bytes {
+        /// Offset of the first byte sent.
         first: u64,
-        /// The last byte offset, inclusive.
+        /// Offset of the last byte sent (inclusive).
         last: u64,
-        /// The size of the whole representation.
-        size: u64,
+        /// Size of the whole representation, when known.
+        complete: Option<u64>,
     },
-    /// `bytes */size`, on a 416.
+    /// `bytes */complete`, on a 416 (Range Not Satisfiable).
     Unsatisfied {
-        /// The size of the whole representation.
-        size: u64,
+        /// Size of the whole representation.
+        complete: u64,
     },
+}
+
+impl ContentRange {
+    /// Parses a field value.
+    ///
+    /// # Errors
+    /// [`HeadError::ContentRange`] for another unit, bad syntax, `first > last` or
+    /// `last >= complete`.
+    pub fn parse(value: &[u8]) -> Result<Self, HeadError> {
+        let bad = HeadError::ContentRange;
+        let rest = value.strip_prefix(b"bytes ").ok_or(bad)?;
+        let slash = rest.iter().position(|&b| b == b'/').ok_or(bad)?;
+        let (range, complete) = rest.split_at(slash);
+        let complete = complete.get(1..).unwrap_or_default();
+        if range == b"*" {
+            let complete = parse_u64(complete).ok_or(bad)?;
+            return Ok(Self::Unsatisfied { complete });
+        }
+        let dash = range.iter().position(|&b| b == b'-').ok_or(bad)?;
+        let first = parse_u64(range.get(..dash).unwrap_or_default()).ok_or(bad)?;
+        let last = parse_u64(range.get(dash + 1..).unwrap_or_default()).ok_or(bad)?;
+        let complete = if complete == b"*" {
+            None
+        } else {
+            Some(parse_u64(complete).ok_or(bad)?)
+        };
+        if first > last || complete.is_some_and(|c| last >= c) {
+            return Err(bad);
+        }
+        Ok(Self::Bytes {
+            first,
+            last,
+            complete,
+        })
+    }
+
+    /// Emits the field value (`bytes ...`).
+    fn emit<S: Sink>(&self, s: &mut S) -> Result<(), S::Error> {
+        match *self {
+            Self::Bytes {
+                first,
+                last,
+                complete,
+            } => {
+                s.put(b"bytes ")?;
+                s.put(Decimal::new(first).as_bytes())?;
+                s.put(b"-")?;
+                s.put(Decimal::new(last).as_bytes())?;
+                s.put(b"/")?;
+                match complete {
+                    Some(c) => s.put(Decimal::new(c).as_bytes()),
+                    None => s.put(b"*"),
+                }
+            }
+            Self::Unsatisfied { complete } => {
+                s.put(b"bytes */")?;
+                s.put(Decimal::new(complete).as_bytes())
+            }
+        }
+    }
 }
 
 /// Why a head could not be encoded.
@@ -88,6 +163,7 @@ impl core::error::Error for EncodeError {}
 
 /// Why [`ResponseHead::write_to`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WriteError<E> {
     /// The head cannot be encoded; nothing was written.
     Encode(EncodeError),
@@ -180,7 +256,7 @@ impl<'a> ResponseHead<'a> {
     /// `location` or `allow` holds a control character. `buf` may be partly written on error.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         self.check_values()?;
-        let mut cursor = Cursor { buf, pos: 0 };
+        let mut cursor = BufSink { buf, pos: 0 };
         self.emit(&mut cursor)?;
         Ok(cursor.pos)
     }
@@ -219,43 +295,33 @@ impl<'a> ResponseHead<'a> {
             field_date(s, b"Date: ", date)?;
         }
         if let Some(ct) = self.content_type {
-            field(s, b"Content-Type: ", ct.as_bytes())?;
+            field(s, b"Content-Type: ", ct.as_bytes(), b"")?;
         }
         if let Some(len) = self.content_length {
             field_u64(s, b"Content-Length: ", len)?;
         }
-        match self.content_range {
-            Some(ContentRange::Satisfied { first, last, size }) => {
-                s.put(b"Content-Range: bytes ")?;
-                s.put(Decimal::new(first).as_bytes())?;
-                s.put(b"-")?;
-                s.put(Decimal::new(last).as_bytes())?;
-                s.put(b"/")?;
-                s.put(Decimal::new(size).as_bytes())?;
-                s.put(b"\r\n")?;
-            }
-            Some(ContentRange::Unsatisfied { size }) => {
-                field_u64(s, b"Content-Range: bytes */", size)?;
-            }
-            None => {}
+        if let Some(range) = self.content_range {
+            s.put(b"Content-Range: ")?;
+            range.emit(s)?;
+            s.put(b"\r\n")?;
         }
         if self.accept_ranges {
             s.put(b"Accept-Ranges: bytes\r\n")?;
         }
         if let Some(etag) = self.etag {
-            field(s, b"ETag: ", etag.as_bytes())?;
+            field(s, b"ETag: ", etag.as_bytes(), b"")?;
         }
         if let Some(lm) = self.last_modified {
             field_date(s, b"Last-Modified: ", lm)?;
         }
         if let Some(cs) = self.cache_status {
-            field(s, b"Cache-Status: ", cs.as_str().as_bytes())?;
+            field(s, b"Cache-Status: ", cs.as_str().as_bytes(), b"")?;
         }
         if let Some(location) = self.location {
-            field(s, b"Location: ", location)?;
+            field(s, b"Location: ", location, b"")?;
         }
         if let Some(allow) = self.allow {
-            field(s, b"Allow: ", allow.as_bytes())?;
+            field(s, b"Allow: ", allow.as_bytes(), b"")?;
         }
         if let Some(secs) = self.retry_after {
             field_u64(s, b"Retry-After: ", u64::from(secs))?;
@@ -268,24 +334,26 @@ impl<'a> ResponseHead<'a> {
 }
 
 /// `field-value` may hold visible characters, SP, HTAB and obs-text, never other controls
-/// (RFC 9110 §5.5).
+/// (RFC 9110 §5.5): the scanner's own byte class, so what we send is what we accept.
 fn valid_value(v: &[u8]) -> bool {
-    v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    v.iter().all(|&b| is_value_byte(b))
 }
 
-fn field<S: Sink>(s: &mut S, name: &[u8], value: &[u8]) -> Result<(), S::Error> {
+/// Emits `name` `sep` `value` CRLF (`sep` is empty when `name` already ends in `": "`).
+fn field<S: Sink>(s: &mut S, name: &[u8], value: &[u8], sep: &[u8]) -> Result<(), S::Error> {
     s.put(name)?;
+    s.put(sep)?;
     s.put(value)?;
     s.put(b"\r\n")
 }
 
 fn field_u64<S: Sink>(s: &mut S, name: &[u8], n: u64) -> Result<(), S::Error> {
-    field(s, name, Decimal::new(n).as_bytes())
+    field(s, name, Decimal::new(n).as_bytes(), b"")
 }
 
 fn field_date<S: Sink>(s: &mut S, name: &[u8], secs: u64) -> Result<(), S::Error> {
     let date: [u8; IMF_FIXDATE_LEN] = format_http_date(secs);
-    field(s, name, &date)
+    field(s, name, &date, b"")
 }
 
 /// Where the emitter's bytes go.
@@ -306,12 +374,12 @@ impl Sink for Counter {
 }
 
 /// Writes into a caller's buffer.
-struct Cursor<'b> {
+struct BufSink<'b> {
     buf: &'b mut [u8],
     pos: usize,
 }
 
-impl Sink for Cursor<'_> {
+impl Sink for BufSink<'_> {
     type Error = EncodeError;
     fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
         let end = self
@@ -369,7 +437,9 @@ impl Decimal {
 mod tests {
     use super::*;
     use crate::http::date::{parse_http_date, MAX_HTTP_DATE};
+    use crate::http::scan::{self, Cursor, ScanError};
     use crate::source::FileVersion;
+    use crate::Status;
     use proptest::prelude::*;
     use std::string::String;
     use std::vec::Vec;
@@ -394,43 +464,41 @@ mod tests {
         names: Vec<String>,
     }
 
-    /// A strict little parser of exactly what `emit` produces: fails on anything unexpected.
+    /// Reads an encoded head back with the client's parser ([`Response::parse`] and the shared
+    /// field scanner); fails on anything it rejects or does not expect.
     fn parse_head(bytes: &[u8]) -> Option<Parsed> {
-        let text = core::str::from_utf8(bytes).ok()?;
-        let body = text.strip_suffix("\r\n\r\n")?;
-        let mut lines = body.split("\r\n");
-        let status = lines.next()?.strip_prefix("HTTP/1.1 ")?;
-        let (code, reason) = status.split_once(' ')?;
+        let Ok(Status::Complete((r, n))) = Response::parse(bytes, false) else {
+            return None;
+        };
+        if n != bytes.len() {
+            return None;
+        }
+        let text = |v: &[u8]| String::from_utf8(v.to_vec()).ok();
         let mut p = Parsed {
-            code: code.parse().ok()?,
-            reason: reason.into(),
+            code: r.status,
+            reason: text(r.reason)?,
             ..Parsed::default()
         };
-        for line in lines {
-            let (name, value) = line.split_once(": ")?;
-            p.names.push(name.into());
-            match name {
-                "Date" => p.date = Some(parse_http_date(value.as_bytes())?),
-                "Content-Type" => p.content_type = Some(value.into()),
-                "Content-Length" => p.content_length = Some(value.parse().ok()?),
-                "Content-Range" => {
-                    let v = value.strip_prefix("bytes ")?;
-                    let (range, size) = v.split_once('/')?;
-                    let size = size.parse().ok()?;
-                    p.content_range = Some(if range == "*" {
-                        ContentRange::Unsatisfied { size }
-                    } else {
-                        let (first, last) = range.split_once('-')?;
-                        ContentRange::Satisfied {
-                            first: first.parse().ok()?,
-                            last: last.parse().ok()?,
-                            size,
-                        }
-                    });
-                }
-                "Accept-Ranges" => p.accept_ranges = value == "bytes",
-                "ETag" => p.etag = Some(value.as_bytes().to_vec()),
-                "Last-Modified" => p.last_modified = Some(parse_http_date(value.as_bytes())?),
+        let mut fields = Vec::new();
+        let mut cur = Cursor::new(r.fields, usize::MAX);
+        scan::fields::<ScanError>(&mut cur, MAX_FIELDS, |h| {
+            fields.push((h.name, h.value));
+            Ok(())
+        })
+        .ok()?;
+        for (name, value) in fields {
+            let name = text(name)?;
+            let str_value = text(value)?;
+            // What the parser extracted agrees with the raw field.
+            prop_assert_eq_opt(r.header(name.as_bytes()), Some(value))?;
+            match name.as_str() {
+                "Date" => p.date = Some(parse_http_date(value)?),
+                "Content-Type" => p.content_type = Some(str_value),
+                "Content-Length" => p.content_length = Some(str_value.parse().ok()?),
+                "Content-Range" => p.content_range = r.content_range,
+                "Accept-Ranges" => p.accept_ranges = value == b"bytes",
+                "ETag" => p.etag = r.etag.map(<[u8]>::to_vec),
+                "Last-Modified" => p.last_modified = Some(parse_http_date(r.last_modified?)?),
                 "Cache-Status" => {
                     p.cache_status = Some(
                         [
@@ -440,17 +508,32 @@ mod tests {
                             CacheStatus::Bypass,
                         ]
                         .into_iter()
-                        .find(|c| c.as_str() == value)?,
+                        .find(|c| c.as_str().as_bytes() == value)?,
                     );
                 }
-                "Location" => p.location = Some(value.as_bytes().to_vec()),
-                "Allow" => p.allow = Some(value.into()),
-                "Retry-After" => p.retry_after = Some(value.parse().ok()?),
-                "Connection" => p.connection_close = value == "close",
+                "Location" => p.location = r.location.map(<[u8]>::to_vec),
+                "Allow" => p.allow = Some(str_value),
+                "Retry-After" => p.retry_after = Some(str_value.parse().ok()?),
+                "Connection" => p.connection_close = value == b"close",
                 _ => return None,
             }
+            p.names.push(name);
         }
+        // Framing and persistence follow from the fields (RFC 9112 §6.3, §9.3).
+        let bodiless = p.code < 200 || p.code == 204 || p.code == 304;
+        let framing = match p.content_length {
+            _ if bodiless => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        };
+        (r.framing == framing).then_some(())?;
+        (r.keep_alive == (!p.connection_close && framing != Framing::UntilClose)).then_some(())?;
+        (r.content_type == p.content_type.as_deref().map(str::as_bytes)).then_some(())?;
         Some(p)
+    }
+
+    fn prop_assert_eq_opt<T: PartialEq>(a: T, b: T) -> Option<()> {
+        (a == b).then_some(())
     }
 
     fn encode_vec(head: &ResponseHead<'_>) -> Vec<u8> {
@@ -503,10 +586,10 @@ mod tests {
     fn partial_and_unsatisfiable_content_range() {
         let head = ResponseHead {
             content_length: Some(10),
-            content_range: Some(ContentRange::Satisfied {
+            content_range: Some(ContentRange::Bytes {
                 first: 990,
                 last: 999,
-                size: 1000,
+                complete: Some(1000),
             }),
             ..ResponseHead::new(StatusCode::PARTIAL_CONTENT)
         };
@@ -516,7 +599,7 @@ mod tests {
               Content-Range: bytes 990-999/1000\r\n\r\n"
         );
         let head = ResponseHead {
-            content_range: Some(ContentRange::Unsatisfied { size: 0 }),
+            content_range: Some(ContentRange::Unsatisfied { complete: 0 }),
             ..ResponseHead::new(StatusCode::RANGE_NOT_SATISFIABLE)
         };
         assert_eq!(
@@ -635,16 +718,111 @@ mod tests {
         assert_eq!(Decimal::new(u64::MAX).as_bytes(), b"18446744073709551615");
     }
 
+    /// Every status a client accepts: 100..=599 but 101 (a download never asks to upgrade).
     fn arb_status() -> impl Strategy<Value = StatusCode> {
-        (100u16..=999).prop_map(|c| StatusCode::from_u16(c).unwrap_or(StatusCode::OK))
+        (100u16..=599)
+            .prop_filter("101", |&c| c != 101)
+            .prop_map(|c| StatusCode::from_u16(c).unwrap_or(StatusCode::OK))
     }
 
+    /// Every valid `Content-Range`: `first <= last < complete`, `/*`, or `*/complete`.
     fn arb_content_range() -> impl Strategy<Value = ContentRange> {
         prop_oneof![
-            (any::<u64>(), any::<u64>(), any::<u64>())
-                .prop_map(|(first, last, size)| ContentRange::Satisfied { first, last, size }),
-            any::<u64>().prop_map(|size| ContentRange::Unsatisfied { size }),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+                |(a, b, c, known)| {
+                    let mut v = [a, b, c];
+                    v.sort_unstable();
+                    let [first, last, complete] = v;
+                    // `last < complete` needs room: nudge the equal cases down.
+                    let last = if last == complete {
+                        last.saturating_sub(1)
+                    } else {
+                        last
+                    };
+                    let first = first.min(last);
+                    ContentRange::Bytes {
+                        first,
+                        last,
+                        complete: (known && last < complete).then_some(complete),
+                    }
+                }
+            ),
+            any::<u64>().prop_map(|complete| ContentRange::Unsatisfied { complete }),
         ]
+    }
+
+    /// The fields of a parsed head, in order.
+    fn field_list<'b>(r: &Response<'b>) -> Vec<(&'b [u8], &'b [u8])> {
+        let mut out = Vec::new();
+        let mut cur = Cursor::new(r.fields, usize::MAX);
+        scan::fields::<ScanError>(&mut cur, MAX_FIELDS, |h| {
+            out.push((h.name, h.value));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// `parse` → `encode` → `parse` gives the same response (if `bytes` parse at all).
+    fn reencodes_the_same(bytes: &[u8], head_request: bool) {
+        let Ok(Status::Complete((r, _))) = Response::parse(bytes, head_request) else {
+            return;
+        };
+        let mut buf = std::vec![0; r.encoded_len()];
+        assert_eq!(r.encode(&mut buf), Ok(buf.len()));
+        let Ok(Status::Complete((again, n))) = Response::parse(&buf, head_request) else {
+            panic!(
+                "re-encoded head rejected: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+        };
+        assert_eq!(n, buf.len());
+        assert_eq!(
+            Response {
+                fields: r.fields,
+                ..again
+            },
+            r
+        );
+        assert_eq!(field_list(&again), field_list(&r));
+    }
+
+    #[test]
+    fn a_parsed_head_reencodes_canonically() {
+        let messy =
+            b"HTTP/1.0 200 \nX-A:\t v \t\nContent-Length: 3, 3\r\nConnection: keep-alive\n\nabc";
+        reencodes_the_same(messy, false);
+        let Ok(Status::Complete((r, _))) = Response::parse(messy, false) else {
+            panic!("messy head rejected");
+        };
+        let mut buf = [0u8; 128];
+        let n = r.encode(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..n],
+            b"HTTP/1.0 200 \r\nX-A: v\r\nContent-Length: 3, 3\r\nConnection: keep-alive\r\n\r\n"
+        );
+        assert_eq!(r.header(b"x-a"), Some(&b"v"[..]));
+        assert_eq!(r.header(b"missing"), None);
+        assert_eq!(r.status_code(), Some(StatusCode::OK));
+        let forged = Response { status: 42, ..r };
+        assert_eq!(forged.encode(&mut buf), Err(EncodeError::InvalidFieldValue));
+        let forged = Response {
+            reason: b"a\r\nb",
+            ..r
+        };
+        assert_eq!(forged.encode(&mut buf), Err(EncodeError::InvalidFieldValue));
+        assert_eq!(
+            r.encode(&mut buf[..n - 1]),
+            Err(EncodeError::BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn statuses_a_client_refuses_still_encode() {
+        for (code, err) in [(101, HeadError::Upgrade), (600, HeadError::StatusLine)] {
+            let head = ResponseHead::new(StatusCode::from_u16(code).unwrap());
+            assert_eq!(Response::parse(&encode_vec(&head), false), Err(err));
+        }
     }
 
     fn arb_cache_status() -> impl Strategy<Value = CacheStatus> {
@@ -733,6 +911,17 @@ mod tests {
         }
     }
 
+    /// Collects emitted bytes (for the `ContentRange` round trip).
+    struct VecSink<'v>(&'v mut Vec<u8>);
+
+    impl Sink for VecSink<'_> {
+        type Error = core::convert::Infallible;
+        fn put(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
+            self.0.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
     const ORDER: [&str; 12] = [
         "Date",
         "Content-Type",
@@ -778,6 +967,39 @@ mod tests {
                 .collect();
             prop_assert_eq!(ranks.len(), p.names.len());
             prop_assert!(ranks.windows(2).all(|w| w[0] < w[1]));
+        }
+
+        #[test]
+        fn content_range_round_trips(range in arb_content_range()) {
+            let mut out = Vec::new();
+            range.emit(&mut VecSink(&mut out)).unwrap();
+            prop_assert_eq!(ContentRange::parse(&out), Ok(range));
+        }
+
+        /// A response (head and body) parses the same however it is split: every prefix is
+        /// `Partial` until the head is whole, and bytes after the head change nothing.
+        #[test]
+        fn a_response_parses_the_same_however_split(
+            owned in arb_owned(),
+            body in prop::collection::vec(any::<u8>(), 0..32),
+            head_request in any::<bool>(),
+        ) {
+            let head = encode_vec(&owned.head());
+            let whole = [&head[..], &body].concat();
+            let verdict = Response::parse(&whole, head_request);
+            let Ok(Status::Complete((r, n))) = verdict else {
+                panic!("encoded head rejected: {verdict:?}");
+            };
+            prop_assert_eq!(n, head.len());
+            reencodes_the_same(&whole, head_request);
+            for cut in 0..whole.len() {
+                let got = Response::parse(&whole[..cut], head_request);
+                if cut < head.len() {
+                    prop_assert_eq!(got, Ok(Status::Partial), "cut at {}", cut);
+                } else {
+                    prop_assert_eq!(got, Ok(Status::Complete((r, n))), "cut at {}", cut);
+                }
+            }
         }
 
         #[test]

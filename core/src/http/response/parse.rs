@@ -1,0 +1,653 @@
+//! The client's side: [`Response::parse`] reads a response head with the request parser's
+//! field scanner (`http/scan.rs`), and [`Response::encode`] writes a parsed head back.
+
+use super::{field, valid_value, BufSink, ContentRange, Counter, EncodeError, Sink};
+use crate::http::scan::{
+    self, is_value_byte, list_items, parse_u64, trim_ows, Cursor, ScanError, Stop,
+};
+use crate::http::status::StatusCode;
+use crate::Status;
+
+/// At most this many header fields are accepted in one response head (PROTOCOL.md's
+/// `MAX_HEADERS`, applied to what we receive as well as what we accept).
+pub const MAX_FIELDS: usize = crate::http::request::MAX_HEADERS;
+
+/// How the body of a response is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: 1xx, 204, 304, or the answer to HEAD.
+    Empty,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither: the body runs until the server closes the connection.
+    UntilClose,
+}
+
+/// A validated response head, borrowing the buffer it was parsed from.
+///
+/// The fields a download acts on are extracted; any other is found with [`Response::header`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Response<'b> {
+    /// The minor version of `HTTP/1.x`.
+    pub minor_version: u8,
+    /// The status code, 100..=599.
+    pub status: u16,
+    /// The reason phrase (may be empty).
+    pub reason: &'b [u8],
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// `Content-Range`, if present and well formed.
+    pub content_range: Option<ContentRange>,
+    /// `ETag`, raw (with quotes and any `W/` prefix).
+    pub etag: Option<&'b [u8]>,
+    /// `Last-Modified`, raw.
+    pub last_modified: Option<&'b [u8]>,
+    /// `Location`, raw.
+    pub location: Option<&'b [u8]>,
+    /// `Content-Type`, raw.
+    pub content_type: Option<&'b [u8]>,
+    /// `Repr-Digest` (RFC 9530), raw: digests of the whole file.
+    pub repr_digest: Option<&'b [u8]>,
+    /// `Content-Digest` (RFC 9530), raw: digests of this message's content.
+    pub content_digest: Option<&'b [u8]>,
+    /// `Digest` (RFC 3230, obsolete), raw.
+    pub legacy_digest: Option<&'b [u8]>,
+    /// Whether the connection may carry another request after this response.
+    pub keep_alive: bool,
+    /// The header section as received (already validated), for [`Response::header`].
+    pub fields: &'b [u8],
+}
+
+impl<'b> Response<'b> {
+    /// Parses a response head from the start of `buf`.
+    ///
+    /// `head_request` says whether the request was `HEAD` (its response has no body whatever
+    /// the headers say). On success returns the view and the number of bytes the head took,
+    /// where the body starts. A bare LF is accepted as a line end (RFC 9112 §2.2); a CR
+    /// anywhere else is an error.
+    ///
+    /// # Errors
+    /// Any [`HeadError`] but `TooLarge`, which the caller decides from its buffer size.
+    pub fn parse(buf: &'b [u8], head_request: bool) -> Result<Status<(Self, usize)>, HeadError> {
+        match parse_head(buf, head_request) {
+            Ok(done) => Ok(Status::Complete(done)),
+            Err(Stop::Partial) => Ok(Status::Partial),
+            Err(Stop::Error(e)) => Err(e),
+        }
+    }
+
+    /// The status as a [`StatusCode`]; `None` only for a hand-built view whose `status` is not
+    /// three digits (a parsed one is always 100..=599).
+    pub fn status_code(&self) -> Option<StatusCode> {
+        StatusCode::from_u16(self.status)
+    }
+
+    /// The exact number of bytes [`Response::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        let mut counter = Counter(0);
+        match self.emit(&mut counter) {
+            Ok(()) => counter.0,
+            Err(EmitStop::Sink(never)) => match never {},
+            Err(EmitStop::Invalid) => 0,
+        }
+    }
+
+    /// Writes the head back in canonical form (CRLF line ends, `name: value` fields in the
+    /// order received), so `parse` → `encode` → `parse` gives the same response (the `Repr`
+    /// round trip); returns its length.
+    ///
+    /// # Errors
+    /// [`EncodeError::BufferTooSmall`] when `buf` is shorter than [`Response::encoded_len`];
+    /// [`EncodeError::InvalidFieldValue`] for a hand-built view whose status, reason or fields
+    /// `parse` would not have produced.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let mut sink = BufSink { buf, pos: 0 };
+        match self.emit(&mut sink) {
+            Ok(()) => Ok(sink.pos),
+            Err(EmitStop::Sink(e)) => Err(e),
+            Err(EmitStop::Invalid) => Err(EncodeError::InvalidFieldValue),
+        }
+    }
+
+    fn emit<S: Sink>(&self, s: &mut S) -> Result<(), EmitStop<S::Error>> {
+        let status = self.status_code().ok_or(EmitStop::Invalid)?;
+        if self.minor_version > 9 || !valid_value(self.reason) {
+            return Err(EmitStop::Invalid);
+        }
+        let line = |s: &mut S| {
+            s.put(b"HTTP/1.")?;
+            s.put(&[b'0' + self.minor_version])?;
+            s.put(b" ")?;
+            s.put(&status.digits())?;
+            s.put(b" ")?;
+            s.put(self.reason)?;
+            s.put(b"\r\n")
+        };
+        line(s).map_err(EmitStop::Sink)?;
+        let mut cur = Cursor::new(self.fields, usize::MAX);
+        scan::fields(&mut cur, MAX_FIELDS, |h| {
+            field(s, h.name, h.value, b": ").map_err(EmitStop::Sink)
+        })
+        .map_err(|stop| match stop {
+            Stop::Error(e) => e,
+            Stop::Partial => EmitStop::Invalid,
+        })?;
+        s.put(b"\r\n").map_err(EmitStop::Sink)
+    }
+
+    /// The value of the first field named `name` (compared case-insensitively), if any.
+    pub fn header(&self, name: &[u8]) -> Option<&'b [u8]> {
+        let mut cur = Cursor::new(self.fields, usize::MAX);
+        let mut found = None;
+        // `fields` was scanned once already, so this cannot fail; a failure finds nothing.
+        let _ = scan::fields::<ScanError>(&mut cur, MAX_FIELDS, |h| {
+            if found.is_none() && h.name.eq_ignore_ascii_case(name) {
+                found = Some(h.value);
+            }
+            Ok(())
+        });
+        found
+    }
+}
+
+/// Why [`Response::emit`] stopped: the sink failed, or the view is not one `parse` makes.
+enum EmitStop<E> {
+    Sink(E),
+    Invalid,
+}
+
+impl<E> From<ScanError> for EmitStop<E> {
+    fn from(_: ScanError) -> Self {
+        Self::Invalid
+    }
+}
+
+/// [`Response::parse`] as a function (the client's original name).
+///
+/// # Errors
+/// As [`Response::parse`].
+pub fn parse_response(
+    buf: &[u8],
+    head_request: bool,
+) -> Result<Status<(Response<'_>, usize)>, HeadError> {
+    Response::parse(buf, head_request)
+}
+
+/// [`ContentRange::parse`] as a function (the client's original name).
+///
+/// # Errors
+/// As [`ContentRange::parse`].
+pub fn parse_content_range(value: &[u8]) -> Result<ContentRange, HeadError> {
+    ContentRange::parse(value)
+}
+
+/// What is wrong with a response head.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// The status line is not `HTTP/1.x SP 3DIGIT SP reason`.
+    StatusLine,
+    /// The version is not `HTTP/1.x`.
+    Version,
+    /// A header line is not `name: value`, folds, or holds control bytes.
+    Field,
+    /// A CR not followed by LF.
+    BareCr,
+    /// The head does not fit the receive buffer.
+    TooLarge,
+    /// More than [`MAX_FIELDS`] header fields.
+    TooManyFields,
+    /// `Content-Length` is not a number, or several disagree.
+    ContentLength,
+    /// A transfer coding other than `chunked`, or together with `Content-Length`.
+    TransferEncoding,
+    /// `Content-Range` is malformed or contradicts itself.
+    ContentRange,
+    /// `101 Switching Protocols`, which a download never asks for.
+    Upgrade,
+}
+
+impl HeadError {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::StatusLine => "malformed status line",
+            Self::Version => "not an HTTP/1.x response",
+            Self::Field => "malformed header field",
+            Self::BareCr => "bare CR in response head",
+            Self::TooLarge => "response head too large",
+            Self::TooManyFields => "too many header fields",
+            Self::ContentLength => "invalid or conflicting Content-Length",
+            Self::TransferEncoding => "unsupported or conflicting Transfer-Encoding",
+            Self::ContentRange => "malformed Content-Range",
+            Self::Upgrade => "unexpected protocol upgrade",
+        }
+    }
+}
+
+impl core::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::error::Error for HeadError {}
+
+impl From<ScanError> for HeadError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::BareCr => Self::BareCr,
+            ScanError::HeadTooLarge => Self::TooLarge,
+            ScanError::TooManyFields => Self::TooManyFields,
+            ScanError::HeaderName
+            | ScanError::MissingColon
+            | ScanError::SpaceBeforeColon
+            | ScanError::ObsFold
+            | ScanError::HeaderValue => Self::Field,
+        }
+    }
+}
+
+/// [`Response::parse`] with `Partial` as an early exit, so `?` works throughout.
+fn parse_head(buf: &[u8], head_request: bool) -> Result<(Response<'_>, usize), Stop<HeadError>> {
+    let mut cur = Cursor::new(buf, usize::MAX);
+    let (minor_version, status, reason) = status_line(&mut cur)?;
+    let fields_start = cur.pos;
+    let mut fields = Fields::default();
+    scan::fields(&mut cur, MAX_FIELDS, |h| fields.absorb(h.name, h.value))?;
+    let fields_end = cur.pos;
+
+    let no_body = head_request || status < 200 || status == 204 || status == 304;
+    let framing = if no_body {
+        Framing::Empty
+    } else {
+        match (fields.chunked, fields.content_length) {
+            (true, Some(_)) => return Err(HeadError::TransferEncoding.into()),
+            (true, None) => Framing::Chunked,
+            (false, Some(n)) => Framing::Length(n),
+            (false, None) => Framing::UntilClose,
+        }
+    };
+    let persistent = if minor_version >= 1 {
+        !fields.close
+    } else {
+        fields.keep_alive && !fields.close
+    };
+    let response = Response {
+        minor_version,
+        status,
+        reason,
+        framing,
+        content_range: fields.content_range,
+        etag: fields.etag,
+        last_modified: fields.last_modified,
+        location: fields.location,
+        content_type: fields.content_type,
+        repr_digest: fields.repr_digest,
+        content_digest: fields.content_digest,
+        legacy_digest: fields.legacy_digest,
+        keep_alive: persistent && framing != Framing::UntilClose,
+        fields: cur.slice(fields_start, fields_end),
+    };
+    Ok((response, cur.pos))
+}
+
+/// Scans `HTTP/1.x SP 3DIGIT [ SP reason-phrase ]` and its line ending, left to right.
+fn status_line<'b>(cur: &mut Cursor<'b>) -> Result<(u8, u16, &'b [u8]), Stop<HeadError>> {
+    for &want in b"HTTP/" {
+        if cur.next()? != want {
+            return Err(HeadError::StatusLine.into());
+        }
+    }
+    let (major, dot, minor) = (cur.next()?, cur.next()?, cur.next()?);
+    if !major.is_ascii_digit() || dot != b'.' || !minor.is_ascii_digit() {
+        return Err(HeadError::StatusLine.into());
+    }
+    if major != b'1' {
+        return Err(HeadError::Version.into());
+    }
+    if cur.next()? != b' ' {
+        return Err(HeadError::StatusLine.into());
+    }
+    let mut code = 0u16;
+    for _ in 0..3 {
+        let d = cur.next()?;
+        if !d.is_ascii_digit() {
+            return Err(HeadError::StatusLine.into());
+        }
+        code = code * 10 + u16::from(d - b'0');
+    }
+    if !(100..=599).contains(&code) {
+        return Err(HeadError::StatusLine.into());
+    }
+    let b = cur.next()?;
+    let reason = if cur.line_end(b)? {
+        &[][..]
+    } else if b == b' ' {
+        cur.rest_of_line(is_value_byte, HeadError::StatusLine)?
+    } else {
+        return Err(HeadError::StatusLine.into());
+    };
+    if code == 101 {
+        return Err(HeadError::Upgrade.into());
+    }
+    Ok((minor - b'0', code, reason))
+}
+
+/// The fields a download acts on, gathered while scanning the head.
+#[derive(Default)]
+struct Fields<'b> {
+    content_length: Option<u64>,
+    chunked: bool,
+    transfer_encoding_seen: bool,
+    content_range: Option<ContentRange>,
+    etag: Option<&'b [u8]>,
+    last_modified: Option<&'b [u8]>,
+    location: Option<&'b [u8]>,
+    content_type: Option<&'b [u8]>,
+    repr_digest: Option<&'b [u8]>,
+    content_digest: Option<&'b [u8]>,
+    legacy_digest: Option<&'b [u8]>,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl<'b> Fields<'b> {
+    fn absorb(&mut self, name: &[u8], value: &'b [u8]) -> Result<(), HeadError> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("content-length") {
+            // RFC 9110 §8.6: a list of identical values may be treated as one; anything else is
+            // an unrecoverable framing error.
+            for item in value.split(|&b| b == b',') {
+                let n = parse_u64(trim_ows(item)).ok_or(HeadError::ContentLength)?;
+                match self.content_length {
+                    Some(m) if m != n => return Err(HeadError::ContentLength),
+                    _ => self.content_length = Some(n),
+                }
+            }
+        } else if is("transfer-encoding") {
+            // RFC 9112 §6.1: chunked must be the final coding and appear once; we accept
+            // nothing else (another coding would make us save encoded bytes).
+            for item in list_items(value) {
+                if !item.eq_ignore_ascii_case(b"chunked") || self.chunked {
+                    return Err(HeadError::TransferEncoding);
+                }
+                self.chunked = true;
+            }
+            if !self.chunked || self.transfer_encoding_seen {
+                return Err(HeadError::TransferEncoding);
+            }
+            self.transfer_encoding_seen = true;
+        } else if is("content-range") {
+            if self.content_range.is_some() {
+                return Err(HeadError::ContentRange);
+            }
+            self.content_range = Some(ContentRange::parse(value)?);
+        } else if is("connection") {
+            for item in list_items(value) {
+                self.close |= item.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= item.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if is("etag") {
+            self.etag = Some(value);
+        } else if is("last-modified") {
+            self.last_modified = Some(value);
+        } else if is("location") {
+            self.location = Some(value);
+        } else if is("content-type") {
+            self.content_type = Some(value);
+        } else if is("repr-digest") {
+            self.repr_digest = Some(value);
+        } else if is("content-digest") {
+            self.content_digest = Some(value);
+        } else if is("digest") {
+            self.legacy_digest = Some(value);
+        }
+        Ok(())
+    }
+}
+
+/// The client-side parser's own cases (moved from `client/head.rs`).
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    fn parse(buf: &[u8]) -> Result<Status<(Response<'_>, usize)>, HeadError> {
+        parse_response(buf, false)
+    }
+
+    fn complete(buf: &[u8]) -> (Response<'_>, usize) {
+        match parse(buf) {
+            Ok(Status::Complete(r)) => r,
+            other => panic!("expected a complete head, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_200_with_length() {
+        let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"abc\"\r\n\r\nhello";
+        let (r, n) = complete(buf);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.reason, b"OK");
+        assert_eq!(r.framing, Framing::Length(5));
+        assert_eq!(r.etag, Some(&b"\"abc\""[..]));
+        assert!(r.keep_alive);
+        assert_eq!(&buf[n..], b"hello");
+    }
+
+    #[test]
+    fn bare_lf_and_missing_reason_accepted() {
+        let (r, n) = complete(b"HTTP/1.0 404\nContent-Length: 0\n\n");
+        assert_eq!((r.status, r.minor_version, n), (404, 0, 32));
+        assert!(!r.keep_alive, "HTTP/1.0 without keep-alive closes");
+    }
+
+    #[test]
+    fn partial_until_blank_line() {
+        let full = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(parse(&full[..cut]), Ok(Status::Partial), "cut at {cut}");
+        }
+        assert!(parse(full).is_ok_and(|s| s.is_complete()));
+    }
+
+    #[test]
+    fn framing_rules() {
+        let (r, _) = complete(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(r.framing, Framing::Chunked);
+        let (r, _) = complete(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(r.framing, Framing::UntilClose);
+        assert!(
+            !r.keep_alive,
+            "a body delimited by close cannot be followed"
+        );
+        let (r, _) = complete(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n");
+        assert_eq!(r.framing, Framing::Empty);
+        let (r, _) = complete(b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n");
+        assert_eq!(r.framing, Framing::Length(7));
+        let Ok(Status::Complete((r, _))) =
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true)
+        else {
+            panic!("HEAD response");
+        };
+        assert_eq!(r.framing, Framing::Empty);
+    }
+
+    #[test]
+    fn rejects_lying_or_ambiguous_framing() {
+        let cases: &[(&[u8], HeadError)] = &[
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+                HeadError::ContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                HeadError::TransferEncoding,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                HeadError::TransferEncoding,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                HeadError::TransferEncoding,
+            ),
+        ];
+        for (buf, err) in cases {
+            assert_eq!(
+                parse(buf),
+                Err(*err),
+                "{}",
+                std::string::String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_heads() {
+        let cases: &[(&[u8], HeadError)] = &[
+            (b"SSH-2.0-OpenSSH\r\n\r\n", HeadError::StatusLine),
+            (b"HTTP/2.0 200 OK\r\n\r\n", HeadError::Version),
+            (b"HTTP/1.1 20 OK\r\n\r\n", HeadError::StatusLine),
+            (b"HTTP/1.1 999 Nine\r\n\r\n", HeadError::StatusLine),
+            (b"HTTP/1.1 200OK\r\n\r\n", HeadError::StatusLine),
+            (b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", HeadError::Field),
+            (
+                b"HTTP/1.1 200 OK\r\nA: b\r\n folded\r\n\r\n",
+                HeadError::Field,
+            ),
+            (b"HTTP/1.1 200 OK\r\nA: b\0c\r\n\r\n", HeadError::Field),
+            (b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", HeadError::Field),
+            (b"HTTP/1.1 200 OK\rX: y\r\n\r\n", HeadError::BareCr),
+            (b"HTTP/1.1 101 Switching\r\n\r\n", HeadError::Upgrade),
+        ];
+        for (buf, err) in cases {
+            assert_eq!(
+                parse(buf),
+                Err(*err),
+                "{}",
+                std::string::String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_fields() {
+        let mut buf = std::vec::Vec::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+        for _ in 0..=MAX_FIELDS {
+            buf.extend_from_slice(b"X: y\r\n");
+        }
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&buf), Err(HeadError::TooManyFields));
+    }
+
+    #[test]
+    fn connection_tokens() {
+        let (r, _) = complete(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(!r.keep_alive);
+        let (r, _) =
+            complete(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(r.keep_alive);
+    }
+
+    #[test]
+    fn content_range_forms() {
+        assert_eq!(
+            parse_content_range(b"bytes 10-19/100"),
+            Ok(ContentRange::Bytes {
+                first: 10,
+                last: 19,
+                complete: Some(100)
+            })
+        );
+        assert_eq!(
+            parse_content_range(b"bytes 0-0/*"),
+            Ok(ContentRange::Bytes {
+                first: 0,
+                last: 0,
+                complete: None
+            })
+        );
+        assert_eq!(
+            parse_content_range(b"bytes */42"),
+            Ok(ContentRange::Unsatisfied { complete: 42 })
+        );
+        for bad in [
+            &b"bytes 5-4/10"[..],
+            b"bytes 5-10/10",
+            b"items 0-1/2",
+            b"bytes 0-1",
+            b"bytes -1/2",
+            b"bytes */*",
+        ] {
+            assert_eq!(parse_content_range(bad), Err(HeadError::ContentRange));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_response(&bytes, false);
+        }
+
+        #[test]
+        fn prefix_of_valid_head_is_partial(cut in 0usize..60) {
+            let full = b"HTTP/1.1 206 Partial\r\nContent-Range: bytes 1-2/3\r\n\r\n";
+            let cut = cut.min(full.len() - 1);
+            proptest::prop_assert_eq!(parse(&full[..cut]), Ok(Status::Partial));
+        }
+
+        /// Errors are decided left to right (the shared scanner): every prefix of any input is
+        /// `Partial` or gives the whole input's verdict.
+        #[test]
+        fn every_prefix_gives_partial_or_the_same_verdict(buf in noisy_head()) {
+            let whole = parse(&buf);
+            for cut in 0..buf.len() {
+                let got = parse(&buf[..cut]);
+                proptest::prop_assert!(
+                    got == Ok(Status::Partial) || got == whole,
+                    "cut {} gives {:?}, the whole {:?}", cut, got, whole
+                );
+            }
+        }
+    }
+
+    /// Fragments that steer random input towards the parser's interesting states.
+    fn noisy_head() -> impl proptest::strategy::Strategy<Value = std::vec::Vec<u8>> {
+        use proptest::prelude::*;
+        use std::vec;
+        let piece = prop_oneof![
+            Just(&b"HTTP/1.1 200 OK"[..]),
+            Just(&b"HTTP/1.0 206 "[..]),
+            Just(&b"HTTP/2.0 200"[..]),
+            Just(&b"\r\n"[..]),
+            Just(&b"\n"[..]),
+            Just(&b"\r"[..]),
+            Just(&b"Content-Length: 3"[..]),
+            Just(&b"Transfer-Encoding: chunked"[..]),
+            Just(&b"Content-Range: bytes 0-1/2"[..]),
+            Just(&b"Connection: close"[..]),
+            Just(&b": "[..]),
+            Just(&b" "[..]),
+            Just(&b"\t"[..]),
+            Just(&b"\0"[..]),
+            Just(&b"X"[..]),
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+    }
+}
