@@ -15,7 +15,8 @@ use core::net::SocketAddr;
 
 use embedded_nal::{nb, TcpClientStack};
 
-use super::{Event, Exchange, ExchangeError, Request, Response};
+use super::session::{self, Action, ConnectFailure, Download, Event, Retry, Saved, Start};
+use super::{Event as ExchangeEvent, Exchange, ExchangeError, Request, Response};
 use crate::time::{Duration, Instant};
 
 /// The fewest body bytes each `timeout` window must bring while the body lasts.
@@ -177,10 +178,12 @@ where
             let (n, event) = ex.handle_input(input).map_err(FetchError::Exchange)?;
             start += n;
             match event {
-                Event::NeedMore => break,
-                Event::Head(response) => handler.head(&response).map_err(FetchError::Handler)?,
-                Event::Body(data) => handler.body(data).map_err(FetchError::Handler)?,
-                Event::Done { keep_alive } => {
+                ExchangeEvent::NeedMore => break,
+                ExchangeEvent::Head(response) => {
+                    handler.head(&response).map_err(FetchError::Handler)?;
+                }
+                ExchangeEvent::Body(data) => handler.body(data).map_err(FetchError::Handler)?,
+                ExchangeEvent::Done { keep_alive } => {
                     return Ok(Exchanged {
                         keep_alive,
                         body_len: ex.body_received(),
@@ -200,7 +203,9 @@ where
         };
         match stack.receive(socket, space) {
             Ok(0) => {
-                if let Event::Done { keep_alive } = ex.handle_eof().map_err(FetchError::Exchange)? {
+                if let ExchangeEvent::Done { keep_alive } =
+                    ex.handle_eof().map_err(FetchError::Exchange)?
+                {
                     return Ok(Exchanged {
                         keep_alive,
                         body_len: ex.body_received(),
@@ -237,6 +242,192 @@ where
                 window_bytes = Some(0);
             }
             _ => {}
+        }
+    }
+}
+
+/// Receives what a [`download`] saves.
+pub trait Sink {
+    /// The sink's own error (e.g. a file write failing).
+    type Error;
+
+    /// Called with each response to save, before its body: truncate, append or finish.
+    ///
+    /// # Errors
+    /// Any error ends the download (and closes the connection).
+    fn start(&mut self, start: &Start<'_>) -> Result<(), Self::Error>;
+
+    /// Called with each run of body data, in order.
+    ///
+    /// # Errors
+    /// Any error ends the download.
+    fn body(&mut self, data: &[u8]) -> Result<(), Self::Error>;
+
+    /// A retry is about to wait until `retry.at`; the host tells the user.
+    fn retry(&mut self, retry: &Retry) {
+        let _ = retry;
+    }
+}
+
+/// Why a [`download`] failed.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum DownloadError<E> {
+    /// The session gave up (after its retries): see [`session::Error`].
+    Session(session::Error),
+    /// A request could not be encoded into the send buffer.
+    Encode(super::EncodeError),
+    /// The sink failed.
+    Sink(E),
+}
+
+impl<E: fmt::Display> fmt::Display for DownloadError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Session(e) => fmt::Display::fmt(e, f),
+            Self::Encode(e) => fmt::Display::fmt(e, f),
+            Self::Sink(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for DownloadError<E> {}
+
+/// Connects to `remote` with [`connect`], for [`download`]: a refusal by the stack is
+/// [`ConnectFailure::Refused`], no connection by the deadline [`ConnectFailure::TimedOut`].
+pub fn connector<S: TcpClientStack, W: Waiter>(
+    remote: SocketAddr,
+) -> impl FnMut(&mut S, &mut W, Instant) -> Result<S::TcpSocket, ConnectFailure> {
+    move |stack, waiter, deadline| {
+        let timeout = deadline.saturating_since(waiter.now());
+        connect::<S, W, ()>(stack, waiter, remote, timeout).map_err(|e| match e {
+            FetchError::Timeout => ConnectFailure::TimedOut,
+            _ => ConnectFailure::Refused,
+        })
+    }
+}
+
+/// Runs a whole download [`Download`] session over a [`TcpClientStack`]: the session decides
+/// (redirects, retries, resume, timeouts), this driver only moves bytes between the socket and
+/// the `sink`, and waits.
+///
+/// `socket` is the connection to the server, kept between downloads: used when the session
+/// was created with `connected`, replaced when the session asks for a new one (through
+/// `connect`, which opens one by the deadline it is given), and left open at the end only when
+/// the session says it may be kept. `buffers.rx` must be the session's
+/// [`Config::head_capacity`](session::Config) long.
+///
+/// # Errors
+/// See [`DownloadError`]; on an error the connection is closed.
+pub fn download<S, W, K, C>(
+    stack: &mut S,
+    waiter: &mut W,
+    socket: &mut Option<S::TcpSocket>,
+    mut connect: C,
+    session: &mut Download<'_>,
+    buffers: Buffers<'_>,
+    sink: &mut K,
+) -> Result<Saved, DownloadError<K::Error>>
+where
+    S: TcpClientStack,
+    W: Waiter,
+    K: Sink,
+    C: FnMut(&mut S, &mut W, Instant) -> Result<S::TcpSocket, ConnectFailure>,
+{
+    let Buffers { tx, rx } = buffers;
+    let (mut sent, mut len, mut filled) = (0usize, 0usize, 0usize);
+    let result = loop {
+        let now = waiter.now();
+        match session.poll(now) {
+            Action::Connect => {
+                if let Some(old) = socket.take() {
+                    let _ = stack.close(old);
+                }
+                let deadline = session.poll_timeout().unwrap_or(now);
+                match connect(stack, waiter, deadline) {
+                    Ok(s) => {
+                        *socket = Some(s);
+                        session.handle_connected(waiter.now());
+                    }
+                    Err(why) => session.handle_connect_failed(waiter.now(), why),
+                }
+            }
+            Action::Send(request) => match request.encode(tx) {
+                Ok(n) => (sent, len, filled) = (0, n, 0),
+                Err(e) => break Err(DownloadError::Encode(e)),
+            },
+            Action::Receive => {
+                let Some(sock) = socket.as_mut() else {
+                    session.handle_broken(now);
+                    continue;
+                };
+                let step = if let Some(out) = tx.get(sent..len).filter(|o| !o.is_empty()) {
+                    stack.send(sock, out).map(|n| sent += n)
+                } else if let Some(space) = rx.get_mut(filled..).filter(|s| !s.is_empty()) {
+                    stack.receive(sock, space).map(|n| match n {
+                        0 => session.handle_eof(waiter.now()),
+                        n => filled += n,
+                    })
+                } else {
+                    // Not reached: a head that does not fit rx ends the session first, and a
+                    // body is consumed as it comes. Give up on the connection all the same.
+                    session.handle_broken(now);
+                    Ok(())
+                };
+                match step {
+                    Ok(()) => {}
+                    Err(nb::Error::WouldBlock) => match session.poll_timeout() {
+                        Some(t) if now < t => waiter.wait(t),
+                        _ => session.handle_timeout(now),
+                    },
+                    Err(nb::Error::Other(_)) => session.handle_broken(waiter.now()),
+                }
+                match feed(
+                    session,
+                    waiter.now(),
+                    rx.get(..filled).unwrap_or_default(),
+                    sink,
+                ) {
+                    Ok(used) => {
+                        rx.copy_within(used..filled, 0);
+                        filled -= used;
+                    }
+                    Err(e) => break Err(DownloadError::Sink(e)),
+                }
+            }
+            Action::Retry(r) => sink.retry(&r),
+            Action::Wait(t) => {
+                if let Some(old) = socket.take() {
+                    let _ = stack.close(old);
+                }
+                waiter.wait(t);
+            }
+            Action::Done(r) => break r.map_err(DownloadError::Session),
+        }
+    };
+    if result.is_err() || !session.keep_alive() {
+        if let Some(old) = socket.take() {
+            let _ = stack.close(old);
+        }
+    }
+    result
+}
+
+/// Feeds `input` to the session, handing what it saves to `sink`; returns the bytes consumed.
+fn feed<K: Sink>(
+    session: &mut Download<'_>,
+    now: Instant,
+    input: &[u8],
+    sink: &mut K,
+) -> Result<usize, K::Error> {
+    let mut used = 0usize;
+    loop {
+        let (n, event) = session.handle_input(now, input.get(used..).unwrap_or_default());
+        used += n;
+        match event {
+            Event::NeedMore | Event::Ended => return Ok(used),
+            Event::Start(start) => sink.start(&start)?,
+            Event::Body(data) => sink.body(data)?,
         }
     }
 }
