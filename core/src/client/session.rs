@@ -191,6 +191,8 @@ pub struct Retry {
     pub of: u32,
     /// When it starts.
     pub at: Instant,
+    /// How long until then (the backoff, or the server's `Retry-After`).
+    pub wait: Duration,
     /// Why the last try failed.
     pub cause: Error,
 }
@@ -679,12 +681,14 @@ impl<'a> Download<'a> {
         }
         self.retries += 1;
         let backoff = BACKOFF.as_millis() << self.retries.min(5);
-        let at = now + Duration::from_millis(backoff.max(wait.as_millis()));
+        let wait = Duration::from_millis(backoff.max(wait.as_millis()));
+        let at = now + wait;
         self.state = State::Ready(at);
         self.pending_retry = Some(Retry {
             attempt: self.retries,
             of: self.config.retries,
             at,
+            wait,
             cause: error,
         });
     }
