@@ -1,26 +1,30 @@
-//! A blocking driver for [`Exchange`] over embedded-nal's [`TcpClientStack`].
+//! Blocking drivers over embedded-nal's [`TcpClientStack`]: [`download`] runs a whole
+//! [`Download`] session (redirects, retries, resume: the session decides, the driver moves
+//! bytes), [`exchange`] one request and its response.
 //!
 //! The stack is non-blocking (`nb`); when it would block, the driver asks a [`Waiter`] to park
 //! until the socket may have news or a deadline passes. The host's waiter polls the socket's
-//! file descriptor; a board's waiter runs its smoltcp poll loop. The driver reads time only
+//! file descriptor; a board's waiter runs its smoltcp poll loop. The drivers read time only
 //! through the waiter, so the same code runs on a fake clock in tests.
 //!
-//! Timeouts: the whole response head must arrive within `timeout` of the request being sent
-//! (so a server dripping its head a byte at a time cannot hold us), and while the body lasts,
-//! every `timeout` window must bring at least [`MIN_PROGRESS`] bytes (so a body dripped a byte
-//! a second ends in [`FetchError::Timeout`] too, like curl's `--speed-limit`).
+//! Timeouts are the core's [`ResponseTimer`]: the whole response head must arrive within
+//! `timeout` of the request being sent (so a server dripping its head a byte at a time cannot
+//! hold us), and while the body lasts, every `timeout` window must bring at least
+//! [`MIN_PROGRESS`] bytes (so a body dripped a byte a second times out too, like curl's
+//! `--speed-limit`).
 
 use core::fmt;
 use core::net::SocketAddr;
 
 use embedded_nal::{nb, TcpClientStack};
 
-use super::session::{self, Action, ConnectFailure, Download, Event, Retry, Saved, Start};
+use super::session::{
+    self, Action, ConnectFailure, Download, Event, ResponseTimer, Retry, Saved, Start,
+};
 use super::{Event as ExchangeEvent, Exchange, ExchangeError, Request, Response};
 use crate::time::{Duration, Instant};
 
-/// The fewest body bytes each `timeout` window must bring while the body lasts.
-pub const MIN_PROGRESS: u64 = 1024;
+pub use super::session::MIN_PROGRESS;
 
 /// Time and readiness, as the platform provides them.
 pub trait Waiter {
@@ -69,6 +73,7 @@ pub struct Exchanged {
 }
 
 /// Why an exchange (or a connect) failed.
+#[non_exhaustive]
 #[derive(Debug)]
 pub enum FetchError<N, E> {
     /// The network stack failed.
@@ -166,9 +171,7 @@ where
     }
 
     let mut ex = Exchange::new(false, rx.len());
-    // Until the head is in: one fixed deadline. Then: windows of `timeout`.
-    let mut window_start = waiter.now();
-    let mut window_bytes: Option<u64> = None;
+    let mut timer = ResponseTimer::new(waiter.now(), timeout);
     let mut filled = 0usize;
     loop {
         // Drain what is buffered.
@@ -193,6 +196,9 @@ where
         }
         rx.copy_within(start..filled, 0);
         filled -= start;
+        timer
+            .check(waiter.now(), &ex)
+            .map_err(|_| FetchError::Timeout)?;
 
         // Receive more.
         let Some(space) = rx.get_mut(filled..).filter(|s| !s.is_empty()) else {
@@ -212,36 +218,12 @@ where
                     });
                 }
             }
-            Ok(n) => {
-                filled += n;
-                if let Some(bytes) = &mut window_bytes {
-                    *bytes += n as u64;
-                }
-            }
+            Ok(n) => filled += n,
             Err(nb::Error::Other(e)) => return Err(FetchError::Net(e)),
-            Err(nb::Error::WouldBlock) => {
-                let deadline = window_start + timeout;
-                if window_bytes.is_none() {
-                    park(waiter, deadline)?;
-                } else if waiter.now() < deadline {
-                    // In the body the window check below decides; just wait for news.
-                    waiter.wait(deadline);
-                }
+            Err(nb::Error::WouldBlock) if waiter.now() < timer.deadline() => {
+                waiter.wait(timer.deadline());
             }
-        }
-        match window_bytes {
-            None if ex.head_received() => {
-                window_start = waiter.now();
-                window_bytes = Some(0);
-            }
-            Some(bytes) if waiter.now() >= window_start + timeout => {
-                if bytes < MIN_PROGRESS {
-                    return Err(FetchError::Timeout);
-                }
-                window_start = waiter.now();
-                window_bytes = Some(0);
-            }
-            _ => {}
+            Err(nb::Error::WouldBlock) => {}
         }
     }
 }

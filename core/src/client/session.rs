@@ -278,10 +278,62 @@ enum State {
 struct Receiving {
     exchange: Exchange,
     role: Role,
-    /// Before the head: its deadline; in the body: the end of the progress window.
+    timer: ResponseTimer,
+}
+
+/// The time limits on one response (see the module doc): its head within `timeout` of the
+/// request, then at least [`MIN_PROGRESS`] body bytes in every `timeout` window. Sans-IO like
+/// the rest: [`check`](Self::check) is told the time and the exchange it watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseTimer {
+    timeout: Duration,
+    /// Before the head: its deadline; in the body: the end of the current window.
     deadline: Instant,
-    /// Body bytes received when the progress window began.
-    window_base: u64,
+    /// Body bytes received when the current window began (`None` before the head).
+    window_base: Option<u64>,
+}
+
+/// A [`ResponseTimer`] limit was passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+impl ResponseTimer {
+    /// Limits for the response to a request sent at `now`.
+    pub fn new(now: Instant, timeout: Duration) -> Self {
+        Self {
+            timeout,
+            deadline: now + timeout,
+            window_base: None,
+        }
+    }
+
+    /// When the limit in force runs out.
+    #[must_use]
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Checks the limits at `now` against what `exchange` has received (every byte received
+    /// having been fed to it); a window that brought enough starts the next one.
+    ///
+    /// # Errors
+    /// [`TimedOut`] when the head is late or a window brought too few body bytes.
+    pub fn check(&mut self, now: Instant, exchange: &Exchange) -> Result<(), TimedOut> {
+        let received = exchange.body_received();
+        match self.window_base {
+            None if exchange.head_received() => self.window_base = Some(received),
+            Some(base) if now >= self.deadline => {
+                if received.saturating_sub(base) < MIN_PROGRESS {
+                    return Err(TimedOut);
+                }
+                self.window_base = Some(received);
+            }
+            None if now >= self.deadline => return Err(TimedOut),
+            _ => return Ok(()),
+        }
+        self.deadline = now + self.timeout;
+        Ok(())
+    }
 }
 
 /// One download (see the [module docs](self)).
@@ -403,8 +455,7 @@ impl<'a> Download<'a> {
                 self.state = State::Receiving(Receiving {
                     exchange: Exchange::new(false, self.config.head_capacity),
                     role: Role::Head,
-                    deadline: now + self.config.timeout,
-                    window_base: 0,
+                    timer: ResponseTimer::new(now, self.config.timeout),
                 });
                 Action::Send(self.request(range_from))
             }
@@ -418,7 +469,7 @@ impl<'a> Download<'a> {
         match &self.state {
             State::Ready(at) => Some(*at),
             State::Connecting(deadline) => Some(*deadline),
-            State::Receiving(r) => Some(r.deadline),
+            State::Receiving(r) => Some(r.timer.deadline()),
             State::Done(_) => None,
         }
     }
@@ -444,14 +495,9 @@ impl<'a> Download<'a> {
             State::Connecting(deadline) if now >= *deadline => {
                 self.fail(now, Error::Connect(ConnectFailure::TimedOut), None);
             }
-            State::Receiving(r) if now >= r.deadline => {
-                let received = r.exchange.body_received();
-                if r.exchange.head_received()
-                    && received.saturating_sub(r.window_base) >= MIN_PROGRESS
-                {
-                    r.deadline = now + self.config.timeout;
-                    r.window_base = received;
-                } else {
+            State::Receiving(r) => {
+                let late = r.timer.check(now, &r.exchange).is_err();
+                if late {
                     self.fail(now, Error::Timeout, None);
                 }
             }
@@ -511,8 +557,6 @@ impl<'a> Download<'a> {
                     return (consumed, if ended { Event::Ended } else { Event::NeedMore });
                 }
                 ExchangeEvent::Head(response) => {
-                    r.deadline = now + self.config.timeout;
-                    r.window_base = 0;
                     let raw = rest.get(..n).unwrap_or_default();
                     if let Some(start) = self.head(&response, raw) {
                         return (consumed, Event::Start(start));
