@@ -35,6 +35,9 @@ enum Act {
     Status(u16, Option<&'static str>),
     /// A 200 whose body is dripped: `n` bytes per timeout window.
     Drip(usize),
+    /// The request is read and the connection closed (an idle keep-alive closed by the server
+    /// just as it is reused), by FIN or by reset.
+    CloseIdle { reset: bool },
 }
 
 struct Conn {
@@ -128,6 +131,7 @@ impl Server {
             }
             Act::Stall(n) => cut(n, &mut conn.out),
             Act::Mute | Act::Refuse | Act::ConnectHang => {}
+            Act::CloseIdle { reset } => conn.end = Some(reset),
             Act::Redirect(to) => conn.out.extend(
                 format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
                     .bytes(),
@@ -174,9 +178,26 @@ fn config(retries: u32) -> Config<'static> {
 
 /// The pair: steps `session` against `server` on a fake clock, reading `step` bytes at a time
 /// into a part that starts as `part`.
-fn run(server: &mut Server, session: &mut Download<'_>, mut part: Vec<u8>, step: usize) -> Run {
+fn run(server: &mut Server, session: &mut Download<'_>, part: Vec<u8>, step: usize) -> Run {
+    run_on(server, None, session, part, step)
+}
+
+/// [`run`], on a connection `inherited` from an earlier download when it is `Some`.
+fn run_on(
+    server: &mut Server,
+    inherited: Option<Act>,
+    session: &mut Download<'_>,
+    mut part: Vec<u8>,
+    step: usize,
+) -> Run {
     let mut now = Instant::from_millis(0);
-    let mut conn: Option<Conn> = None;
+    let mut conn = inherited.map(|act| Conn {
+        act,
+        version: 0,
+        out: Vec::new(),
+        end: None,
+        held: Vec::new(),
+    });
     let mut inbox: Vec<u8> = Vec::new();
     let (mut retries, mut connects) = (Vec::new(), Vec::new());
     for _ in 0..100_000 {
@@ -546,6 +567,47 @@ fn retries_run_out() {
         vec![(1, 2), (2, 2)]
     );
     assert_eq!(r.part.len(), 100, "what arrived is kept for --continue");
+}
+
+#[test]
+fn a_stale_kept_alive_connection_is_replaced_at_once_and_not_counted() {
+    let body = file(3000, 14);
+    for reset in [false, true] {
+        let mut srv = server(vec![("\"v\"", body.clone())], vec![(Act::Serve, 0)]);
+        let mut s = Download::new(
+            URL,
+            "h:8080",
+            config(0),
+            None,
+            true,
+            Instant::from_millis(0),
+        )
+        .expect("fits");
+        let r = run_on(
+            &mut srv,
+            Some(Act::CloseIdle { reset }),
+            &mut s,
+            Vec::new(),
+            512,
+        );
+        assert_eq!(r.result, Ok(Saved { len: 3000 }), "reset: {reset}");
+        assert_eq!(r.part, body);
+        assert_eq!(r.connects, [0], "one new connection, at once");
+        assert!(r.retries.is_empty(), "not a retry");
+        assert!(s.keep_alive());
+    }
+    // On a new connection the same failure is a real one.
+    let mut srv = server(
+        vec![("\"v\"", body.clone())],
+        vec![(Act::CloseIdle { reset: false }, 0)],
+    );
+    let r = run(&mut srv, &mut session(0, None), Vec::new(), 512);
+    assert_eq!(
+        r.result,
+        Err(Error::Exchange(ExchangeError::Closed {
+            response_started: false
+        }))
+    );
 }
 
 #[test]
