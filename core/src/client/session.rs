@@ -724,6 +724,8 @@ impl<'a> Download<'a> {
             return;
         }
         self.retries += 1;
+        // A retry starts on a new connection (the driver drops the old one while it waits).
+        self.connected = false;
         let backoff = BACKOFF.as_millis() << self.retries.min(5);
         let wait = Duration::from_millis(backoff.max(wait.as_millis()));
         let at = now + wait;
