@@ -125,6 +125,14 @@ pub enum Error {
     KeepsChanging,
     /// A 200 whose media type is not the one asked for in [`Config::accept`].
     NotAccepted,
+    /// The body ended (by its framing) at another length than the server announced for the
+    /// file (a chunked 206 longer or shorter than its `Content-Range`).
+    Length {
+        /// What the part holds.
+        saved: u64,
+        /// The file's length the server announced.
+        announced: u64,
+    },
 }
 
 impl Error {
@@ -169,6 +177,9 @@ impl fmt::Display for Error {
             Self::TooManyRedirects => f.write_str("more than 5 redirects"),
             Self::KeepsChanging => f.write_str("the file keeps changing on the server"),
             Self::NotAccepted => f.write_str("not the media type asked for"),
+            Self::Length { saved, announced } => {
+                write!(f, "saved {saved} bytes, the server announced {announced}")
+            }
         }
     }
 }
@@ -352,6 +363,8 @@ pub struct Download<'a> {
     reason_len: usize,
     /// Bytes the part holds, as far as this session wrote or was told.
     saved: u64,
+    /// The file's length, as the response being saved announced it.
+    total: Option<u64>,
     /// The range the current request asked for.
     asked_from: Option<u64>,
     /// Whether a connection is open and may carry the next request.
@@ -398,6 +411,7 @@ impl<'a> Download<'a> {
             reason: [0; MAX_REASON],
             reason_len: 0,
             saved: 0,
+            total: None,
             asked_from: None,
             connected,
             reused: connected,
@@ -637,6 +651,10 @@ impl<'a> Download<'a> {
             }
             other => other,
         };
+        self.total = match plan {
+            Plan::Write { total } | Plan::Append { total, .. } => total,
+            Plan::Complete | Plan::Restart => None,
+        };
         self.set_role(Role::Save);
         Some(Start {
             plan,
@@ -692,7 +710,15 @@ impl<'a> Download<'a> {
         };
         self.reused = false;
         match r.role {
-            Role::Save => self.state = State::Done(Ok(Saved { len: self.saved })),
+            Role::Save => {
+                self.state = match self.total {
+                    Some(announced) if announced != self.saved => State::Done(Err(Error::Length {
+                        saved: self.saved,
+                        announced,
+                    })),
+                    _ => State::Done(Ok(Saved { len: self.saved })),
+                };
+            }
             Role::Complete => self.state = State::Done(Ok(Saved { len: self.saved })),
             Role::Redirect => self.state = State::Ready(now),
             Role::Restart => {
