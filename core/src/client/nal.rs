@@ -316,15 +316,18 @@ where
     K: Sink,
     C: FnMut(&mut S, &mut W, Instant) -> Result<S::TcpSocket, ConnectFailure>,
 {
-    let Buffers { tx, rx } = buffers;
-    let (mut sent, mut len, mut filled) = (0usize, 0usize, 0usize);
+    let mut io = Io {
+        tx: buffers.tx,
+        rx: buffers.rx,
+        sent: 0,
+        len: 0,
+        filled: 0,
+    };
     let result = loop {
         let now = waiter.now();
         match session.poll(now) {
             Action::Connect => {
-                if let Some(old) = socket.take() {
-                    let _ = stack.close(old);
-                }
+                close(stack, socket);
                 let deadline = session.poll_timeout().unwrap_or(now);
                 match connect(stack, waiter, deadline) {
                     Ok(s) => {
@@ -334,65 +337,111 @@ where
                     Err(why) => session.handle_connect_failed(waiter.now(), why),
                 }
             }
-            Action::Send(request) => match request.encode(tx) {
-                Ok(n) => (sent, len, filled) = (0, n, 0),
-                Err(e) => break Err(DownloadError::Encode(e)),
-            },
+            Action::Send(request) => {
+                if let Err(e) = io.load(&request) {
+                    break Err(DownloadError::Encode(e));
+                }
+            }
             Action::Receive => {
                 let Some(sock) = socket.as_mut() else {
                     session.handle_broken(now);
                     continue;
                 };
-                let step = if let Some(out) = tx.get(sent..len).filter(|o| !o.is_empty()) {
-                    stack.send(sock, out).map(|n| sent += n)
-                } else if let Some(space) = rx.get_mut(filled..).filter(|s| !s.is_empty()) {
-                    stack.receive(sock, space).map(|n| match n {
-                        0 => session.handle_eof(waiter.now()),
-                        n => filled += n,
-                    })
-                } else {
-                    // Not reached: a head that does not fit rx ends the session first, and a
-                    // body is consumed as it comes. Give up on the connection all the same.
-                    session.handle_broken(now);
-                    Ok(())
-                };
-                match step {
-                    Ok(()) => {}
-                    Err(nb::Error::WouldBlock) => match session.poll_timeout() {
-                        Some(t) if now < t => waiter.wait(t),
-                        _ => session.handle_timeout(now),
-                    },
-                    Err(nb::Error::Other(_)) => session.handle_broken(waiter.now()),
-                }
-                match feed(
-                    session,
-                    waiter.now(),
-                    rx.get(..filled).unwrap_or_default(),
-                    sink,
-                ) {
-                    Ok(used) => {
-                        rx.copy_within(used..filled, 0);
-                        filled -= used;
-                    }
-                    Err(e) => break Err(DownloadError::Sink(e)),
+                io.transfer(stack, sock, waiter, session);
+                if let Err(e) = io.deliver(session, waiter.now(), sink) {
+                    break Err(DownloadError::Sink(e));
                 }
             }
             Action::Retry(r) => sink.retry(&r),
             Action::Wait(t) => {
-                if let Some(old) = socket.take() {
-                    let _ = stack.close(old);
-                }
+                close(stack, socket);
                 waiter.wait(t);
             }
             Action::Done(r) => break r.map_err(DownloadError::Session),
         }
     };
     if result.is_err() || !session.keep_alive() {
-        if let Some(old) = socket.take() {
-            let _ = stack.close(old);
-        }
+        close(stack, socket);
     }
     result
+}
+
+fn close<S: TcpClientStack>(stack: &mut S, socket: &mut Option<S::TcpSocket>) {
+    if let Some(old) = socket.take() {
+        let _ = stack.close(old);
+    }
+}
+
+/// A [`download`]'s buffers and how far they are used.
+struct Io<'b> {
+    tx: &'b mut [u8],
+    rx: &'b mut [u8],
+    /// Request bytes sent, of `len` encoded.
+    sent: usize,
+    len: usize,
+    /// Response bytes received and not yet consumed.
+    filled: usize,
+}
+
+impl Io<'_> {
+    /// Encodes the next request; nothing of it is sent and nothing of its answer received yet.
+    fn load(&mut self, request: &Request<'_>) -> Result<(), super::EncodeError> {
+        self.len = request.encode(self.tx)?;
+        self.sent = 0;
+        self.filled = 0;
+        Ok(())
+    }
+
+    /// One send (while the request lasts) or receive on `sock`, reported to the session;
+    /// parks until the session's next deadline when the socket has nothing.
+    fn transfer<S: TcpClientStack, W: Waiter>(
+        &mut self,
+        stack: &mut S,
+        sock: &mut S::TcpSocket,
+        waiter: &mut W,
+        session: &mut Download<'_>,
+    ) {
+        let now = waiter.now();
+        let step = if let Some(out) = self.tx.get(self.sent..self.len).filter(|o| !o.is_empty()) {
+            stack.send(sock, out).map(|n| self.sent += n)
+        } else if let Some(space) = self.rx.get_mut(self.filled..).filter(|s| !s.is_empty()) {
+            stack.receive(sock, space).map(|n| match n {
+                0 => session.handle_eof(now),
+                n => self.filled += n,
+            })
+        } else {
+            // Not reached: a head that does not fit rx ends the session first, and a body is
+            // consumed as it comes. Give up on the connection all the same.
+            session.handle_broken(now);
+            Ok(())
+        };
+        match step {
+            Ok(()) => {}
+            Err(nb::Error::WouldBlock) => match session.poll_timeout() {
+                Some(t) if now < t => waiter.wait(t),
+                _ => session.handle_timeout(now),
+            },
+            Err(nb::Error::Other(_)) => session.handle_broken(waiter.now()),
+        }
+    }
+
+    /// Feeds what was received to the session (and what it saves to `sink`); keeps the rest.
+    fn deliver<K: Sink>(
+        &mut self,
+        session: &mut Download<'_>,
+        now: Instant,
+        sink: &mut K,
+    ) -> Result<(), K::Error> {
+        let used = feed(
+            session,
+            now,
+            self.rx.get(..self.filled).unwrap_or_default(),
+            sink,
+        )?;
+        self.rx.copy_within(used..self.filled, 0);
+        self.filled -= used;
+        Ok(())
+    }
 }
 
 /// Feeds `input` to the session, handing what it saves to `sink`; returns the bytes consumed.

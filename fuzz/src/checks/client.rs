@@ -135,7 +135,7 @@ fn complete_download(
     honest: bool,
 ) -> Option<Vec<u8>> {
     let len = file.len();
-    let Ok(Status::Complete((response, _))) = parse_response(skip_interim(&wire), false) else {
+    let Ok(Status::Complete((response, _))) = parse_response(skip_interim(wire), false) else {
         panic!("a complete exchange without a parsable head");
     };
     let saved = &file[..asked_from.map_or(0, |a| (a as usize).min(len))];
