@@ -624,3 +624,17 @@ fn retry_after_in_seconds_only() {
     );
     assert_eq!(ra(b"HTTP/1.1 503 X\r\n\r\n"), None);
 }
+
+#[test]
+fn a_listing_must_be_a_200_of_the_type_asked_for() {
+    let mut srv = server(vec![("\"v\"", file(10, 15))], vec![(Act::Serve, 0)]);
+    let listing = Config {
+        accept: Some("text/plain"),
+        ..config(0)
+    };
+    let mut s =
+        Download::new(URL, "h:8080", listing, None, false, Instant::from_millis(0)).expect("fits");
+    let r = run(&mut srv, &mut s, Vec::new(), 64);
+    assert_eq!(r.result, Err(Error::NotAccepted), "no Content-Type");
+    assert!(srv.requests[0].contains("\r\nAccept: text/plain\r\n"));
+}

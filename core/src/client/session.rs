@@ -72,7 +72,7 @@ pub struct Config<'a> {
     pub retries: u32,
     /// The driver's receive buffer: a response head must fit in it.
     pub head_capacity: usize,
-    /// `Accept` to send; when set, a 200 must be of this media type (a listing).
+    /// `Accept` to send; when set, the answer must be a 200 of this media type (a listing).
     pub accept: Option<&'a str>,
 }
 
@@ -123,7 +123,7 @@ pub enum Error {
     TooManyRedirects,
     /// The file changed more than [`MAX_RESTARTS`] times during the download.
     KeepsChanging,
-    /// A 200 whose media type is not the one asked for in [`Config::accept`].
+    /// Not a 200 of the media type asked for in [`Config::accept`].
     NotAccepted,
     /// The body ended (by its framing) at another length than the server announced for the
     /// file (a chunked 206 longer or shorter than its `Content-Range`).
@@ -696,8 +696,8 @@ impl<'a> Download<'a> {
         let Some(want) = self.config.accept else {
             return true;
         };
-        r.status != 200
-            || r.content_type.is_some_and(|t| {
+        r.status == 200
+            && r.content_type.is_some_and(|t| {
                 t.get(..want.len())
                     .is_some_and(|p| p.eq_ignore_ascii_case(want.as_bytes()))
             })
