@@ -34,7 +34,7 @@ Exit codes:
   2  usage error (bad arguments, a name that cannot be saved safely)
   3  not found (404, 410)
   4  other HTTP error (other 4xx/5xx, too many or off-server redirects)
-  5  network error or timeout (after --retries)
+  5  network error or timeout (after --retries; a refused connection is not retried)
   6  local I/O error (cannot write, disk full, file exists without --force)
   7  integrity error (malformed or lying response, length or digest mismatch, wrong range)";
 
