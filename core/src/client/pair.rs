@@ -638,3 +638,31 @@ fn a_listing_must_be_a_200_of_the_type_asked_for() {
     assert_eq!(r.result, Err(Error::NotAccepted), "no Content-Type");
     assert!(srv.requests[0].contains("\r\nAccept: text/plain\r\n"));
 }
+
+#[test]
+fn a_chunked_partial_that_ends_off_its_content_range_is_refused() {
+    let resume = Resume {
+        offset: 4,
+        validator: "\"v\"",
+    };
+    let now = Instant::from_millis(0);
+    let mut s = Download::new(URL, "h:8080", config(0), Some(resume), true, now).expect("fits");
+    assert!(matches!(s.poll(now), Action::Send(r) if r.range_from == Some(4)));
+    // Bytes 4-9 of 10 announced, 3 sent.
+    let wire = b"HTTP/1.1 206 P\r\nContent-Range: bytes 4-9/10\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let mut used = 0;
+    loop {
+        let (n, event) = s.handle_input(now, &wire[used..]);
+        used += n;
+        if matches!(event, Event::Ended | Event::NeedMore) {
+            break;
+        }
+    }
+    assert_eq!(
+        s.poll(now),
+        Action::Done(Err(Error::Length {
+            saved: 7,
+            announced: 10
+        }))
+    );
+}
