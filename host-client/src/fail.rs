@@ -6,16 +6,11 @@
 //! | 2 | usage: bad arguments, a NAME or URL that cannot be saved safely |
 //! | 3 | not found: the server answered 404 or 410 |
 //! | 4 | other HTTP error: any other non-success status, too many or off-server redirects |
-//! | 5 | network or timeout: cannot connect, reset, cut short, no progress within `--timeout` (after `--retries`) |
+//! | 5 | network or timeout: cannot connect, reset, cut short, no progress within `--timeout` (after `--retries`, which never retry a refused connection) |
 //! | 6 | local I/O: cannot write, disk full, file exists without `--force` |
 //! | 7 | integrity: malformed or lying response (bad head, bad framing, length or digest mismatch, 206 with the wrong range) |
 
 use std::fmt;
-
-use satchel_core::client::nal::FetchError;
-use satchel_core::client::{ExchangeError, FramingError};
-
-use crate::net::NetError;
 
 /// Every download succeeded.
 pub(crate) const EXIT_OK: u8 = 0;
@@ -39,7 +34,7 @@ Exit codes:
   2  usage error (bad arguments, a name that cannot be saved safely)
   3  not found (404, 410)
   4  other HTTP error (other 4xx/5xx, too many or off-server redirects)
-  5  network error or timeout (after --retries)
+  5  network error or timeout (after --retries; a refused connection is not retried)
   6  local I/O error (cannot write, disk full, file exists without --force)
   7  integrity error (malformed or lying response, length or digest mismatch, wrong range)";
 
@@ -74,26 +69,6 @@ impl Fail {
     /// An integrity failure.
     pub(crate) fn integrity(message: impl Into<String>) -> Self {
         Self::new(EXIT_INTEGRITY, message)
-    }
-
-    /// Whether retrying (resuming) might help.
-    pub(crate) fn is_retryable(&self) -> bool {
-        self.code == EXIT_NETWORK
-    }
-
-    /// Maps a failed exchange to its exit code.
-    pub(crate) fn from_fetch(e: FetchError<NetError, Self>) -> Self {
-        match e {
-            FetchError::Handler(fail) => fail,
-            FetchError::Net(e) => Self::new(EXIT_NETWORK, format!("network: {}", e.0)),
-            FetchError::Timeout => Self::new(EXIT_NETWORK, "timed out"),
-            FetchError::Exchange(
-                e @ (ExchangeError::Closed { .. }
-                | ExchangeError::Framing(FramingError::Truncated { .. })),
-            ) => Self::new(EXIT_NETWORK, e.to_string()),
-            FetchError::Exchange(e) => Self::integrity(e.to_string()),
-            FetchError::Encode(e) => Self::usage(e.to_string()),
-        }
     }
 }
 

@@ -9,9 +9,9 @@
 //! satchel-client HOST PORT -r FOLDER... [-d DEST_DIR]
 //! ```
 //!
-//! The protocol logic (request, response parsing, framing, resume decisions, safe names) is in
-//! `satchel_core::client`; this binary supplies sockets, files, the command line and the
-//! progress bar.
+//! The protocol logic (request, response parsing, framing, redirects, retries, resume
+//! decisions, timeouts, safe names) is in `satchel_core::client` and its download session; this
+//! binary supplies sockets, files, the command line and the progress bar.
 
 mod fail;
 mod net;
@@ -56,7 +56,9 @@ struct Cli {
     #[arg(short = 'c', long = "continue")]
     resume: bool,
 
-    /// Retries after a network error or timeout, resuming where the last try stopped
+    /// Retries after what can pass (a timeout, a broken or cut-short transfer, a 503 or a 5xx
+    /// with Retry-After; never a refused connection or a 4xx), resuming where the last try
+    /// stopped
     #[arg(long, default_value_t = 3, value_name = "N")]
     retries: u32,
 

@@ -1,6 +1,6 @@
 //! The host's side of the core's network abstraction: std sockets through `std-embedded-nal`,
-//! and a [`Waiter`] that parks on the socket's file descriptor with mio (epoll on Linux) instead
-//! of spinning on `WouldBlock`.
+//! a [`Waiter`] that parks on the socket's file descriptor with mio (epoll on Linux) instead of
+//! spinning on `WouldBlock`, and the connect step the core's session asks for.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
@@ -8,20 +8,16 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 use embedded_nal::TcpClientStack;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use satchel_core::client::nal::{self, Buffers, Exchanged, FetchError, Handler, Waiter};
-use satchel_core::client::Request;
+use satchel_core::client::nal::{self, Buffers, DownloadError, FetchError, Sink, Waiter};
+use satchel_core::client::session::{ConnectFailure, Download, Saved};
 use satchel_core::time::{Duration, Instant};
 use std_embedded_nal::Stack;
 
 /// The std stack's error: a `std::io::Error` in field `.0`.
-pub(crate) type NetError = <Stack as TcpClientStack>::Error;
+type NetError = <Stack as TcpClientStack>::Error;
 type Socket = <Stack as TcpClientStack>::TcpSocket;
 
-fn net_error(e: std::io::Error) -> NetError {
-    NetError::from(e)
-}
-
-/// A [`Waiter`] over the process's monotonic clock and one socket's readiness.
+/// A [`Waiter`] over the process's monotonic clock and the current socket's readiness.
 struct FdWaiter {
     poll: Poll,
     events: Events,
@@ -36,119 +32,170 @@ impl Waiter for FdWaiter {
 
     fn wait(&mut self, deadline: Instant) {
         let left = deadline.saturating_since(self.now()).as_millis();
-        // mio is edge-triggered: we only get here after WouldBlock, so an event means news.
-        // An error (EINTR) just returns early; the driver tries again.
+        // mio is edge-triggered: we only get here after WouldBlock (or with no socket, to
+        // sleep), so an event means news. An error (EINTR) just returns early; the driver
+        // tries again.
         let _ = self
             .poll
             .poll(&mut self.events, Some(StdDuration::from_millis(left)));
     }
 }
 
-/// One TCP connection to the server, ready for exchanges.
-pub(crate) struct Conn {
+/// The connection to one server, kept alive between downloads.
+pub(crate) struct Net {
+    host: String,
+    port: u16,
     stack: Stack,
-    socket: Socket,
+    socket: Option<Socket>,
     waiter: FdWaiter,
-    /// Exchanges completed on this connection.
-    pub(crate) completed: u32,
+    /// What the last failed connect said, for the user.
+    last_connect_error: String,
 }
 
-/// A connection-level failure, before any response.
-pub(crate) type ConnectError = FetchError<NetError, std::convert::Infallible>;
-
-impl Conn {
-    /// Resolves `host` and connects to `port`, trying each address in turn, all within
-    /// `timeout`.
-    ///
-    /// std-embedded-nal's `connect` blocks (and so does name resolution), so both run on a
-    /// helper thread that is abandoned if it overruns: the wait, not the system, bounds them.
+impl Net {
+    /// Nothing is connected until a download asks for it.
     ///
     /// # Errors
-    /// The last address's failure, a `Net` error when the name does not resolve, or `Timeout`.
-    pub(crate) fn open(host: &str, port: u16, timeout: Duration) -> Result<Self, ConnectError> {
-        let bare = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // The receiver may have given up; then the socket is simply dropped.
-            let _ = tx.send(connect_any(&bare, port, timeout));
-        });
-        let socket = rx
-            .recv_timeout(StdDuration::from_millis(timeout.as_millis()))
-            .map_err(|_| FetchError::Timeout)??;
-        let fd = socket
-            .as_raw_fd()
-            .ok_or_else(|| FetchError::Net(net_error(std::io::Error::other("socket has no fd"))))?;
-        let waiter = FdWaiter {
-            poll: Poll::new().map_err(|e| FetchError::Net(net_error(e)))?,
-            events: Events::with_capacity(4),
-            origin: StdInstant::now(),
-        };
-        waiter
-            .poll
-            .registry()
-            .register(
-                &mut SourceFd(&fd),
-                Token(0),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .map_err(|e| FetchError::Net(net_error(e)))?;
+    /// When the readiness poller cannot be created.
+    pub(crate) fn new(host: &str, port: u16) -> std::io::Result<Self> {
         Ok(Self {
+            host: host.to_owned(),
+            port,
             stack: Stack,
-            socket,
-            waiter,
-            completed: 0,
+            socket: None,
+            waiter: FdWaiter {
+                poll: Poll::new()?,
+                events: Events::with_capacity(4),
+                origin: StdInstant::now(),
+            },
+            last_connect_error: String::new(),
         })
     }
 
-    /// Sends `request` and reads its response into `handler` (see [`nal::exchange`]).
+    /// The time on this connection's clock.
+    pub(crate) fn now(&mut self) -> Instant {
+        self.waiter.now()
+    }
+
+    /// The server's host name.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Whether a kept-alive connection is open.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    /// Why the last connect failed, as the system said it.
+    pub(crate) fn last_connect_error(&self) -> &str {
+        &self.last_connect_error
+    }
+
+    /// Runs `session` to its end through the core's driver (see [`nal::download`]).
     ///
     /// # Errors
-    /// As [`nal::exchange`]; the connection must then be dropped.
-    pub(crate) fn exchange<H: Handler>(
+    /// As [`nal::download`].
+    pub(crate) fn download<K: Sink>(
         &mut self,
-        request: &Request<'_>,
-        timeout: Duration,
+        session: &mut Download<'_>,
         buffers: Buffers<'_>,
-        handler: &mut H,
-    ) -> Result<Exchanged, FetchError<NetError, H::Error>> {
-        let done = nal::exchange(
-            &mut self.stack,
-            &mut self.socket,
-            &mut self.waiter,
-            request,
-            timeout,
-            buffers,
-            handler,
-        )?;
-        self.completed += 1;
-        Ok(done)
+        sink: &mut K,
+    ) -> Result<Saved, DownloadError<K::Error>> {
+        let Self {
+            host,
+            port,
+            stack,
+            socket,
+            waiter,
+            last_connect_error,
+        } = self;
+        let connect = |_: &mut Stack, w: &mut FdWaiter, deadline: Instant| {
+            open(host, *port, w, deadline).map_err(|(why, message)| {
+                *last_connect_error = message;
+                why
+            })
+        };
+        nal::download(stack, waiter, socket, connect, session, buffers, sink)
     }
+}
+
+/// Resolves `host` and connects to `port` by `deadline`, trying each address in turn; the new
+/// socket is registered with the waiter.
+///
+/// std-embedded-nal's `connect` blocks (and so does name resolution), so both run on a helper
+/// thread that is abandoned if it overruns: the deadline, not the system, bounds them.
+fn open(
+    host: &str,
+    port: u16,
+    waiter: &mut FdWaiter,
+    deadline: Instant,
+) -> Result<Socket, (ConnectFailure, String)> {
+    let timeout = deadline.saturating_since(waiter.now());
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The receiver may have given up; then the socket is simply dropped.
+        let _ = tx.send(connect_any(&bare, port, timeout));
+    });
+    let timed_out = || (ConnectFailure::TimedOut, "timed out".to_owned());
+    let socket = rx
+        .recv_timeout(StdDuration::from_millis(timeout.as_millis()))
+        .map_err(|_| timed_out())??;
+    let fd = socket
+        .as_raw_fd()
+        .ok_or_else(|| (ConnectFailure::Other, "socket has no fd".to_owned()))?;
+    waiter
+        .poll
+        .registry()
+        .register(
+            &mut SourceFd(&fd),
+            Token(0),
+            Interest::READABLE | Interest::WRITABLE,
+        )
+        .map_err(|e| (ConnectFailure::Other, e.to_string()))?;
+    Ok(socket)
 }
 
 /// Resolves `host` and connects to the first address that accepts, through the core's
 /// [`nal::connect`].
-fn connect_any(host: &str, port: u16, timeout: Duration) -> Result<Socket, ConnectError> {
+fn connect_any(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<Socket, (ConnectFailure, String)> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| FetchError::Net(net_error(e)))?
+        .map_err(|e| (ConnectFailure::Unresolved, e.to_string()))?
         .collect();
-    let mut last = FetchError::Net(net_error(std::io::Error::new(
-        std::io::ErrorKind::NotFound,
+    let mut last = (
+        ConnectFailure::Unresolved,
         format!("{host} resolves to no address"),
-    )));
+    );
     for addr in addrs {
         let mut waiter = FdWaiter {
-            poll: Poll::new().map_err(|e| FetchError::Net(net_error(e)))?,
+            poll: Poll::new().map_err(|e| (ConnectFailure::Other, e.to_string()))?,
             events: Events::with_capacity(1),
             origin: StdInstant::now(),
         };
-        match nal::connect(&mut Stack, &mut waiter, addr, timeout) {
+        match nal::connect::<_, _, ()>(&mut Stack, &mut waiter, addr, timeout) {
             Ok(socket) => return Ok(socket),
-            Err(e) => last = e,
+            Err(FetchError::Net(e)) => last = classify(&e),
+            Err(_) => last = (ConnectFailure::TimedOut, "timed out".to_owned()),
         }
     }
     Err(last)
+}
+
+/// A refused connection is final; a timeout may pass; anything else (no route) is final too.
+fn classify(e: &NetError) -> (ConnectFailure, String) {
+    let why = match e.0.kind() {
+        std::io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
+        std::io::ErrorKind::TimedOut => ConnectFailure::TimedOut,
+        _ => ConnectFailure::Other,
+    };
+    (why, e.0.to_string())
 }

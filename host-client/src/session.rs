@@ -1,11 +1,13 @@
-//! Downloads from one server over one kept-alive connection: atomic saves, resume, retries,
-//! redirects, listings and mirroring.
+//! Downloads from one server over one kept-alive connection: the files (atomic saves, resume),
+//! listings and mirroring. Every protocol decision (redirects, retries and their backoff,
+//! resume, timeouts) is the core's download session ([`Download`]); this module only wires it
+//! to files, sockets and the progress bar.
 //!
 //! The file protocol (PROTOCOL.md, "The client"):
 //! 1. the body goes to `NAME.part`, never to `NAME`; the validator (strong `ETag`, else
 //!    `Last-Modified`) goes to `NAME.part.meta` so `--continue` can send `If-Range` later;
-//! 2. at the end the byte count is checked against `Content-Length` / `Content-Range`, the
-//!    part is fsynced, renamed over `NAME`, and the folder is fsynced;
+//! 2. at the end the byte count is checked against what the session saved, the part is
+//!    fsynced, renamed over `NAME`, and the folder is fsynced;
 //! 3. so `NAME` holds the whole file or is untouched, whatever happens before the rename
 //!    (server death, reset, disk full, kill -9).
 
@@ -13,33 +15,27 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration as StdDuration;
 
-use satchel_core::client::digest::whole_file_sha256;
-use satchel_core::client::nal::{Buffers, FetchError, Handler};
+use satchel_core::client::digest::Sha256 as Digest256;
+use satchel_core::client::nal::{Buffers, DownloadError, Sink};
+use satchel_core::client::session::{self, Config, Download, Resume, Retry, Saved, Start};
 use satchel_core::client::target::decode_name;
-use satchel_core::client::{
-    plan, resolve_location, ExchangeError, Framing, ListingEntry, Plan, Request, Response, Url,
-};
+use satchel_core::client::{ListingEntry, Plan, Url};
 use satchel_core::time::Duration;
 use sha2::{Digest as _, Sha256};
 
 use crate::fail::{Fail, EXIT_HTTP, EXIT_INTEGRITY, EXIT_NETWORK, EXIT_NOT_FOUND};
-use crate::net::Conn;
+use crate::net::Net;
 use crate::progress::Progress;
 
 /// Receive buffer: bounds the response head and carries the body in chunks of this size.
 const RX: usize = 256 * 1024;
 /// Request head buffer.
 const TX: usize = 8 * 1024;
-/// Redirects followed per download (PROTOCOL.md: "up to 5 redirects on the same server").
-const MAX_REDIRECTS: u32 = 5;
 /// Largest folder listing read into memory.
 const MAX_LISTING: usize = 16 << 20;
 /// Deepest folder nesting `--recursive` descends into (PROTOCOL.md's 32 path segments).
 const MAX_DEPTH: u32 = 32;
-/// Times a download may start over because the file changed under it.
-const MAX_RESTARTS: u32 = 2;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -48,9 +44,9 @@ pub(crate) struct Options {
     pub(crate) force: bool,
     /// Resume a `.part` left by an earlier run.
     pub(crate) resume: bool,
-    /// Retries after a network failure or timeout.
+    /// Retries after a transient failure (see the core's session).
     pub(crate) retries: u32,
-    /// Head deadline and idle timeout.
+    /// Connect and head deadline, and the body's progress window.
     pub(crate) timeout: Duration,
     /// Show a progress bar (when stderr is a terminal).
     pub(crate) progress: bool,
@@ -64,45 +60,21 @@ pub(crate) struct Session {
     port: u16,
     host_header: String,
     opts: Options,
-    conn: Option<Conn>,
+    net: Option<Net>,
     tx: Vec<u8>,
     rx: Vec<u8>,
-}
-
-/// What a response turned out to be.
-enum Outcome {
-    /// No head yet.
-    Pending,
-    /// Writing the body into the part file.
-    Saving {
-        file: File,
-        total: Option<u64>,
-        check: Option<Check>,
-    },
-    /// The part already held the whole file (416 for its length).
-    Complete,
-    /// The part is not a prefix of the file any more: ask for everything.
-    Restart,
-    /// A redirect to this `Location`.
-    Redirect(String),
-    /// An error status, with the start of its body.
-    Status(u16, String),
 }
 
 /// A whole-file SHA-256 the server announced, and the hash of what is saved so far.
 struct Check {
     hasher: Sha256,
-    expected: [u8; 32],
+    expected: Digest256,
 }
 
 impl Check {
-    /// Starts checking against the digest `r` announces, if any; for a resumed download the
-    /// bytes already in `part` (up to `offset`) are hashed first.
-    fn start(r: &Response<'_>, part: &Path, offset: u64) -> Result<Option<Self>, Fail> {
-        let expected = whole_file_sha256(r).map_err(|e| Fail::integrity(e.to_string()))?;
-        let Some(expected) = expected else {
-            return Ok(None);
-        };
+    /// Starts checking against `expected`; for a resumed download the bytes already in `part`
+    /// (up to `offset`) are hashed first.
+    fn start(expected: Digest256, part: &Path, offset: u64) -> Result<Self, Fail> {
         let mut hasher = Sha256::new();
         if offset > 0 {
             let file = File::open(part).map_err(|e| Fail::local(part.display(), &e))?;
@@ -112,102 +84,104 @@ impl Check {
                 return Err(Fail::integrity("the part file shrank while resuming"));
             }
         }
-        Ok(Some(Self { hasher, expected }))
+        Ok(Self { hasher, expected })
     }
 }
 
-/// Handler writing a download's body into its part file.
-struct Sink<'a> {
+/// Writes a download's body into its part file.
+struct PartFile<'a> {
     part: &'a Path,
     meta: &'a Path,
-    asked_from: Option<u64>,
-    progress: &'a mut Progress,
-    outcome: Outcome,
-    validator: Option<String>,
-    head_seen: bool,
+    label: &'a str,
+    verbose: bool,
+    progress: Progress,
+    file: Option<File>,
+    check: Option<Check>,
 }
 
-impl Handler for Sink<'_> {
+impl Sink for PartFile<'_> {
     type Error = Fail;
 
-    fn head(&mut self, r: &Response<'_>) -> Result<(), Fail> {
-        self.head_seen = true;
-        self.outcome = match r.status {
-            301 | 302 | 303 | 307 | 308 if r.location.is_some() => Outcome::Redirect(
-                String::from_utf8_lossy(r.location.unwrap_or_default()).into_owned(),
-            ),
-            200..=299 | 416 => match plan(self.asked_from, r) {
-                Err(e) => return Err(Fail::integrity(e.to_string())),
-                Ok(Plan::Complete) => Outcome::Complete,
-                Ok(Plan::Restart) => Outcome::Restart,
-                Ok(Plan::Write { total }) => {
-                    let total = total.or((r.framing == Framing::Empty).then_some(0));
-                    self.validator = validator(r);
-                    match &self.validator {
-                        Some(v) => fs::write(self.meta, v),
-                        None => remove_if_present(self.meta),
-                    }
-                    .map_err(|e| Fail::local(self.meta.display(), &e))?;
-                    let file = open_part(self.part, true)?;
-                    let check = Check::start(r, self.part, 0)?;
-                    self.progress.begin(0, total);
-                    Outcome::Saving { file, total, check }
+    fn start(&mut self, s: &Start<'_>) -> Result<(), Fail> {
+        self.check = None;
+        let (offset, total) = match s.plan {
+            Plan::Write { total } => {
+                match s.validator {
+                    Some(v) => fs::write(self.meta, v),
+                    None => remove_if_present(self.meta),
                 }
-                Ok(Plan::Append { offset, total }) => {
-                    let file = open_part(self.part, false)?;
-                    let len = file
-                        .metadata()
-                        .map_err(|e| Fail::local(self.part.display(), &e))?
-                        .len();
-                    if len != offset {
-                        return Err(Fail::local(
-                            self.part.display(),
-                            &std::io::Error::other("changed while resuming"),
-                        ));
-                    }
-                    let check = Check::start(r, self.part, offset)?;
-                    self.progress.begin(offset, total);
-                    Outcome::Saving { file, total, check }
+                .map_err(|e| Fail::local(self.meta.display(), &e))?;
+                self.file = Some(open_part(self.part, true)?);
+                (0, total)
+            }
+            Plan::Append { offset, total } => {
+                let file = open_part(self.part, false)?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| Fail::local(self.part.display(), &e))?
+                    .len();
+                if len != offset {
+                    return Err(Fail::local(
+                        self.part.display(),
+                        &std::io::Error::other("changed while resuming"),
+                    ));
                 }
-            },
-            status => Outcome::Status(status, printable(r.reason)),
+                self.file = Some(file);
+                (offset, total)
+            }
+            Plan::Complete | Plan::Restart => {
+                self.file = None;
+                return Ok(());
+            }
         };
+        if let Some(expected) = s.digest {
+            self.check = Some(Check::start(expected, self.part, offset)?);
+        }
+        self.progress.begin(offset, total);
         Ok(())
     }
 
     fn body(&mut self, data: &[u8]) -> Result<(), Fail> {
-        if let Outcome::Saving { file, check, .. } = &mut self.outcome {
+        if let Some(file) = &mut self.file {
             file.write_all(data)
                 .map_err(|e| Fail::local(self.part.display(), &e))?;
-            if let Some(check) = check {
+            if let Some(check) = &mut self.check {
                 check.hasher.update(data);
             }
             self.progress.add(data.len() as u64);
         }
-        // Bodies of redirects and error statuses are read (to keep the connection) and dropped.
         Ok(())
+    }
+
+    fn retry(&mut self, r: &Retry) {
+        self.progress.finish();
+        if self.verbose {
+            eprintln!(
+                "satchel-client: {}: {}; retry {}/{} in {} ms",
+                self.label,
+                r.cause,
+                r.attempt,
+                r.of,
+                r.wait.as_millis()
+            );
+        }
     }
 }
 
-/// Handler collecting a small body (listings) in memory.
+/// Collects a small body (a listing) in memory.
+#[derive(Default)]
 struct Collect {
-    status: u16,
-    reason: String,
-    content_type: String,
-    location: Option<String>,
     body: Vec<u8>,
-    head_seen: bool,
 }
 
-impl Handler for Collect {
+impl Sink for Collect {
     type Error = Fail;
 
-    fn head(&mut self, r: &Response<'_>) -> Result<(), Fail> {
-        self.head_seen = true;
-        self.status = r.status;
-        self.reason = printable(r.reason);
-        self.content_type = printable(r.content_type.unwrap_or_default());
-        self.location = r.location.map(|l| String::from_utf8_lossy(l).into_owned());
+    fn start(&mut self, s: &Start<'_>) -> Result<(), Fail> {
+        match s.plan {
+            Plan::Append { offset, .. } => self.body.truncate(offset as usize),
+            _ => self.body.clear(),
+        }
         Ok(())
     }
 
@@ -218,15 +192,6 @@ impl Handler for Collect {
         self.body.extend_from_slice(data);
         Ok(())
     }
-}
-
-/// The validator to resume with: a strong `ETag`, else `Last-Modified` (RFC 9110 §13.1.5:
-/// `If-Range` needs a strong one). Only values that can be sent back verbatim are kept.
-fn validator(r: &Response<'_>) -> Option<String> {
-    let strong_etag = r.etag.filter(|e| !e.starts_with(b"W/"));
-    let v = strong_etag.or(r.last_modified)?;
-    let ok = !v.is_empty() && v.iter().all(|&b| b == b' ' || b.is_ascii_graphic());
-    ok.then(|| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Server-sent bytes made safe to print: invalid UTF-8 becomes U+FFFD and control characters
@@ -264,24 +229,6 @@ fn with_suffix(dest: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Handlers that can tell whether a response head arrived (so a stale keep-alive connection
-/// can be told apart from a failed response).
-trait HeadSeen {
-    fn head_seen(&self) -> bool;
-}
-
-impl HeadSeen for Sink<'_> {
-    fn head_seen(&self) -> bool {
-        self.head_seen
-    }
-}
-
-impl HeadSeen for Collect {
-    fn head_seen(&self) -> bool {
-        self.head_seen
-    }
-}
-
 impl Session {
     /// A session with `host:port`; connects on first use.
     pub(crate) fn new(host: &str, port: u16, opts: Options) -> Self {
@@ -295,7 +242,7 @@ impl Session {
             port,
             host_header,
             opts,
-            conn: None,
+            net: None,
             tx: vec![0; TX],
             rx: vec![0; RX],
         }
@@ -306,69 +253,46 @@ impl Session {
         self.host.eq_ignore_ascii_case(host) && self.port == port
     }
 
-    /// One request and its response on the kept-alive connection (opened when needed).
-    ///
-    /// A reused connection the server closed while idle fails before any response; that
-    /// request is sent again once on a new connection.
-    fn exchange<H: Handler<Error = Fail> + HeadSeen>(
+    /// Runs one core download session of `target` into `sink`.
+    fn run<K: Sink<Error = Fail>>(
         &mut self,
-        req: &Request<'_>,
-        handler: &mut H,
-    ) -> Result<bool, Fail> {
-        loop {
-            let reused = self.conn.is_some();
-            let conn = match &mut self.conn {
-                Some(c) => c,
-                None => {
-                    let c = Conn::open(&self.host, self.port, self.opts.timeout).map_err(|e| {
-                        let why = match e {
-                            FetchError::Net(n) => n.0.to_string(),
-                            other => other.to_string(),
-                        };
-                        Fail::new(
-                            EXIT_NETWORK,
-                            format!("cannot connect to {}:{}: {why}", self.host, self.port),
-                        )
-                    })?;
-                    self.conn.insert(c)
-                }
-            };
-            let buffers = Buffers {
-                tx: &mut self.tx,
-                rx: &mut self.rx,
-            };
-            match conn.exchange(req, self.opts.timeout, buffers, handler) {
-                Ok(done) => {
-                    if !done.keep_alive {
-                        self.conn = None;
-                    }
-                    return Ok(done.keep_alive);
-                }
-                Err(e) => {
-                    self.conn = None;
-                    let stale = reused
-                        && !handler.head_seen()
-                        && matches!(
-                            e,
-                            FetchError::Net(_)
-                                | FetchError::Exchange(ExchangeError::Closed {
-                                    response_started: false
-                                })
-                        );
-                    if !stale {
-                        return Err(Fail::from_fetch(e));
-                    }
-                }
-            }
-        }
-    }
-
-    fn url<'a>(&'a self, target: &'a str) -> Url<'a> {
-        Url {
+        target: &str,
+        accept: Option<&str>,
+        resume: Option<Resume<'_>>,
+        sink: &mut K,
+    ) -> Result<Saved, Fail> {
+        let net = match &mut self.net {
+            Some(net) => net,
+            None => self
+                .net
+                .insert(Net::new(&self.host, self.port).map_err(|e| Fail::local("poll", &e))?),
+        };
+        let url = Url {
             host: &self.host,
             port: self.port,
             target,
-        }
+        };
+        let config = Config {
+            timeout: self.opts.timeout,
+            retries: self.opts.retries,
+            head_capacity: self.rx.len(),
+            accept,
+        };
+        let connected = net.is_connected();
+        let mut download =
+            Download::new(url, &self.host_header, config, resume, connected, net.now())
+                .map_err(|e| Fail::usage(format!("{target}: {e}")))?;
+        let buffers = Buffers {
+            tx: &mut self.tx,
+            rx: &mut self.rx,
+        };
+        net.download(&mut download, buffers, sink)
+            .map_err(|e| match e {
+                DownloadError::Sink(fail) => fail,
+                DownloadError::Encode(e) => Fail::usage(format!("{target}: {e}")),
+                DownloadError::Session(e) => session_fail(&e, &download, net, self.port),
+                _ => Fail::new(EXIT_NETWORK, "download failed"),
+            })
     }
 
     /// Downloads `target` into `dest` (see the module doc for the file protocol).
@@ -394,10 +318,25 @@ impl Session {
         let part = with_suffix(dest, ".part");
         let meta = with_suffix(dest, ".part.meta");
         let result = self.download_into(target, dest, &part, &meta, label);
-        if matches!(&result, Err(f) if f.code == EXIT_INTEGRITY) {
-            // Bytes we cannot trust must not be resumed from later.
-            let _ = remove_if_present(&part);
-            let _ = remove_if_present(&meta);
+        match &result {
+            Err(f) if f.code == EXIT_INTEGRITY => {
+                // Bytes we cannot trust must not be resumed from later.
+                let _ = remove_if_present(&part);
+                let _ = remove_if_present(&meta);
+            }
+            Err(f) if f.code == EXIT_NETWORK => {
+                let kept = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+                if kept > 0 && meta.exists() {
+                    return Err(Fail::new(
+                        f.code,
+                        format!(
+                            "{f}; {} keeps {kept} bytes, and --continue resumes it",
+                            part.display()
+                        ),
+                    ));
+                }
+            }
+            _ => {}
         }
         result
     }
@@ -410,110 +349,45 @@ impl Session {
         meta: &Path,
         label: &str,
     ) -> Result<(), Fail> {
-        let host_header = self.host_header.clone();
         let mut validator = None;
+        let mut offset = 0;
         if self.opts.resume {
             if let (Ok(m), Ok(v)) = (fs::symlink_metadata(part), fs::read_to_string(meta)) {
                 let v = v.trim();
                 if m.is_file() && !v.is_empty() {
                     validator = Some(v.to_owned());
+                    offset = m.len();
                 }
             }
         }
-        let mut target = target.to_owned();
-        let (mut redirects, mut attempts, mut restarts) = (0u32, 0u32, 0u32);
-        let mut progress = Progress::new(label, self.opts.progress);
-        loop {
-            // Resume from what the part holds, when we know which version of the file it is.
-            let offset = match &validator {
-                Some(_) => fs::metadata(part).map(|m| m.len()).unwrap_or(0),
-                None => 0,
-            };
-            let range_from = (offset > 0).then_some(offset);
-            let req = Request {
-                host: &host_header,
-                target: &target,
-                accept: None,
-                range_from,
-                if_range: validator.as_deref().filter(|_| range_from.is_some()),
-                keep_alive: true,
-            };
-            let mut sink = Sink {
-                part,
-                meta,
-                asked_from: range_from,
-                progress: &mut progress,
-                outcome: Outcome::Pending,
-                validator: None,
-                head_seen: false,
-            };
-            let result = self.exchange(&req, &mut sink);
-            let (outcome, new_validator) = (sink.outcome, sink.validator);
-            if new_validator.is_some() {
-                validator = new_validator;
-            }
-            match result {
-                Ok(_) => match outcome {
-                    Outcome::Saving { file, total, check } => {
-                        progress.finish();
-                        if let Some(check) = check {
-                            if check.hasher.finalize().as_slice() != check.expected {
-                                return Err(Fail::integrity(format!(
-                                    "{}: SHA-256 differs from the digest the server announced",
-                                    dest.display()
-                                )));
-                            }
-                        }
-                        return finish(file, total, part, meta, dest);
-                    }
-                    Outcome::Complete => {
-                        let file = open_part(part, false)?;
-                        return finish(file, Some(offset), part, meta, dest);
-                    }
-                    Outcome::Restart => {
-                        restarts += 1;
-                        if restarts > MAX_RESTARTS {
-                            return Err(Fail::integrity("the file keeps changing on the server"));
-                        }
-                        validator = None;
-                    }
-                    Outcome::Redirect(location) => {
-                        redirects += 1;
-                        if redirects > MAX_REDIRECTS {
-                            return Err(Fail::new(EXIT_HTTP, "more than 5 redirects"));
-                        }
-                        let mut buf = [0u8; satchel_core::client::target::MAX_TARGET];
-                        let next =
-                            resolve_location(&self.url(&target), location.as_bytes(), &mut buf)
-                                .map_err(|e| {
-                                    Fail::new(EXIT_HTTP, format!("redirect to {location:?}: {e}"))
-                                })?;
-                        target = next.to_owned();
-                    }
-                    Outcome::Status(status, reason) => {
-                        return Err(status_fail(status, &reason, &target))
-                    }
-                    Outcome::Pending => return Err(Fail::integrity("no response head")),
-                },
-                Err(fail) if fail.is_retryable() && attempts < self.opts.retries => {
-                    progress.finish();
-                    attempts += 1;
-                    let pause = StdDuration::from_millis(250 << attempts.min(5));
-                    if self.opts.verbose {
-                        eprintln!(
-                            "satchel-client: {label}: {fail}; retry {attempts}/{} in {} ms",
-                            self.opts.retries,
-                            pause.as_millis()
-                        );
-                    }
-                    std::thread::sleep(pause);
-                }
-                Err(fail) => {
-                    progress.finish();
-                    return Err(fail);
-                }
+        let resume = validator
+            .as_deref()
+            .map(|validator| Resume { offset, validator });
+        let mut sink = PartFile {
+            part,
+            meta,
+            label,
+            verbose: self.opts.verbose,
+            progress: Progress::new(label, self.opts.progress),
+            file: None,
+            check: None,
+        };
+        let result = self.run(target, None, resume, &mut sink);
+        sink.progress.finish();
+        let saved = result?;
+        if let Some(check) = sink.check.take() {
+            if check.hasher.finalize().as_slice() != check.expected {
+                return Err(Fail::integrity(format!(
+                    "{}: SHA-256 differs from the digest the server announced",
+                    dest.display()
+                )));
             }
         }
+        let file = match sink.file.take() {
+            Some(file) => file,
+            None => open_part(part, false)?,
+        };
+        finish(file, saved.len, part, meta, dest)
     }
 
     /// Fetches a small text resource (a listing), following redirects; returns its body.
@@ -521,51 +395,9 @@ impl Session {
     /// # Errors
     /// A [`Fail`] for network trouble, an error status, or a body that is not `text/plain`.
     pub(crate) fn fetch_listing(&mut self, target: &str) -> Result<Vec<u8>, Fail> {
-        let host_header = self.host_header.clone();
-        let mut target = target.to_owned();
-        for _ in 0..=MAX_REDIRECTS {
-            let req = Request {
-                accept: Some("text/plain"),
-                ..Request::get(&host_header, &target)
-            };
-            let mut c = Collect {
-                status: 0,
-                reason: String::new(),
-                content_type: String::new(),
-                location: None,
-                body: Vec::new(),
-                head_seen: false,
-            };
-            self.exchange(&req, &mut c)?;
-            match (c.status, c.location) {
-                (301 | 302 | 303 | 307 | 308, Some(location)) => {
-                    let mut buf = [0u8; satchel_core::client::target::MAX_TARGET];
-                    let next = resolve_location(&self.url(&target), location.as_bytes(), &mut buf)
-                        .map_err(|e| {
-                            Fail::new(EXIT_HTTP, format!("redirect to {location:?}: {e}"))
-                        })?;
-                    target = next.to_owned();
-                }
-                (200, _) => {
-                    if !c
-                        .content_type
-                        .to_ascii_lowercase()
-                        .starts_with("text/plain")
-                    {
-                        return Err(Fail::new(
-                            EXIT_HTTP,
-                            format!(
-                                "{target}: the server sent no text listing ({})",
-                                c.content_type
-                            ),
-                        ));
-                    }
-                    return Ok(c.body);
-                }
-                (status, _) => return Err(status_fail(status, &c.reason, &target)),
-            }
-        }
-        Err(Fail::new(EXIT_HTTP, "more than 5 redirects"))
+        let mut collect = Collect::default();
+        self.run(target, Some("text/plain"), None, &mut collect)?;
+        Ok(collect.body)
     }
 
     /// Prints the entries of the folder `target` (decoded name, `/` for folders, tab, size).
@@ -653,6 +485,35 @@ fn folder_target(target: &str) -> String {
     }
 }
 
+/// What a session's failure means for the user, and its exit code.
+fn session_fail(e: &session::Error, download: &Download<'_>, net: &Net, port: u16) -> Fail {
+    let target = download.target();
+    match e {
+        session::Error::Connect(_) => {
+            let why = match net.last_connect_error() {
+                "" => e.to_string(),
+                system => system.to_owned(),
+            };
+            Fail::new(
+                EXIT_NETWORK,
+                format!("cannot connect to {}:{port}: {why}", net.host()),
+            )
+        }
+        e if e.is_network() => Fail::new(EXIT_NETWORK, format!("{target}: {e}")),
+        session::Error::Status(status) => {
+            status_fail(*status, &printable(download.reason()), target)
+        }
+        session::Error::Redirect(_) | session::Error::TooManyRedirects => {
+            Fail::new(EXIT_HTTP, format!("{target}: {e}"))
+        }
+        session::Error::NotAccepted => Fail::new(
+            EXIT_HTTP,
+            format!("{target}: the server sent no text listing"),
+        ),
+        e => Fail::integrity(format!("{target}: {e}")),
+    }
+}
+
 fn status_fail(status: u16, reason: &str, target: &str) -> Fail {
     let code = if status == 404 || status == 410 {
         EXIT_NOT_FOUND
@@ -663,24 +524,16 @@ fn status_fail(status: u16, reason: &str, target: &str) -> Fail {
 }
 
 /// Checks the byte count, flushes the part to disk and renames it over `dest`.
-fn finish(
-    file: File,
-    total: Option<u64>,
-    part: &Path,
-    meta: &Path,
-    dest: &Path,
-) -> Result<(), Fail> {
+fn finish(file: File, total: u64, part: &Path, meta: &Path, dest: &Path) -> Result<(), Fail> {
     let len = file
         .metadata()
         .map_err(|e| Fail::local(part.display(), &e))?
         .len();
-    if let Some(total) = total {
-        if len != total {
-            return Err(Fail::integrity(format!(
-                "{}: saved {len} bytes, the server announced {total}",
-                dest.display()
-            )));
-        }
+    if len != total {
+        return Err(Fail::integrity(format!(
+            "{}: saved {len} bytes, the server announced {total}",
+            dest.display()
+        )));
     }
     file.sync_all()
         .map_err(|e| Fail::local(part.display(), &e))?;

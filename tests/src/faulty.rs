@@ -53,6 +53,11 @@ pub enum Act {
     Redirect(String),
     /// This status with a short body.
     Status(u16),
+    /// This status with `Retry-After: secs` and a short body.
+    RetryAfter(u16, u32),
+    /// A 200 with both `Transfer-Encoding: chunked` and `Content-Length` (RFC 9112 §6.3 lets
+    /// a recipient treat it as an error), then an honest chunked body.
+    ChunkedWithLength,
 }
 
 /// One version of the served file.
@@ -389,6 +394,24 @@ fn serve(mut stream: TcpStream, shared: &Shared, act: &Act, version: usize) -> s
                 "HTTP/1.1 {code} Status\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstatus"
             );
             stream.write_all(head.as_bytes())
+        }
+        Act::RetryAfter(code, secs) => {
+            let head = format!(
+                "HTTP/1.1 {code} Busy\r\nRetry-After: {secs}\r\nContent-Type: text/plain\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy"
+            );
+            stream.write_all(head.as_bytes())
+        }
+        Act::ChunkedWithLength => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: {}\r\nETag: {}\r\n\r\n",
+                body.len(),
+                file.etag
+            );
+            stream.write_all(head.as_bytes())?;
+            stream.write_all(format!("{:x}\r\n", body.len()).as_bytes())?;
+            stream.write_all(body)?;
+            stream.write_all(b"\r\n0\r\n\r\n")?;
+            stream.shutdown(Shutdown::Both)
         }
     }
 }

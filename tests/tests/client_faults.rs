@@ -646,3 +646,126 @@ fn progress_bar_on_a_terminal() {
         run.stdout
     );
 }
+
+/// A port nobody listens on: bind, note it, close.
+fn closed_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+        .to_string()
+}
+
+#[test]
+fn a_refused_connection_is_not_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The default --retries 3, and retry notices on (no --quiet).
+    let run = client(dir.path(), &["127.0.0.1", &closed_port(), "x"]);
+    run.assert_code(5);
+    assert!(
+        run.stderr.contains("cannot connect") && run.stderr.contains("refused"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("retry"),
+        "a refused connection is final: {}",
+        run.stderr
+    );
+    assert!(names(dir.path()).is_empty());
+}
+
+#[test]
+fn a_reset_mid_body_is_retried_and_resumed() {
+    let body = content(SIZE, 20);
+    let server = FaultyServer::start(
+        "/file.bin",
+        vec![v("\"v0\"", body.clone())],
+        vec![(Act::Reset, 0), (Act::Serve, 0)],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = client(dir.path(), &[&server.url("/file.bin"), "--retries", "1"]);
+    run.assert_code(0);
+    assert_eq!(
+        std::fs::read(dir.path().join("file.bin")).expect("saved"),
+        body
+    );
+    assert_eq!(names(dir.path()), ["file.bin"]);
+    assert_eq!(server.connections(), 2);
+    // The resetting connection never reads its request; the retry is the first one recorded.
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1);
+    assert!(
+        reqs[0].contains(&format!(
+            "\r\nRange: bytes={}-\r\nIf-Range: \"v0\"\r\n",
+            SIZE / 2
+        )),
+        "resumed after the half that arrived before the reset: {}",
+        reqs[0]
+    );
+}
+
+#[test]
+fn unavailable_with_retry_after_is_retried_other_errors_are_not() {
+    let body = content(5000, 21);
+    for first in [
+        Act::RetryAfter(503, 1),
+        Act::RetryAfter(500, 1),
+        Act::Status(503),
+    ] {
+        let server = FaultyServer::start(
+            "/file.bin",
+            vec![v("\"v0\"", body.clone())],
+            vec![(first.clone(), 0), (Act::Serve, 0)],
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = client(dir.path(), &[&server.url("/file.bin"), "--retries", "1"]);
+        run.assert_code(0);
+        assert_eq!(
+            std::fs::read(dir.path().join("file.bin")).expect("saved"),
+            body,
+            "{first:?}"
+        );
+        assert_eq!(server.connections(), 2, "{first:?}");
+    }
+    for (first, code) in [
+        (Act::Status(500), 4),
+        (Act::Status(404), 3),
+        (Act::RetryAfter(429, 1), 4),
+    ] {
+        let server = FaultyServer::start(
+            "/file.bin",
+            vec![v("\"v0\"", body.clone())],
+            vec![(first.clone(), 0), (Act::Serve, 0)],
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = client(dir.path(), &[&server.url("/file.bin"), "--retries", "3"]);
+        run.assert_code(code);
+        assert_eq!(server.connections(), 1, "{first:?} is not retried");
+        assert!(names(dir.path()).is_empty(), "{first:?}");
+    }
+}
+
+#[test]
+fn giving_up_says_the_part_is_kept_for_continue() {
+    let server = FaultyServer::simple("/file.bin", &content(SIZE, 22), Act::Truncate(1000));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = client(dir.path(), &[&server.url("/file.bin"), "--retries", "1"]);
+    run.assert_code(5);
+    assert!(
+        run.stderr.contains("file.bin.part") && run.stderr.contains("--continue"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(server.connections(), 2);
+    let part = std::fs::metadata(dir.path().join("file.bin.part")).expect("part kept");
+    assert_eq!(part.len(), 1000);
+}
+
+#[test]
+fn chunked_together_with_content_length_is_an_integrity_error() {
+    // RFC 9112 §6.3 lets a recipient treat this as an error, and the client does (the README's
+    // limits say so).
+    let (dir, _s) = faulty_download(Act::ChunkedWithLength, 7, &[]);
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}

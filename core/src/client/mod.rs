@@ -8,13 +8,17 @@
 //! digest    the whole-file SHA-256 a server announces (Repr-Digest, Content-Digest)
 //! resume    206/416/200 after a Range request -> Plan (append, restart, complete, refuse)
 //! target    URLs, request targets, redirects on the same server, safe local file names
-//! nal       a blocking driver over embedded-nal's TcpClientStack
+//! session   one download: redirects, retries with backoff, resume, timeouts (time is an input)
+//! nal       a blocking driver over embedded-nal's TcpClientStack, for an exchange or a session
 //! ```
 //!
 //! [`Exchange`] ties head and body together for one request on a connection: feed it the bytes
 //! received, it reports the response head, then runs of body data borrowed from your buffer,
 //! then the end. It reads no clock and does no I/O; [`nal::exchange`] drives it over any
 //! `TcpClientStack` (std sockets on the host, smoltcp on a board).
+//!
+//! [`session::Download`] makes every decision of a whole download on top of it; the host client
+//! and a board drive it through [`nal::download`] and only move bytes, files and time.
 //!
 //! Nothing a server sends can make it panic, loop or buffer without bound: a malformed,
 //! oversized or lying response is an [`ExchangeError`].
@@ -23,8 +27,11 @@ pub mod body;
 pub mod digest;
 pub mod head;
 pub mod nal;
+#[cfg(test)]
+mod pair;
 pub mod request;
 pub mod resume;
+pub mod session;
 pub mod target;
 
 use core::fmt;

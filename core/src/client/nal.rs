@@ -1,25 +1,30 @@
-//! A blocking driver for [`Exchange`] over embedded-nal's [`TcpClientStack`].
+//! Blocking drivers over embedded-nal's [`TcpClientStack`]: [`download`] runs a whole
+//! [`Download`] session (redirects, retries, resume: the session decides, the driver moves
+//! bytes), [`exchange`] one request and its response.
 //!
 //! The stack is non-blocking (`nb`); when it would block, the driver asks a [`Waiter`] to park
 //! until the socket may have news or a deadline passes. The host's waiter polls the socket's
-//! file descriptor; a board's waiter runs its smoltcp poll loop. The driver reads time only
+//! file descriptor; a board's waiter runs its smoltcp poll loop. The drivers read time only
 //! through the waiter, so the same code runs on a fake clock in tests.
 //!
-//! Timeouts: the whole response head must arrive within `timeout` of the request being sent
-//! (so a server dripping its head a byte at a time cannot hold us), and while the body lasts,
-//! every `timeout` window must bring at least [`MIN_PROGRESS`] bytes (so a body dripped a byte
-//! a second ends in [`FetchError::Timeout`] too, like curl's `--speed-limit`).
+//! Timeouts are the core's [`ResponseTimer`]: the whole response head must arrive within
+//! `timeout` of the request being sent (so a server dripping its head a byte at a time cannot
+//! hold us), and while the body lasts, every `timeout` window must bring at least
+//! [`MIN_PROGRESS`] bytes (so a body dripped a byte a second times out too, like curl's
+//! `--speed-limit`).
 
 use core::fmt;
 use core::net::SocketAddr;
 
 use embedded_nal::{nb, TcpClientStack};
 
-use super::{Event, Exchange, ExchangeError, Request, Response};
+use super::session::{
+    self, Action, ConnectFailure, Download, Event, ResponseTimer, Retry, Saved, Start,
+};
+use super::{Event as ExchangeEvent, Exchange, ExchangeError, Request, Response};
 use crate::time::{Duration, Instant};
 
-/// The fewest body bytes each `timeout` window must bring while the body lasts.
-pub const MIN_PROGRESS: u64 = 1024;
+pub use super::session::MIN_PROGRESS;
 
 /// Time and readiness, as the platform provides them.
 pub trait Waiter {
@@ -68,6 +73,7 @@ pub struct Exchanged {
 }
 
 /// Why an exchange (or a connect) failed.
+#[non_exhaustive]
 #[derive(Debug)]
 pub enum FetchError<N, E> {
     /// The network stack failed.
@@ -165,9 +171,7 @@ where
     }
 
     let mut ex = Exchange::new(false, rx.len());
-    // Until the head is in: one fixed deadline. Then: windows of `timeout`.
-    let mut window_start = waiter.now();
-    let mut window_bytes: Option<u64> = None;
+    let mut timer = ResponseTimer::new(waiter.now(), timeout);
     let mut filled = 0usize;
     loop {
         // Drain what is buffered.
@@ -177,10 +181,12 @@ where
             let (n, event) = ex.handle_input(input).map_err(FetchError::Exchange)?;
             start += n;
             match event {
-                Event::NeedMore => break,
-                Event::Head(response) => handler.head(&response).map_err(FetchError::Handler)?,
-                Event::Body(data) => handler.body(data).map_err(FetchError::Handler)?,
-                Event::Done { keep_alive } => {
+                ExchangeEvent::NeedMore => break,
+                ExchangeEvent::Head(response) => {
+                    handler.head(&response).map_err(FetchError::Handler)?;
+                }
+                ExchangeEvent::Body(data) => handler.body(data).map_err(FetchError::Handler)?,
+                ExchangeEvent::Done { keep_alive } => {
                     return Ok(Exchanged {
                         keep_alive,
                         body_len: ex.body_received(),
@@ -190,6 +196,9 @@ where
         }
         rx.copy_within(start..filled, 0);
         filled -= start;
+        timer
+            .check(waiter.now(), &ex)
+            .map_err(|_| FetchError::Timeout)?;
 
         // Receive more.
         let Some(space) = rx.get_mut(filled..).filter(|s| !s.is_empty()) else {
@@ -200,43 +209,256 @@ where
         };
         match stack.receive(socket, space) {
             Ok(0) => {
-                if let Event::Done { keep_alive } = ex.handle_eof().map_err(FetchError::Exchange)? {
+                if let ExchangeEvent::Done { keep_alive } =
+                    ex.handle_eof().map_err(FetchError::Exchange)?
+                {
                     return Ok(Exchanged {
                         keep_alive,
                         body_len: ex.body_received(),
                     });
                 }
             }
-            Ok(n) => {
-                filled += n;
-                if let Some(bytes) = &mut window_bytes {
-                    *bytes += n as u64;
-                }
-            }
+            Ok(n) => filled += n,
             Err(nb::Error::Other(e)) => return Err(FetchError::Net(e)),
-            Err(nb::Error::WouldBlock) => {
-                let deadline = window_start + timeout;
-                if window_bytes.is_none() {
-                    park(waiter, deadline)?;
-                } else if waiter.now() < deadline {
-                    // In the body the window check below decides; just wait for news.
-                    waiter.wait(deadline);
-                }
+            Err(nb::Error::WouldBlock) if waiter.now() < timer.deadline() => {
+                waiter.wait(timer.deadline());
             }
+            Err(nb::Error::WouldBlock) => {}
         }
-        match window_bytes {
-            None if ex.head_received() => {
-                window_start = waiter.now();
-                window_bytes = Some(0);
-            }
-            Some(bytes) if waiter.now() >= window_start + timeout => {
-                if bytes < MIN_PROGRESS {
-                    return Err(FetchError::Timeout);
+    }
+}
+
+/// Receives what a [`download`] saves.
+pub trait Sink {
+    /// The sink's own error (e.g. a file write failing).
+    type Error;
+
+    /// Called with each response to save, before its body: truncate, append or finish.
+    ///
+    /// # Errors
+    /// Any error ends the download (and closes the connection).
+    fn start(&mut self, start: &Start<'_>) -> Result<(), Self::Error>;
+
+    /// Called with each run of body data, in order.
+    ///
+    /// # Errors
+    /// Any error ends the download.
+    fn body(&mut self, data: &[u8]) -> Result<(), Self::Error>;
+
+    /// A retry is about to wait until `retry.at`; the host tells the user.
+    fn retry(&mut self, retry: &Retry) {
+        let _ = retry;
+    }
+}
+
+/// Why a [`download`] failed.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum DownloadError<E> {
+    /// The session gave up (after its retries): see [`session::Error`].
+    Session(session::Error),
+    /// A request could not be encoded into the send buffer.
+    Encode(super::EncodeError),
+    /// The sink failed.
+    Sink(E),
+}
+
+impl<E: fmt::Display> fmt::Display for DownloadError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Session(e) => fmt::Display::fmt(e, f),
+            Self::Encode(e) => fmt::Display::fmt(e, f),
+            Self::Sink(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for DownloadError<E> {}
+
+/// Connects to `remote` with [`connect`], for [`download`]: a refusal by the stack is
+/// [`ConnectFailure::Refused`], no connection by the deadline [`ConnectFailure::TimedOut`].
+pub fn connector<S: TcpClientStack, W: Waiter>(
+    remote: SocketAddr,
+) -> impl FnMut(&mut S, &mut W, Instant) -> Result<S::TcpSocket, ConnectFailure> {
+    move |stack, waiter, deadline| {
+        let timeout = deadline.saturating_since(waiter.now());
+        connect::<S, W, ()>(stack, waiter, remote, timeout).map_err(|e| match e {
+            FetchError::Timeout => ConnectFailure::TimedOut,
+            _ => ConnectFailure::Refused,
+        })
+    }
+}
+
+/// Runs a whole download [`Download`] session over a [`TcpClientStack`]: the session decides
+/// (redirects, retries, resume, timeouts), this driver only moves bytes between the socket and
+/// the `sink`, and waits.
+///
+/// `socket` is the connection to the server, kept between downloads: used when the session
+/// was created with `connected`, replaced when the session asks for a new one (through
+/// `connect`, which opens one by the deadline it is given), and left open at the end only when
+/// the session says it may be kept. `buffers.rx` must be the session's
+/// [`Config::head_capacity`](session::Config) long.
+///
+/// # Errors
+/// See [`DownloadError`]; on an error the connection is closed.
+pub fn download<S, W, K, C>(
+    stack: &mut S,
+    waiter: &mut W,
+    socket: &mut Option<S::TcpSocket>,
+    mut connect: C,
+    session: &mut Download<'_>,
+    buffers: Buffers<'_>,
+    sink: &mut K,
+) -> Result<Saved, DownloadError<K::Error>>
+where
+    S: TcpClientStack,
+    W: Waiter,
+    K: Sink,
+    C: FnMut(&mut S, &mut W, Instant) -> Result<S::TcpSocket, ConnectFailure>,
+{
+    let mut io = Io {
+        tx: buffers.tx,
+        rx: buffers.rx,
+        sent: 0,
+        len: 0,
+        filled: 0,
+    };
+    let result = loop {
+        let now = waiter.now();
+        match session.poll(now) {
+            Action::Connect => {
+                close(stack, socket);
+                let deadline = session.poll_timeout().unwrap_or(now);
+                match connect(stack, waiter, deadline) {
+                    Ok(s) => {
+                        *socket = Some(s);
+                        session.handle_connected(waiter.now());
+                    }
+                    Err(why) => session.handle_connect_failed(waiter.now(), why),
                 }
-                window_start = waiter.now();
-                window_bytes = Some(0);
             }
-            _ => {}
+            Action::Send(request) => {
+                if let Err(e) = io.load(&request) {
+                    break Err(DownloadError::Encode(e));
+                }
+            }
+            Action::Receive => {
+                let Some(sock) = socket.as_mut() else {
+                    session.handle_broken(now);
+                    continue;
+                };
+                io.transfer(stack, sock, waiter, session);
+                if let Err(e) = io.deliver(session, waiter.now(), sink) {
+                    break Err(DownloadError::Sink(e));
+                }
+            }
+            Action::Retry(r) => sink.retry(&r),
+            Action::Wait(t) => {
+                close(stack, socket);
+                waiter.wait(t);
+            }
+            Action::Done(r) => break r.map_err(DownloadError::Session),
+        }
+    };
+    if result.is_err() || !session.keep_alive() {
+        close(stack, socket);
+    }
+    result
+}
+
+fn close<S: TcpClientStack>(stack: &mut S, socket: &mut Option<S::TcpSocket>) {
+    if let Some(old) = socket.take() {
+        let _ = stack.close(old);
+    }
+}
+
+/// A [`download`]'s buffers and how far they are used.
+struct Io<'b> {
+    tx: &'b mut [u8],
+    rx: &'b mut [u8],
+    /// Request bytes sent, of `len` encoded.
+    sent: usize,
+    len: usize,
+    /// Response bytes received and not yet consumed.
+    filled: usize,
+}
+
+impl Io<'_> {
+    /// Encodes the next request; nothing of it is sent and nothing of its answer received yet.
+    fn load(&mut self, request: &Request<'_>) -> Result<(), super::EncodeError> {
+        self.len = request.encode(self.tx)?;
+        self.sent = 0;
+        self.filled = 0;
+        Ok(())
+    }
+
+    /// One send (while the request lasts) or receive on `sock`, reported to the session;
+    /// parks until the session's next deadline when the socket has nothing.
+    fn transfer<S: TcpClientStack, W: Waiter>(
+        &mut self,
+        stack: &mut S,
+        sock: &mut S::TcpSocket,
+        waiter: &mut W,
+        session: &mut Download<'_>,
+    ) {
+        let now = waiter.now();
+        let step = if let Some(out) = self.tx.get(self.sent..self.len).filter(|o| !o.is_empty()) {
+            stack.send(sock, out).map(|n| self.sent += n)
+        } else if let Some(space) = self.rx.get_mut(self.filled..).filter(|s| !s.is_empty()) {
+            stack.receive(sock, space).map(|n| match n {
+                0 => session.handle_eof(now),
+                n => self.filled += n,
+            })
+        } else {
+            // Not reached: a head that does not fit rx ends the session first, and a body is
+            // consumed as it comes. Give up on the connection all the same.
+            session.handle_broken(now);
+            Ok(())
+        };
+        match step {
+            Ok(()) => {}
+            Err(nb::Error::WouldBlock) => match session.poll_timeout() {
+                Some(t) if now < t => waiter.wait(t),
+                _ => session.handle_timeout(now),
+            },
+            Err(nb::Error::Other(_)) => session.handle_broken(waiter.now()),
+        }
+    }
+
+    /// Feeds what was received to the session (and what it saves to `sink`); keeps the rest.
+    fn deliver<K: Sink>(
+        &mut self,
+        session: &mut Download<'_>,
+        now: Instant,
+        sink: &mut K,
+    ) -> Result<(), K::Error> {
+        let used = feed(
+            session,
+            now,
+            self.rx.get(..self.filled).unwrap_or_default(),
+            sink,
+        )?;
+        self.rx.copy_within(used..self.filled, 0);
+        self.filled -= used;
+        Ok(())
+    }
+}
+
+/// Feeds `input` to the session, handing what it saves to `sink`; returns the bytes consumed.
+fn feed<K: Sink>(
+    session: &mut Download<'_>,
+    now: Instant,
+    input: &[u8],
+    sink: &mut K,
+) -> Result<usize, K::Error> {
+    let mut used = 0usize;
+    loop {
+        let (n, event) = session.handle_input(now, input.get(used..).unwrap_or_default());
+        used += n;
+        match event {
+            Event::NeedMore | Event::Ended => return Ok(used),
+            Event::Start(start) => sink.start(&start)?,
+            Event::Body(data) => sink.body(data)?,
         }
     }
 }

@@ -20,9 +20,14 @@
 //! - an honest, intact answer whose head fits the buffer completes, and the saved file is the
 //!   server's file byte for byte;
 //! - a "complete" download (exchange done, plan accepted, size as announced) is the model's
-//!   body put where the plan says; from an honest answer, that is the server's file.
+//!   body put where the plan says; from an honest answer, that is the server's file;
+//! - the download session ([`Download`], what satchel-client and a board run) fed the same
+//!   reads saves exactly such a complete download, and only that.
 
-use satchel_core::client::{parse_response, plan, Event, Exchange, Framing, Plan};
+use satchel_core::client::digest::whole_file_sha256;
+use satchel_core::client::session::{self, Action, Config, Download, Resume};
+use satchel_core::client::{parse_response, plan, Event, Exchange, Framing, Plan, Url};
+use satchel_core::time::{Duration, Instant};
 use satchel_core::Status;
 
 use super::Reader;
@@ -88,15 +93,56 @@ pub fn check(data: &[u8]) {
         );
     }
 
-    // The download: plan the answer against what was saved, then save.
-    if !got.done {
-        return;
+    // The session asks for a range only from a non-empty part within the file.
+    let resumable = asked_from.is_none_or(|a| a > 0 && a as usize <= len);
+    let session = resumable
+        .then(|| run_session(&wire, capacity, &reads, asked_from, &file))
+        .flatten();
+    let expected = if got.done {
+        complete_download(&wire, &file, asked_from, &got, honest)
+    } else {
+        None
+    };
+    if resumable {
+        if let Some(expected) = &expected {
+            assert_eq!(
+                session.as_ref(),
+                Some(expected),
+                "the session did not save the complete download"
+            );
+        }
     }
-    let Ok(Status::Complete((response, _))) = parse_response(skip_interim(&wire), false) else {
+    if let (Some(saved), Some(status)) = (&session, got.status) {
+        // A 204 or another 2xx without a range the model does not plan: the session saves it
+        // as an empty or whole body, which needs no model.
+        if matches!(status, 200 | 206 | 416) {
+            assert_eq!(
+                Some(saved),
+                expected.as_ref(),
+                "the session saved a bad download"
+            );
+        }
+    }
+}
+
+/// The download the exchange's answer makes (plan applied, size as announced), if complete;
+/// from an honest answer, the server's file.
+fn complete_download(
+    wire: &[u8],
+    file: &[u8],
+    asked_from: Option<u64>,
+    got: &Outcome,
+    honest: bool,
+) -> Option<Vec<u8>> {
+    let len = file.len();
+    let Ok(Status::Complete((response, _))) = parse_response(skip_interim(wire), false) else {
         panic!("a complete exchange without a parsable head");
     };
     let saved = &file[..asked_from.map_or(0, |a| (a as usize).min(len))];
-    let outcome = match plan(asked_from, &response) {
+    let planned = plan(asked_from, &response);
+    // The session refuses a malformed SHA-256 field in an answer it would save.
+    let digest_ok = matches!(planned, Ok(Plan::Complete)) || whole_file_sha256(&response).is_ok();
+    let outcome = match planned {
         Ok(Plan::Write { total }) if response.status == 200 => Some((got.body.clone(), total)),
         Ok(Plan::Append { offset, total }) => {
             let mut f = saved[..(offset as usize).min(saved.len())].to_vec();
@@ -107,9 +153,7 @@ pub fn check(data: &[u8]) {
         Ok(Plan::Complete) => Some((saved.to_vec(), Some(saved.len() as u64))),
         _ => None,
     };
-    let Some((saved_file, total)) = outcome else {
-        return;
-    };
+    let (saved_file, total) = outcome?;
     let complete = total.is_none_or(|t| t == saved_file.len() as u64);
     if honest {
         assert!(
@@ -121,6 +165,84 @@ pub fn check(data: &[u8]) {
             saved_file == file,
             "an honest answer saved other bytes than the file"
         );
+    }
+    (complete && digest_ok).then_some(saved_file)
+}
+
+/// Runs a download session on the answer, read in the same sizes, from a part holding the
+/// file's first `asked_from` bytes; returns the part if the session saved it (`None` when it
+/// failed or would go elsewhere: a redirect, a retry).
+fn run_session(
+    wire: &[u8],
+    capacity: usize,
+    reads: &[usize],
+    asked_from: Option<u64>,
+    file: &[u8],
+) -> Option<Vec<u8>> {
+    let url = Url {
+        host: "h",
+        port: 80,
+        target: "/f",
+    };
+    let config = Config {
+        timeout: Duration::from_secs(10),
+        retries: 0,
+        head_capacity: capacity,
+        accept: None,
+    };
+    let resume = asked_from.map(|offset| Resume {
+        offset,
+        validator: "\"v\"",
+    });
+    let now = Instant::from_millis(0);
+    let mut s = Download::new(url, "h", config, resume, false, now).ok()?;
+    let mut part = file[..asked_from.map_or(0, |a| a as usize)].to_vec();
+    let (mut buf, mut fed, mut requests) = (Vec::new(), 0, 0);
+    let mut sizes = reads.iter().copied().cycle();
+    loop {
+        match s.poll(now) {
+            // A second request (a redirect, a restart) would need another answer.
+            Action::Connect | Action::Send(_) if requests > 0 => return None,
+            Action::Connect => s.handle_connected(now),
+            Action::Send(request) => {
+                requests += 1;
+                assert_eq!(request.range_from, asked_from, "the range asked for");
+            }
+            Action::Receive if fed == wire.len() => s.handle_eof(now),
+            Action::Receive => {
+                let end = (fed + sizes.next().unwrap_or(1)).min(wire.len());
+                buf.extend_from_slice(&wire[fed..end]);
+                fed = end;
+                let mut used = 0;
+                loop {
+                    let (n, event) = s.handle_input(now, &buf[used..]);
+                    used += n;
+                    assert!(used <= buf.len());
+                    match event {
+                        session::Event::NeedMore | session::Event::Ended => break,
+                        session::Event::Start(start) => match start.plan {
+                            Plan::Write { .. } => part.clear(),
+                            Plan::Append { offset, .. } => {
+                                assert_eq!(offset, part.len() as u64, "append where the part ends");
+                            }
+                            Plan::Complete | Plan::Restart => {}
+                        },
+                        session::Event::Body(data) => part.extend_from_slice(data),
+                    }
+                }
+                buf.drain(..used);
+            }
+            Action::Retry(_) | Action::Wait(_) => return None,
+            Action::Done(Ok(saved)) => {
+                assert_eq!(
+                    saved.len,
+                    part.len() as u64,
+                    "the length the session counted"
+                );
+                return Some(part);
+            }
+            Action::Done(Err(_)) => return None,
+        }
     }
 }
 
