@@ -33,11 +33,10 @@ use crate::http::method::Method;
 use crate::http::request::{parse_request, Limits, Request};
 use crate::http::response::{CacheStatus, ContentRange, ResponseHead};
 use crate::http::status::StatusCode;
-use crate::http::trim_ows;
 use crate::listing;
 use crate::mime;
 use crate::path::{PathOptions, SafePath, MAX_PATH};
-use crate::source::{FileKind, FileSource, ListingStyle, Metadata, SourceError};
+use crate::source::{FileKind, FileSource, Metadata, SourceError};
 use crate::time::{Duration, Instant};
 
 /// The name of the file served for a folder requested with a trailing slash.
@@ -590,21 +589,15 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 close,
             );
         }
-        let style = if prefers_text(request.accept) {
-            ListingStyle::Text
-        } else {
-            ListingStyle::Html
-        };
-        let listing = match self.site.source().listing(dir, style) {
+        let view = listing::negotiate(request.accept, request.target);
+        let listing = match self.site.source().listing(dir, view) {
             Ok(listing) => listing,
             Err(e) => return self.respond_source_error(now, method, e, close),
         };
         let len = listing.as_ref().len();
         let mut head = ResponseHead::new(StatusCode::OK);
-        head.content_type = Some(match style {
-            ListingStyle::Html => "text/html; charset=utf-8",
-            ListingStyle::Text => "text/plain; charset=utf-8",
-        });
+        head.content_type = Some(view.style.content_type());
+        head.content_security_policy = Some(listing::CONTENT_SECURITY_POLICY);
         head.content_length = Some(len as u64);
         head.date = self.site.unix_time();
         head.connection_close = close;
@@ -969,53 +962,6 @@ impl core::fmt::Write for SliceWriter<'_> {
 /// The status for an error's code (the parsers only produce valid codes; 400 otherwise).
 fn status_of(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
-}
-
-/// Whether an `Accept` value prefers `text/plain` over `text/html` (the client's listing form).
-fn prefers_text(accept: Option<&[u8]>) -> bool {
-    let Some(accept) = accept else {
-        return false;
-    };
-    let mut plain = None;
-    let mut html = None;
-    for item in accept.split(|&b| b == b',') {
-        let mut parts = item.split(|&b| b == b';');
-        let media = trim_ows(parts.next().unwrap_or_default());
-        let q = parts
-            .filter_map(|p| {
-                let p = trim_ows(p);
-                p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q="))
-            })
-            .map(parse_qvalue)
-            .next()
-            .unwrap_or(1000);
-        if media.eq_ignore_ascii_case(b"text/plain") {
-            plain = plain.max(Some(q));
-        } else if media.eq_ignore_ascii_case(b"text/html") {
-            html = html.max(Some(q));
-        }
-    }
-    match (plain, html) {
-        (Some(p), Some(h)) => p > 0 && p > h,
-        (Some(p), None) => p > 0,
-        _ => false,
-    }
-}
-
-/// An RFC 9110 §12.4.2 qvalue in thousandths; malformed values count as 0.
-fn parse_qvalue(v: &[u8]) -> u16 {
-    match v {
-        [b'1', rest @ ..] if rest.iter().all(|&b| b == b'.' || b == b'0') => 1000,
-        [b'0'] | [b'0', b'.'] => 0,
-        [b'0', b'.', digits @ ..] if digits.len() <= 3 && digits.iter().all(u8::is_ascii_digit) => {
-            let mut q = 0u16;
-            for i in 0..3 {
-                q = q * 10 + digits.get(i).map_or(0, |d| u16::from(d - b'0'));
-            }
-            q
-        }
-        _ => 0,
-    }
 }
 
 #[cfg(test)]
