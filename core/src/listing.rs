@@ -134,7 +134,7 @@ impl ListingStyle {
 /// one `<style>` element is allowed by its hash, forms and `<base>` are refused, and the page
 /// may not be framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; \
-    style-src 'sha256-pdBAyXPI3a3z9bCptoJtDcqobzHH/yaYu4e6BelmOPg='; \
+    style-src 'sha256-8ncCOc8avETrCaHL0+pxmtSuloSQR2gmg+XwOqtpBno='; \
     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The form and order of the listing a request asks for, from its `Accept` value and its raw
@@ -383,6 +383,7 @@ const STYLE: &str = "\n\
     h1{margin:.25rem 0 1rem;font-size:1.3rem;font-weight:600;overflow-wrap:anywhere}\n\
     a{color:var(--link);text-decoration:none}\n\
     a:hover{text-decoration:underline}\n\
+    h1 a{padding:0 .15em}\n\
     table{width:100%;border-collapse:collapse;table-layout:fixed}\n\
     th,td{padding:.5rem .6rem;border-bottom:1px solid var(--line);text-align:left}\n\
     th{font-size:.8rem;font-weight:600;letter-spacing:.03em;color:var(--mute);white-space:nowrap}\n\
@@ -392,9 +393,10 @@ const STYLE: &str = "\n\
     td+td{color:var(--mute);font-variant-numeric:tabular-nums}\n\
     td:first-child{overflow-wrap:anywhere}\n\
     tbody tr:hover{background:var(--alt)}\n\
-    td:first-child a::before{content:'';display:inline-block;width:.75em;height:.95em;margin-right:.6em;vertical-align:-.1em;border:1.5px solid var(--mute);border-radius:2px}\n\
+    td:first-child>*::before{content:'';display:inline-block;width:.75em;height:.95em;margin-right:.6em;vertical-align:-.1em;border:1.5px solid var(--mute);border-radius:2px}\n\
     .d td:first-child a::before{width:1.05em;height:.85em;vertical-align:-.05em;border:0;background:linear-gradient(var(--dir) 0 0) 0 0/45% 30% no-repeat,linear-gradient(var(--dir) 0 0) 0 100%/100% 80% no-repeat}\n\
     .d a{font-weight:600}\n\
+    td>span{color:var(--mute)}\n\
     footer{margin-top:.75rem;font-size:.85rem;color:var(--mute)}\n\
     @media(max-width:40rem){body{padding:.5rem .5rem 1.5rem;font-size:14px}th,td{padding:.55rem .35rem}th:nth-child(2),td:nth-child(2){width:4.9rem}th:nth-child(3),td:nth-child(3){width:6.4rem}time span{display:none}}\n";
 
@@ -495,20 +497,29 @@ fn column_header<W: Write + ?Sized>(
 }
 
 /// One table row: linked name, size (exact bytes in the tooltip), modification date.
+///
+/// A name with a control byte is shown but not linked: the server refuses such paths
+/// (PROTOCOL.md, "Paths"), so a link could only lead to a 400.
 fn html_row<W: Write + ?Sized>(out: &mut W, entry: &Entry<'_>) -> fmt::Result {
     let slash = if entry.is_dir { "/" } else { "" };
     out.write_str(if entry.is_dir {
-        "<tr class=d><td><a href=\""
+        "<tr class=d><td>"
     } else {
-        "<tr><td><a href=\""
+        "<tr><td>"
     })?;
-    // Percent-encoding leaves `&` and `'` (sub-delims): escape them for the attribute.
-    percent_encode_path_segment(entry.name, &mut HtmlEscaper(&mut *out))?;
-    out.write_str(slash)?;
-    out.write_str("\">")?;
+    let servable = !entry.name.iter().any(|&b| b < 0x20 || b == 0x7f);
+    if servable {
+        out.write_str("<a href=\"")?;
+        // Percent-encoding leaves `&` and `'` (sub-delims): escape them for the attribute.
+        percent_encode_path_segment(entry.name, &mut HtmlEscaper(&mut *out))?;
+        out.write_str(slash)?;
+        out.write_str("\">")?;
+    } else {
+        out.write_str("<span title=\"not served: a control character in the name\">")?;
+    }
     html_escape(entry.name, out)?;
     out.write_str(slash)?;
-    out.write_str("</a><td")?;
+    out.write_str(if servable { "</a><td" } else { "</span><td" })?;
     if entry.is_dir {
         out.write_str(">\u{2014}")?;
     } else {
@@ -697,10 +708,10 @@ pub fn percent_encode_path<W: Write + ?Sized>(path: &[u8], out: &mut W) -> fmt::
 }
 
 /// Writes `text` escaped for HTML text and double- or single-quoted attribute values, for
-/// display: `&`, `<`, `>`, `"` and `'` become character references, ASCII control characters
-/// become their visible Control Pictures (a newline shows as U+240A, DEL as U+2421), other
-/// controls and the bidirectional formatting characters (which could make `exe.txt` read
-/// `txt.exe`) become U+FFFD, and so does each maximal sequence of bytes that is not UTF-8.
+/// display: `&`, `<`, `>`, `"` and `'` become character references; control characters (a
+/// newline would show as a space) and the bidirectional formatting characters (which could
+/// make `exe.txt` read `txt.exe`) become U+FFFD, and so does each maximal sequence of bytes
+/// that is not UTF-8. The link, percent-encoded, keeps the exact bytes.
 ///
 /// # Errors
 /// [`fmt::Error`] when the sink refuses the text (full).
@@ -709,12 +720,7 @@ pub fn html_escape<W: Write + ?Sized>(text: &[u8], out: &mut W) -> fmt::Result {
         let mut rest = chunk.valid();
         while let Some((i, c)) = rest.char_indices().find(|&(_, c)| is_hidden(c)) {
             escape_str(&rest[..i], out)?;
-            let picture = match u32::from(c) {
-                0x7f => '\u{2421}',
-                b @ 0..=0x1f => char::from_u32(0x2400 + b).unwrap_or(char::REPLACEMENT_CHARACTER),
-                _ => char::REPLACEMENT_CHARACTER,
-            };
-            out.write_char(picture)?;
+            out.write_char(char::REPLACEMENT_CHARACTER)?;
             rest = &rest[i + c.len_utf8()..];
         }
         escape_str(rest, out)?;
@@ -884,7 +890,7 @@ mod tests {
         assert_eq!(esc(b"\xe2\x82x\xf0\x9f"), "\u{fffd}x\u{fffd}");
         assert_eq!(
             esc(b"line\nbreak\ttab\x7f"),
-            "line\u{240a}break\u{2409}tab\u{2421}"
+            "line\u{fffd}break\u{fffd}tab\u{fffd}"
         );
         assert_eq!(
             esc("evil\u{202e}txt.exe \u{85}".as_bytes()),
@@ -1171,8 +1177,8 @@ mod tests {
             "<tr><td><a href=\"a&amp;b&#39;s.txt\">a&amp;b&#39;s.txt</a>\
              <td title=\"1,234 bytes\">1.2 KiB\
              <td><time datetime=\"2000-02-29T00:00:00Z\">2000-02-29<span> 00:00</span></time>\n",
-            "<tr><td><a href=\"%3Cimg%20src=x%20onerror=alert(1)%3E%0A\">\
-             &lt;img src=x onerror=alert(1)&gt;\u{240a}</a><td title=\"1 byte\">1 B<td>",
+            "<tr><td><span title=\"not served: a control character in the name\">\
+             &lt;img src=x onerror=alert(1)&gt;\u{fffd}</span><td title=\"1 byte\">1 B<td>",
             "</tbody>\n</table>\n<footer>1 folder, 2 files, 1.2 KiB</footer>\n</body>\n</html>\n",
         ] {
             assert!(page.contains(part), "missing {part:?} in\n{page}");
