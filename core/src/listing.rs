@@ -1290,6 +1290,35 @@ mod tests {
         assert!(page.ends_with("</html>\n"));
     }
 
+    /// A measurement, not a check: the writer alone over 20,000 entries in each form.
+    /// `cargo test --release -p satchel-core --lib render_20000 -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement: run with --ignored --nocapture"]
+    fn render_20000_entries_measured() {
+        let names: Vec<String> = (0..20_000)
+            .map(|i| std::format!("file-{i:05} r\u{e9}sum\u{e9}.txt"))
+            .collect();
+        for style in [ListingStyle::Html, ListingStyle::Json, ListingStyle::Text] {
+            let start = std::time::Instant::now();
+            let view = view(style, SortKey::Name, false);
+            let mut w = ListingWriter::begin(String::new(), view, b"folder").unwrap();
+            for (i, name) in names.iter().enumerate() {
+                w.entry(&file(
+                    name.as_bytes(),
+                    i as u64 * 37,
+                    1_700_000_000 + i as u64,
+                ))
+                .unwrap();
+            }
+            let page = w.finish().unwrap();
+            std::println!(
+                "{style:?}: {} bytes in {:.1} ms",
+                page.len(),
+                start.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn segment_round_trips_and_is_safe(name in proptest::collection::vec(any::<u8>(), 0..40)) {
