@@ -7,11 +7,13 @@
 # Uses ../shared/bench/run.sh (wrk pinned to cpu 1, each server to cpu 0, quiet gate, foreign
 # CPU accounting) for every unit, in interleaved rounds (each round runs every server once, in
 # rotated order) so drift in machine noise spreads over all of them. Results and the summary
-# (median [min-max] per scenario and server) go to bench/results/<UTC timestamp>/.
+# (median [min-max] per scenario and server) go to bench/results/<UTC timestamp>/. For the
+# 64 KiB, 1 MiB and 256 MiB rows the summary also gives the machine's CPU per request (server
+# core + wrk core, bench/machine_cpu.py), where a copy moved to the receiver still counts.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-SHARED=$(cd "$ROOT/../shared/bench" && pwd)
+SHARED=$(cd "${SHARED:-$ROOT/../shared/bench}" && pwd)   # SHARED=... when not beside the checkout
 ROUNDS=${ROUNDS:-3}
 # A subset of run.sh's scenarios, e.g. SCENARIOS=g for the new-connection row alone.
 WANTED=${SCENARIOS:-a b c d e f g}
@@ -33,14 +35,15 @@ CARGO_TARGET_DIR=/tmp/satchel-bench-limit cargo build --release --quiet \
     --manifest-path "$SHARED/limit/Cargo.toml"
 LIMIT=/tmp/satchel-bench-limit/release/limit
 
-{
+# A subshell, so that `set +e` here does not switch errexit off for the rest of the script.
+(
   set +e +o pipefail
   grep -m1 'model name' /proc/cpuinfo; echo "cpus: $(nproc)"; free -m | sed -n 2p
   echo "date: $(date -u +%FT%TZ)"; uname -a
   nginx -v 2>&1; lighttpd -v 2>&1 | head -1; h2o --version 2>&1 | head -1
   wrk -v 2>&1 | head -1; rustc --version; git -C "$ROOT" rev-parse HEAD
   echo "DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS corpus=$CORPUS"
-} > "$RES/env.txt" || true
+) > "$RES/env.txt" || true
 
 UNITS="satchel:28085 nginx:28080 lighttpd:28081"
 command -v h2o >/dev/null && UNITS="$UNITS h2o:28082"
@@ -75,8 +78,21 @@ for round in $(seq 1 "$ROUNDS"); do
     k=$(( (round - 1) % $# )); shift "$k"
     order="$*"; [ "$k" -gt 0 ] && order="$order $(echo $UNITS | cut -d' ' -f1-"$k")"
     echo "=== round $round: $order" >&2
-    for u in $order; do run_unit "$u" "$round"; done
+    for u in $order; do
+        # One unit failing (run.sh exits on any error) leaves its cells empty, not the run.
+        st=0; run_unit "$u" "$round" || st=$?
+        if [ "$st" != 0 ]; then
+            echo "=== $u failed in round $round (exit $st); its remaining scenarios are missing" >&2
+            echo "FAILED unit=$u round=$round exit=$st" >> "$OUT"
+        fi
+    done
 done
 
 python3 "$SHARED/summarize.py" "$OUT" > "$RES/summary.md"
+# Issue 19: what the whole machine (server + wrk + kernel) pays per big response.
+python3 "$HERE/machine_cpu.py" "$SHARED" "$(nproc)" "$OUT" >> "$RES/summary.md"
+if grep -q '^FAILED' "$OUT"; then
+    { echo; echo "### Units that failed (cells missing above)"; echo
+      grep '^FAILED' "$OUT" | sed 's/^FAILED /- /'; } >> "$RES/summary.md"
+fi
 cat "$RES/summary.md"

@@ -14,6 +14,7 @@
 //! cache     fixed-capacity content cache: storage + index + eviction + admission
 //! http      request head parser, response head encoder, Range, conditionals, dates, ETag
 //! path      percent-decoding and normalisation into a SafePath that cannot leave the root
+//! proxy     PROXY protocol v2 header (the real client behind a load balancer)
 //! mime      extension -> media type table
 //! source    trait FileSource (metadata, open, read_at) + a static in-memory table for boards
 //! io        blocking driver over embedded-io Read + Write
@@ -42,6 +43,7 @@ pub mod io;
 pub mod listing;
 pub mod mime;
 pub mod path;
+pub mod proxy;
 pub mod serve;
 #[cfg(feature = "smoltcp")]
 pub mod smoltcp;

@@ -66,14 +66,15 @@ replay_tests!(
     cache_ops,
     response_head,
     client,
-    names
+    names,
+    proxy_header
 );
 
 #[test]
 fn every_target_is_replayed_and_every_seed_is_checked_in() {
     assert_eq!(
         checks::TARGETS.len(),
-        8,
+        9,
         "add the new target to replay_tests!"
     );
     for (target, name, data) in checks::seeds::all() {

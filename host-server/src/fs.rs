@@ -59,11 +59,7 @@ impl FsSource {
     }
 }
 
-/// Builds core metadata from `stat`.
-///
-/// The version is (size, a stamp mixing mtime and ctime in ns, device + inode): a rewrite in
-/// place changes mtime and ctime, a rename over changes the inode, and even a rewrite that
-/// restores the old mtime (`touch -r`) changes ctime.
+/// Builds core metadata from `stat` (the version as [`FileVersion::from_stat`] folds it).
 fn metadata_from(st: &Stat) -> Metadata {
     let kind = match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => FileKind::File,
@@ -79,11 +75,7 @@ fn metadata_from(st: &Stat) -> Metadata {
     let (ino, dev) = (st.st_ino as u64, st.st_dev as u64);
     Metadata {
         kind,
-        version: FileVersion {
-            len: st.st_size.max(0) as u64,
-            stamp: mtime ^ ctime.rotate_left(29),
-            id: ino ^ dev.rotate_left(40),
-        },
+        version: FileVersion::from_stat(st.st_size.max(0) as u64, mtime, ctime, dev, ino),
         modified: u64::try_from(st.st_mtime).ok(),
     }
 }
@@ -206,5 +198,89 @@ impl FileSource for FsSource {
         };
         let out = render().map_err(|_| SourceError::Io)?.into_bytes();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::ShardedCache;
+    use satchel_core::cache::ContentCache;
+    use satchel_core::http::etag::ETag;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("satchel-fs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn version(source: &FsSource) -> FileVersion {
+        let path = SafePath::from_normalized(b"a.bin").unwrap();
+        FileSource::open(source, &path).unwrap().1.version
+    }
+
+    /// A copy made as `cp -a` makes it (same bytes, same mtime in ns, another inode) has the
+    /// same ETag and another version; a change of ctime alone (chmod) keeps the ETag and changes
+    /// the version, so the cache drops the entry it had.
+    #[test]
+    fn copies_share_the_etag_and_the_cache_still_sees_inode_and_ctime() {
+        let (one, two) = (temp_dir("one"), temp_dir("two"));
+        std::fs::write(one.join("a.bin"), b"the same bytes on every node").unwrap();
+        std::fs::copy(one.join("a.bin"), two.join("a.bin")).unwrap();
+        let mtime = std::fs::metadata(one.join("a.bin"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(two.join("a.bin"))
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let (src_one, src_two) = (
+            FsSource::open(&one, false).unwrap(),
+            FsSource::open(&two, false).unwrap(),
+        );
+        let (v1, v2) = (version(&src_one), version(&src_two));
+        assert_ne!(v1, v2, "another inode is another version");
+        assert_eq!(ETag::from_version(&v1), ETag::from_version(&v2));
+
+        let cache = ShardedCache::new(1 << 20, 64, 1 << 20);
+        let bytes = b"the same bytes on every node";
+        let stored = cache.insert(b"a.bin", &v1, bytes.len(), &mut |buf| {
+            buf.copy_from_slice(bytes);
+            Ok(())
+        });
+        assert!(stored.is_some());
+        assert!(cache.lookup(b"a.bin", &v1).is_some());
+
+        // Change the ctime only: chmod until the clock has moved on (coarse timestamps).
+        let file = one.join("a.bin");
+        let ctime = |m: &std::fs::Metadata| (m.ctime(), m.ctime_nsec());
+        let ctime_before = ctime(&std::fs::metadata(&file).unwrap());
+        let mut mode = 0o600;
+        for _ in 0..1000 {
+            mode ^= 0o040;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let m = std::fs::metadata(&file).unwrap();
+            if ctime(&m) != ctime_before {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let v3 = version(&src_one);
+        assert_eq!(ETag::from_version(&v1), ETag::from_version(&v3));
+        assert_ne!(v1, v3, "a new ctime is a new version");
+        assert!(cache.lookup(b"a.bin", &v3).is_none());
+        assert!(
+            cache.lookup(b"a.bin", &v1).is_none(),
+            "the stale entry was dropped"
+        );
+        assert_eq!(cache.stats().stale_drops, 1);
+
+        std::fs::remove_dir_all(&one).unwrap();
+        std::fs::remove_dir_all(&two).unwrap();
     }
 }

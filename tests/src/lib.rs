@@ -5,7 +5,9 @@
 //! command does); [`bin_path`] refuses a binary older than the sources so a stale build cannot
 //! pass for the current code.
 
+pub mod board;
 pub mod faulty;
+pub mod haproxy;
 pub mod peers;
 pub mod raw;
 pub mod smol;

@@ -29,11 +29,11 @@ pub struct Peer {
 }
 
 /// Whether CI demands every peer.
-fn required() -> bool {
+pub(crate) fn required() -> bool {
     std::env::var("SATCHEL_REQUIRE_PEERS").is_ok_and(|v| v == "1")
 }
 
-fn find(program: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
+pub(crate) fn find(program: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(extra_dirs.iter().map(PathBuf::from))

@@ -61,45 +61,8 @@ pub type SmolServer<F> = Server<'static, BoardSite<F>, CONNECTIONS, HEAD_TX, STA
 /// The loopback world: one interface, the server in the background, `2` client sockets.
 pub type LoopStack<F> = NalStack<'static, Loopback, fn() -> SmolInstant, SmolServer<F>, 2>;
 
-/// `n` bytes of a pattern with no short period, computed at compile time.
-pub const fn pattern<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    let mut i = 0;
-    while i < N {
-        out[i] = (i * 7 % 251) as u8;
-        i += 1;
-    }
-    out
-}
-
-/// A file larger than the cache's per-entry limit (16 KiB): streamed from "flash" every time.
-pub static BIG: [u8; 20_000] = pattern();
-/// A file the cache stores (10,000 bytes: more than a socket buffer).
-pub static MEDIUM: [u8; 10_000] = pattern();
-
-/// The files baked into the "board", as a firmware would bake them.
-pub static BAKED: &[StaticFile] = &[
-    StaticFile {
-        path: "hello.txt",
-        data: include_bytes!("../fixtures/smol/hello.txt"),
-        modified: Some(1_700_000_000),
-    },
-    StaticFile {
-        path: "docs/index.html",
-        data: include_bytes!("../fixtures/smol/docs/index.html"),
-        modified: Some(1_700_000_000),
-    },
-    StaticFile {
-        path: "data.bin",
-        data: &MEDIUM,
-        modified: Some(1_700_000_100),
-    },
-    StaticFile {
-        path: "big.bin",
-        data: &BIG,
-        modified: Some(1_700_000_200),
-    },
-];
+// `pattern`, `BIG`, `MEDIUM` and `BAKED`: the file set the board firmware bakes too.
+include!("../fixtures/smol/baked.rs");
 
 /// A board's site: a file source, a cache in arrays behind a `RefCell`, a configuration, and
 /// optionally a wall clock for `Date`.
@@ -210,11 +173,7 @@ fn host_metadata(m: &std::fs::Metadata) -> Metadata {
     let ctime = ns(m.ctime(), m.ctime_nsec());
     Metadata {
         kind,
-        version: FileVersion {
-            len: m.size(),
-            stamp: mtime ^ ctime.rotate_left(29),
-            id: m.ino() ^ m.dev().rotate_left(40),
-        },
+        version: FileVersion::from_stat(m.size(), mtime, ctime, m.dev(), m.ino()),
         modified: u64::try_from(m.mtime()).ok(),
     }
 }
@@ -586,6 +545,24 @@ pub fn tap_capable() -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `test` must be skipped because `check` failed: says why on stderr and returns
+/// `true`, or fails when the environment variable `required_by` is `1` (CI), which makes a skip
+/// a failure.
+///
+/// # Panics
+/// When the check failed and `required_by` is set to `1`.
+pub fn skip(test: &str, check: Result<(), String>, required_by: &str) -> bool {
+    let Err(why) = check else {
+        return false;
+    };
+    assert!(
+        std::env::var(required_by).map_or(true, |v| v != "1"),
+        "{required_by}=1 but the {test} cannot run: {why}"
+    );
+    eprintln!("SKIPPED {test}: {why}");
+    true
+}
+
 /// Whether a TAP skip must fail (CI sets `SATCHEL_REQUIRE_TAP=1`).
 pub fn tap_required() -> bool {
     std::env::var("SATCHEL_REQUIRE_TAP").is_ok_and(|v| v == "1")
@@ -642,6 +619,34 @@ impl TapNet {
             .output()
             .map_err(|e| format!("ip netns exec: {e}"))
     }
+}
+
+impl TapNet {
+    /// `curl -sS --max-time 10 --noproxy '*' ARGS` inside the namespace: its exit code (`-1`
+    /// when a signal ended it) and stdout. Its stderr is printed when it fails.
+    ///
+    /// # Panics
+    /// When curl cannot be started.
+    pub fn curl(&self, args: &[&str]) -> (i32, String) {
+        let mut argv = vec!["curl", "-sS", "--max-time", "10", "--noproxy", "*"];
+        argv.extend_from_slice(args);
+        let out = self.exec(&argv).expect("run curl");
+        if !out.status.success() {
+            eprintln!("curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+/// The value of the first field `name` (case-insensitive) in a response head given as text.
+pub fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
 }
 
 impl Default for TapNet {

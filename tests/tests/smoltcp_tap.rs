@@ -18,7 +18,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use satchel_core::smoltcp::{core_instant, Server, SocketBuffers};
-use satchel_tests::smol::{self, baked_site, host_clock, TapNet, BAKED, BIG};
+use satchel_tests::smol::{
+    self, baked_site, header_value as header, host_clock, TapNet, BAKED, BIG,
+};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::phy::{Medium, TunTapInterface};
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
@@ -87,38 +89,21 @@ fn serve_on_tap(tap: &str, stop: &AtomicBool, ready: mpsc::Sender<Result<(), Str
 
 /// `curl ARGS` inside the namespace: (exit status ok, stdout).
 fn curl(net: &TapNet, args: &[&str]) -> (bool, String) {
-    let mut argv = vec!["curl", "-sS", "--max-time", "10", "--noproxy", "*"];
-    argv.extend_from_slice(args);
-    let out = net.exec(&argv).expect("run curl");
-    if !out.status.success() {
-        eprintln!("curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let (code, out) = net.curl(args);
+    (code == 0, out)
 }
 
 fn url(path: &str) -> String {
     format!("http://{SERVER_IP}:{}{path}", smol::PORT)
 }
 
-fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
-    headers
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-}
-
 #[test]
 fn curl_from_linux_fetches_from_the_smoltcp_server_on_tap() {
-    if let Err(why) = smol::tap_capable() {
-        assert!(
-            !smol::tap_required(),
-            "SATCHEL_REQUIRE_TAP=1 but the TAP test cannot run: {why}"
-        );
-        eprintln!("SKIPPED smoltcp TAP test: {why}");
+    if smol::skip(
+        "smoltcp TAP test",
+        smol::tap_capable(),
+        "SATCHEL_REQUIRE_TAP",
+    ) {
         return;
     }
     if std::process::Command::new("curl")

@@ -11,16 +11,17 @@
 use super::{trim_ows, trim_ows_start};
 use crate::source::FileVersion;
 
-/// The longest tag [`ETag::from_version`] builds: two quotes, three 16-digit hex numbers, two
-/// dashes.
-pub const MAX_ETAG_LEN: usize = 2 + 3 * 16 + 2;
+/// The longest tag [`ETag::from_version`] builds: two quotes, two 16-digit hex numbers, a dash.
+pub const MAX_ETAG_LEN: usize = 2 + 2 * 16 + 1;
 
 /// A strong entity-tag, quotes included, derived from a file's [`FileVersion`].
 ///
-/// The form is `"<id hex>-<stamp hex>-<len hex>"` (lower-case hex without leading zeros), so it
-/// changes whenever the file's identity, modification stamp or size does, and never depends on
-/// the path alone (PROTOCOL.md, "Responses": "strong, derived from the file's identity and
-/// version").
+/// The form is `"<stamp hex>-<len hex>"` (lower-case hex without leading zeros; nginx's form,
+/// with the modification time in ns instead of seconds). It changes whenever the file's
+/// modification stamp or size does and never depends on the path alone, nor on what one copy
+/// of the file does not share with another (`FileVersion::id`: device, inode, ctime), so nodes
+/// serving copies of one tree give the same tag and a client may validate or resume against any
+/// of them (PROTOCOL.md, "Responses").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ETag {
     bytes: [u8; MAX_ETAG_LEN],
@@ -35,8 +36,6 @@ impl ETag {
             len: 0,
         };
         tag.push(b'"');
-        tag.push_hex(version.id);
-        tag.push(b'-');
         tag.push_hex(version.stamp);
         tag.push(b'-');
         tag.push_hex(version.len);
@@ -169,11 +168,11 @@ mod tests {
     }
 
     #[test]
-    fn format_is_id_stamp_len_hex_quoted() {
-        assert_eq!(tag().as_bytes(), b"\"2a-17f0000000000001-1234\"");
+    fn format_is_stamp_len_hex_quoted() {
+        assert_eq!(tag().as_bytes(), b"\"17f0000000000001-1234\"");
         assert_eq!(
             ETag::from_version(&FileVersion::default()).as_str(),
-            "\"0-0-0\""
+            "\"0-0\""
         );
         let max = ETag::from_version(&FileVersion {
             len: u64::MAX,
@@ -184,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn every_version_field_changes_the_tag() {
+    fn shared_fields_change_the_tag_local_ones_do_not() {
         let v = FileVersion {
             len: 1,
             stamp: 2,
@@ -193,7 +192,29 @@ mod tests {
         let base = ETag::from_version(&v);
         assert_ne!(base, ETag::from_version(&FileVersion { len: 9, ..v }));
         assert_ne!(base, ETag::from_version(&FileVersion { stamp: 9, ..v }));
-        assert_ne!(base, ETag::from_version(&FileVersion { id: 9, ..v }));
+        // Another node's copy: another inode, device and ctime, the same tag.
+        assert_eq!(base, ETag::from_version(&FileVersion { id: 9, ..v }));
+    }
+
+    /// Two copies of one file (`cp -a`: same size and mtime, another inode, device and ctime)
+    /// have the same tag but different versions, so the cache still tells them apart; a change
+    /// of inode or ctime alone still changes the version.
+    #[test]
+    fn copies_share_the_tag_but_not_the_version() {
+        let (len, mtime) = (4096, 1_700_000_000_123_456_789);
+        let a = FileVersion::from_stat(len, mtime, mtime, 0x801, 12);
+        let b = FileVersion::from_stat(len, mtime, mtime + 5_000, 0x802, 99);
+        assert_eq!(ETag::from_version(&a), ETag::from_version(&b));
+        assert_ne!(a, b);
+        let ino = FileVersion::from_stat(len, mtime, mtime, 0x801, 13);
+        let ctime = FileVersion::from_stat(len, mtime, mtime + 1, 0x801, 12);
+        let dev = FileVersion::from_stat(len, mtime, mtime, 0x802, 12);
+        for other in [ino, ctime, dev] {
+            assert_ne!(a, other);
+            assert_eq!(ETag::from_version(&a), ETag::from_version(&other));
+        }
+        let touched = FileVersion::from_stat(len, mtime + 1, mtime + 1, 0x801, 12);
+        assert_ne!(ETag::from_version(&a), ETag::from_version(&touched));
     }
 
     #[test]
@@ -201,9 +222,9 @@ mod tests {
         let t = tag();
         assert!(matches_if_none_match(b"*", &t));
         assert!(matches_if_none_match(b" * ", &t));
-        assert!(matches_if_none_match(b"\"2a-17f0000000000001-1234\"", &t));
+        assert!(matches_if_none_match(b"\"17f0000000000001-1234\"", &t));
         assert!(matches_if_none_match(
-            b"\"x\", \"2a-17f0000000000001-1234\"",
+            b"\"x\", \"17f0000000000001-1234\"",
             &t
         ));
         assert!(!matches_if_none_match(b"\"x\", \"y\"", &t));
@@ -213,11 +234,11 @@ mod tests {
     #[test]
     fn if_none_match_is_weak_comparison() {
         assert!(matches_if_none_match(
-            b"W/\"2a-17f0000000000001-1234\"",
+            b"W/\"17f0000000000001-1234\"",
             &tag()
         ));
         assert!(matches_if_none_match(
-            b"\"a\",W/\"2a-17f0000000000001-1234\"",
+            b"\"a\",W/\"17f0000000000001-1234\"",
             &tag()
         ));
     }
@@ -226,7 +247,7 @@ mod tests {
     fn if_none_match_tolerates_ows_and_empty_elements() {
         let t = tag();
         assert!(matches_if_none_match(
-            b" ,, \"a\" ,\t\"2a-17f0000000000001-1234\" , ",
+            b" ,, \"a\" ,\t\"17f0000000000001-1234\" , ",
             &t
         ));
     }
@@ -234,7 +255,7 @@ mod tests {
     #[test]
     fn if_none_match_malformed_list_is_no_match() {
         let t = tag();
-        let good = "\"2a-17f0000000000001-1234\"";
+        let good = "\"17f0000000000001-1234\"";
         for bad in [
             std::format!("{good} \"a\""),       // missing comma
             std::format!("{good}, \"unclosed"), // unterminated
@@ -251,12 +272,12 @@ mod tests {
     #[test]
     fn strong_eq_requires_strong_and_equal() {
         let t = tag();
-        assert!(strong_eq(b"\"2a-17f0000000000001-1234\"", &t));
-        assert!(strong_eq(b" \"2a-17f0000000000001-1234\" ", &t));
-        assert!(!strong_eq(b"W/\"2a-17f0000000000001-1234\"", &t));
-        assert!(!strong_eq(b"\"2a-17f0000000000001-1235\"", &t));
-        assert!(!strong_eq(b"2a-17f0000000000001-1234", &t));
-        assert!(!strong_eq(b"\"2a-17f0000000000001-1234\", \"x\"", &t));
+        assert!(strong_eq(b"\"17f0000000000001-1234\"", &t));
+        assert!(strong_eq(b" \"17f0000000000001-1234\" ", &t));
+        assert!(!strong_eq(b"W/\"17f0000000000001-1234\"", &t));
+        assert!(!strong_eq(b"\"17f0000000000001-1235\"", &t));
+        assert!(!strong_eq(b"17f0000000000001-1234", &t));
+        assert!(!strong_eq(b"\"17f0000000000001-1234\", \"x\"", &t));
         assert!(!strong_eq(b"*", &t));
     }
 
@@ -264,6 +285,7 @@ mod tests {
         #[test]
         fn own_tag_always_matches(len: u64, stamp: u64, id: u64) {
             let t = ETag::from_version(&FileVersion { len, stamp, id });
+            prop_assert!(t.as_bytes().len() <= MAX_ETAG_LEN);
             prop_assert!(matches_if_none_match(t.as_bytes(), &t));
             prop_assert!(strong_eq(t.as_bytes(), &t));
         }

@@ -502,7 +502,7 @@ mod tests {
             Content-Type: text/plain; charset=utf-8\r\n\
             Content-Length: 5\r\n\
             Accept-Ranges: bytes\r\n\
-            ETag: \"7-6-5\"\r\n\
+            ETag: \"6-5\"\r\n\
             Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
             Cache-Status: satchel; fwd=miss; stored\r\n\
             \r\n";

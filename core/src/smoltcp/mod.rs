@@ -49,6 +49,19 @@ use crate::serve::{BodyRef, Connection, ResponseInfo, Site, Transmit};
 use crate::source::FileSource;
 use crate::time::{Duration, Instant};
 
+/// One response planned by [`Server::poll_with`], with the request it answers (for an access
+/// log in the host server's shape: client, method, target, status, bytes, cache).
+#[derive(Debug)]
+pub struct Answered<'a> {
+    /// What was answered.
+    pub info: ResponseInfo,
+    /// The client's address and port.
+    pub peer: Option<::smoltcp::wire::IpEndpoint>,
+    /// The request head bytes the response answers (empty for a timeout's `408`); the request
+    /// line is its first line.
+    pub head: &'a [u8],
+}
+
 /// The core's instant for a smoltcp instant (milliseconds; times before the origin are 0).
 pub fn core_instant(t: SmolInstant) -> Instant {
     Instant::from_millis(u64::try_from(t.total_millis()).unwrap_or(0))
@@ -236,12 +249,12 @@ impl<'s, S: Site, const N: usize, const TX: usize, const STAGE: usize> Server<'s
     }
 
     /// [`poll`](Self::poll), calling `on_response` for each response planned (for an access
-    /// log or counters).
+    /// log or counters), with the request it answers.
     pub fn poll_with(
         &mut self,
         now: SmolInstant,
         sockets: &mut SocketSet<'_>,
-        mut on_response: impl FnMut(ResponseInfo),
+        mut on_response: impl FnMut(&Answered<'_>),
     ) -> bool {
         let now = core_instant(now);
         let mut progress = false;
@@ -276,7 +289,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         port: u16,
         socket: &mut tcp::Socket<'_>,
         now: Instant,
-        on_response: &mut impl FnMut(ResponseInfo),
+        on_response: &mut impl FnMut(&Answered<'_>),
     ) -> bool {
         match self.phase {
             Phase::Listening => self.poll_listening(site, port, socket, now, on_response),
@@ -305,7 +318,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         port: u16,
         socket: &mut tcp::Socket<'_>,
         now: Instant,
-        on_response: &mut impl FnMut(ResponseInfo),
+        on_response: &mut impl FnMut(&Answered<'_>),
     ) -> bool {
         if !socket.is_open() {
             // Closed, or in TIME-WAIT after a close we started: a server with a handful of
@@ -330,7 +343,7 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         site: &'s S,
         socket: &mut tcp::Socket<'_>,
         now: Instant,
-        on_response: &mut impl FnMut(ResponseInfo),
+        on_response: &mut impl FnMut(&Answered<'_>),
     ) -> bool {
         let Some(conn) = self.conn.as_mut() else {
             self.phase = Phase::Listening;
@@ -361,14 +374,16 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         let mut source_changed = false;
         loop {
             let consumed = conn.handle_input(now, &self.stage[..self.staged]);
+            let consumed = consumed.min(self.staged);
+            if let Some(info) = conn.poll_event() {
+                let peer = socket.remote_endpoint();
+                let head = &self.stage[..consumed];
+                on_response(&Answered { info, peer, head });
+            }
             if consumed > 0 {
-                let consumed = consumed.min(self.staged);
                 self.stage.copy_within(consumed..self.staged, 0);
                 self.staged -= consumed;
                 progress = true;
-            }
-            if let Some(info) = conn.poll_event() {
-                on_response(info);
             }
             match push(site, conn, socket, now) {
                 Pushed::Nothing => {}
@@ -394,7 +409,12 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
             if conn.poll_timeout().is_some_and(|t| now >= t) {
                 conn.handle_timeout(now);
                 if let Some(info) = conn.poll_event() {
-                    on_response(info);
+                    let peer = socket.remote_endpoint();
+                    on_response(&Answered {
+                        info,
+                        peer,
+                        head: &[],
+                    });
                 }
                 source_changed = matches!(push(site, conn, socket, now), Pushed::SourceChanged);
                 progress = true;
@@ -880,6 +900,37 @@ mod tests {
             world.client().state(),
             tcp::State::Closed,
             "reset, not a clean end"
+        );
+    }
+
+    #[test]
+    fn poll_with_reports_each_answer_with_its_peer_and_request() {
+        let s = site(StaticSource::new(FILES), 4096);
+        let mut world = World::new::<1024, 4096>(s);
+        world.connect(50_010);
+        let two = [get("/hello.txt"), get("/nope")].concat();
+        assert_eq!(world.client().send_slice(&two), Ok(two.len()));
+        let mut seen = std::vec::Vec::new();
+        for _ in 0..20 {
+            let now = world.now;
+            world.iface.poll(now, &mut world.device, &mut world.sockets);
+            world.server.poll_with(now, &mut world.sockets, |a| {
+                let line = a.head.split(|&b| b == b'\r').next().unwrap_or_default();
+                seen.push((
+                    a.peer.map(|p| p.port),
+                    std::string::String::from_utf8_lossy(line).into_owned(),
+                    a.info.status.as_u16(),
+                ));
+            });
+            world.iface.poll(now, &mut world.device, &mut world.sockets);
+            world.now += ::smoltcp::time::Duration::from_millis(1);
+        }
+        assert_eq!(
+            seen,
+            [
+                (Some(50_010), "GET /hello.txt HTTP/1.1".into(), 200),
+                (Some(50_010), "GET /nope HTTP/1.1".into(), 404),
+            ]
         );
     }
 }

@@ -15,6 +15,7 @@ pub mod client;
 pub mod connection;
 pub mod names;
 pub mod path;
+pub mod proxy_header;
 pub mod range_and_conditionals;
 pub mod request_head;
 pub mod response_head;
@@ -34,6 +35,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("response_head", response_head::check),
     ("client", client::check),
     ("names", names::check),
+    ("proxy_header", proxy_header::check),
 ];
 
 /// A total decoder over fuzz input: each read takes bytes from the front, and reads past the

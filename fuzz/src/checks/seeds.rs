@@ -44,8 +44,22 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
     for (i, (op, text)) in NAMES.iter().enumerate() {
         seeds.push(("names", format!("seed-{i:02}"), [&[*op][..], text].concat()));
     }
+    for (i, s) in PROXY_HEADERS.iter().enumerate() {
+        seeds.push(("proxy_header", format!("seed-{i:02}"), s.to_vec()));
+    }
     seeds
 }
+
+/// `proxy_header` inputs: the headers of `core/src/proxy.rs`'s tests (TCP over IPv4 as HAProxy
+/// sends it, IPv6, LOCAL, TLVs, a CRC32C TLV) and a plain request.
+const PROXY_HEADERS: &[&[u8]] = &[
+    b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\xac\x13\x00\x01\xac\x13\x00\x03\xa6\x52\x00\x50GET / HTTP/1.1\r\n",
+    b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x02\x30\x39\x01\xbb",
+    b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00",
+    b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x1a\xc0\x00\x02\x01\xc6\x33\x64\x07\xdc\x04\x00\x50\x04\x00\x02\xaa\xbb\x05\x00\x03\x01\x02\x03\xe0\x00\x00",
+    b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x13\xc0\x00\x02\x01\xc6\x33\x64\x07\xdc\x04\x00\x50\x03\x00\x04\x00\x00\x00\x00",
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+];
 
 /// `names` inputs: (selector, text), from the client's target tests and traversal payloads.
 const NAMES: &[(u8, &[u8])] = &[

@@ -1,0 +1,363 @@
+//! A sharded cluster with the real thing: three satchel-server nodes over three `cp -a` copies
+//! of one tree, behind HAProxy hashing each path to one node (tests/src/haproxy.rs).
+//!
+//! - sharding: one pass over many files makes each file a miss on exactly one node, and a
+//!   second pass is all hits on that same node;
+//! - validators: every node gives the same `ETag` and `Last-Modified` for a file;
+//! - failover: `kill -9` of the node serving a large download; `satchel-client --retries` and
+//!   `curl -C -` resume through HAProxy from another node with a 206, and the saved file is
+//!   the original byte for byte.
+//!
+//! Skipped with a message when haproxy is not installed, unless `SATCHEL_REQUIRE_PEERS=1`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use satchel_tests::haproxy::{collect_access, replicas, Access, Haproxy};
+use satchel_tests::raw::{get, one, Conn};
+use satchel_tests::{bin_path, content, Server, WAIT};
+
+const SMALL_FILES: usize = 60;
+/// Larger than every buffer between a stopped client and the node (socket buffers on both
+/// sides of HAProxy and its own), so that the node is still sending when it is killed.
+const BIG: usize = 64 << 20;
+
+struct Cluster {
+    nodes: Vec<Option<Server>>,
+    lb: Haproxy,
+    _src: tempfile::TempDir,
+    _copies: Vec<tempfile::TempDir>,
+}
+
+fn small_name(i: usize) -> String {
+    format!("/files/f{i:03}.txt")
+}
+
+/// The cluster, or `None` when haproxy is missing (the harness said why).
+fn cluster(with_big: bool) -> Option<Cluster> {
+    satchel_tests::haproxy::binary()?;
+    let src = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(src.path().join("files")).unwrap();
+    for i in 0..SMALL_FILES {
+        let body = content(1000 + i * 37, i as u8);
+        std::fs::write(src.path().join(&small_name(i)[1..]), body).unwrap();
+    }
+    if with_big {
+        std::fs::write(src.path().join("big.bin"), content(BIG, 7)).unwrap();
+    }
+    let copies = replicas(src.path(), 3);
+    let nodes: Vec<Option<Server>> = copies
+        .iter()
+        .map(|c| Some(Server::start(c.path(), &[])))
+        .collect();
+    let addrs: Vec<_> = nodes.iter().flatten().map(Server::addr).collect();
+    let lb = Haproxy::start(&addrs)?;
+    Some(Cluster {
+        nodes,
+        lb,
+        _src: src,
+        _copies: copies,
+    })
+}
+
+impl Cluster {
+    fn live(&self) -> Vec<&Server> {
+        self.nodes.iter().flatten().collect()
+    }
+
+    /// Which node's log shows `target` next (after a request made through the balancer).
+    fn node_of(&self, method: &str, target: &str) -> usize {
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect();
+        let seen = collect_access(&self.live(), |seen| {
+            seen.iter()
+                .flatten()
+                .any(|a| a.method == method && a.target == target)
+        });
+        let at = seen
+            .iter()
+            .position(|s| s.iter().any(|a| a.method == method && a.target == target))
+            .unwrap_or_else(|| panic!("no node logged {method} {target}: {seen:?}"));
+        live[at]
+    }
+
+    /// `kill -9` of node `i`, then reaped.
+    fn kill(&mut self, i: usize) {
+        let mut node = self.nodes[i].take().expect("a live node");
+        signal(node.pid(), "-KILL");
+        assert!(
+            node.wait_exit(WAIT).is_none(),
+            "killed by a signal, no code"
+        );
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+#[test]
+fn each_file_is_cached_on_exactly_one_node() {
+    let Some(c) = cluster(false) else { return };
+    let live = c.live();
+    // One kept-alive connection, one request at a time: HAProxy has no other request of ours
+    // in flight when it picks a node, so its bounded loads (hash-balance-factor) never move a
+    // path to a neighbour, and the hash alone decides. (Concurrent clients may see a hot path
+    // overflow to a second node: the price of bounded loads, paid in one more cached copy.)
+    let expect_pass = |pass: usize| {
+        let mut conn = Conn::open(c.lb.addr());
+        for i in 0..SMALL_FILES {
+            conn.get(&small_name(i), "");
+            let r = conn.response(false).expect("a response through HAProxy");
+            assert_eq!(
+                r.status,
+                200,
+                "pass {pass}, {}: {}",
+                small_name(i),
+                c.lb.log()
+            );
+            assert_eq!(r.body, content(1000 + i * 37, i as u8));
+        }
+        collect_access(&live, |seen| {
+            seen.iter().map(Vec::len).sum::<usize>() >= SMALL_FILES
+        })
+    };
+
+    let first = expect_pass(1);
+    let mut home: BTreeMap<&str, usize> = BTreeMap::new();
+    for (node, lines) in first.iter().enumerate() {
+        for a in lines {
+            assert_eq!(
+                (a.method.as_str(), a.status, a.cache.as_str()),
+                ("GET", 200, "miss-stored"),
+                "first pass on node {node}: {a:?}"
+            );
+            assert!(
+                home.insert(a.target.as_str(), node).is_none(),
+                "{} was a miss on two nodes",
+                a.target
+            );
+        }
+    }
+    assert_eq!(
+        home.len(),
+        SMALL_FILES,
+        "every file was a miss once: {first:?}"
+    );
+    let per_node: Vec<usize> = first.iter().map(Vec::len).collect();
+    eprintln!("files per node: {per_node:?}");
+    assert!(
+        per_node.iter().all(|&n| n > 0),
+        "the path hash spreads files over every node: {per_node:?}"
+    );
+
+    let second = expect_pass(2);
+    assert_eq!(second.iter().map(Vec::len).sum::<usize>(), SMALL_FILES);
+    for (node, lines) in second.iter().enumerate() {
+        for a in lines {
+            assert_eq!(
+                home[a.target.as_str()],
+                node,
+                "{} moved: {second:?} {}",
+                a.target,
+                c.lb.log()
+            );
+            assert_eq!(a.cache, "hit", "second pass on node {node}: {a:?}");
+        }
+    }
+}
+
+#[test]
+fn every_node_gives_the_same_validators() {
+    let Some(c) = cluster(false) else { return };
+    for i in (0..SMALL_FILES).step_by(7) {
+        let name = small_name(i);
+        let answers: Vec<_> = c
+            .live()
+            .iter()
+            .map(|n| get(n.addr(), &name))
+            .chain([get(c.lb.addr(), &name)])
+            .collect();
+        for r in &answers {
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("ETag"), answers[0].header("ETag"), "{name}");
+            assert_eq!(
+                r.header("Last-Modified"),
+                answers[0].header("Last-Modified"),
+                "{name}"
+            );
+        }
+        // Revalidating through the balancer with any node's tag: 304.
+        let etag = answers[1].header("ETag").unwrap();
+        let req = format!(
+            "GET {name} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nIf-None-Match: {etag}\r\n\r\n"
+        );
+        assert_eq!(one(c.lb.addr(), req.as_bytes()).unwrap().status, 304);
+    }
+}
+
+/// Waits until `file` holds at least one byte (the download has begun), bounded.
+fn wait_started(file: impl Fn() -> Option<PathBuf>, child: &mut Child) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(f) = file() {
+            if std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0) > 0 {
+                return;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the download ended ({status}) before the node could be killed");
+        }
+        assert!(Instant::now() < deadline, "the download did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits (bounded) for `child` to exit; its exit code.
+fn wait_child(child: &mut Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `.part` file in `dir`, if any.
+fn part_in(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".part"))
+}
+
+/// The node that serves `/big.bin` now, learnt from its access log after a HEAD.
+fn big_node(c: &Cluster) -> usize {
+    let head = one(
+        c.lb.addr(),
+        b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .expect("HEAD through the balancer");
+    assert_eq!(head.status, 200, "{}", c.lb.log());
+    c.node_of("HEAD", "/big.bin")
+}
+
+/// Stops the downloader, kills the node serving it, lets the downloader go on.
+fn kill_under(c: &mut Cluster, node: usize, downloader: &Child) {
+    signal(downloader.id(), "-STOP");
+    c.kill(node);
+    signal(downloader.id(), "-CONT");
+}
+
+/// A 206 for `/big.bin` in the log of a node other than `dead` (the resume), bounded.
+fn assert_resumed_elsewhere(c: &Cluster, dead: usize) {
+    let live: Vec<usize> = (0..3).filter(|&i| c.nodes[i].is_some()).collect();
+    let seen = collect_access(&c.live(), |seen| seen.iter().flatten().any(is_big_206));
+    let at = seen.iter().position(|s| s.iter().any(is_big_206));
+    let node = at.map(|i| live[i]);
+    assert!(
+        node.is_some_and(|n| n != dead),
+        "no 206 for /big.bin from another node than {dead}: {seen:?}"
+    );
+}
+
+fn is_big_206(a: &Access) -> bool {
+    a.method == "GET" && a.target == "/big.bin" && a.status == 206
+}
+
+#[test]
+fn failover_mid_download_resumes_on_another_node() {
+    let Some(mut c) = cluster(true) else { return };
+    let original = content(BIG, 7);
+    let dest = tempfile::tempdir().unwrap();
+
+    // satchel-client: its retries resume with Range + If-Range through the balancer.
+    let first = big_node(&c);
+    let mut client = Command::new(bin_path("satchel-client"))
+        .arg(c.lb.url("/big.bin"))
+        .args(["--retries", "5", "--quiet", "-d"])
+        .arg(dest.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn satchel-client");
+    wait_started(|| part_in(dest.path()), &mut client);
+    kill_under(&mut c, first, &client);
+    assert_eq!(wait_child(&mut client, Duration::from_secs(120)), Some(0));
+    let saved = std::fs::read(dest.path().join("big.bin")).unwrap();
+    assert!(saved == original, "satchel-client saved other bytes");
+    assert_resumed_elsewhere(&c, first);
+
+    // curl: cut off by a second kill, then `curl -C -` with If-Range from the first answer.
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+    else {
+        eprintln!("skipping the curl half: curl is not installed");
+        return;
+    };
+    let second = big_node(&c);
+    assert_ne!(second, first);
+    let out = dest.path().join("curl.bin");
+    let headers = dest.path().join("headers");
+    let url = c.lb.url("/big.bin");
+    let mut cut = Command::new(curl)
+        .args(["-s", "-D"])
+        .arg(&headers)
+        .arg("-o")
+        .arg(&out)
+        .arg(&url)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn curl");
+    let started = out.clone();
+    wait_started(|| Some(started.clone()), &mut cut);
+    kill_under(&mut c, second, &cut);
+    let code = wait_child(&mut cut, Duration::from_secs(60));
+    assert_ne!(code, Some(0), "curl was cut off");
+    let have = std::fs::metadata(&out).unwrap().len();
+    assert!(
+        have > 0 && (have as usize) < BIG,
+        "a partial file: {have} bytes"
+    );
+    let head = std::fs::read_to_string(&headers).unwrap();
+    let etag = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("etag").then_some(value)
+        })
+        .expect("the first answer's ETag")
+        .trim()
+        .to_owned();
+    let resume = Command::new(curl)
+        .args(["-s", "-f", "-C", "-", "-w", "%{http_code}", "-H"])
+        .arg(format!("If-Range: {etag}"))
+        .arg("-o")
+        .arg(&out)
+        .arg(&url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run curl -C -");
+    assert!(resume.status.success(), "curl -C - failed: {resume:?}");
+    assert_eq!(String::from_utf8_lossy(&resume.stdout), "206");
+    let saved = std::fs::read(&out).unwrap();
+    assert!(saved == original, "curl -C - saved other bytes");
+}
