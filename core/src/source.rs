@@ -3,6 +3,7 @@
 //!
 //! A source answers for [`SafePath`]s only, so it never sees a path that could leave its root.
 
+use crate::listing::ListingView;
 use crate::path::SafePath;
 
 /// What a path names.
@@ -164,27 +165,30 @@ pub trait FileSource {
     fn read_at(&self, file: &Self::File, offset: u64, buf: &mut [u8])
         -> Result<usize, SourceError>;
 
-    /// Renders the listing of the folder at `path` in the given style.
+    /// Renders the listing of the folder at `path` in the view's style and order (see
+    /// [`crate::listing`]).
     ///
     /// # Errors
     /// [`SourceError::NotFound`] where the source has no listings (the default).
     fn listing(
         &self,
         path: &SafePath<'_>,
-        style: ListingStyle,
+        view: ListingView,
     ) -> Result<Self::Listing, SourceError> {
-        let _ = (path, style);
+        let _ = (path, view);
         Err(SourceError::NotFound)
     }
 }
 
-/// The two forms of a folder listing (PROTOCOL.md, "Listings").
+/// The forms of a folder listing (PROTOCOL.md, "Listings"; [`crate::listing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListingStyle {
-    /// A small HTML page.
+    /// An HTML page for people.
     Html,
     /// One `name<TAB>size` line per entry, for the client.
     Text,
+    /// A JSON object, for scripts.
+    Json,
 }
 
 /// One file of a [`StaticSource`].

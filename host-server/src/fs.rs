@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
-use satchel_core::listing::{Entry, ListingWriter};
+use satchel_core::listing::{Entry, ListingView, ListingWriter};
 use satchel_core::path::SafePath;
-use satchel_core::source::{
-    Arrival, FileKind, FileSource, FileVersion, ListingStyle, Metadata, SourceError,
-};
+use satchel_core::source::{Arrival, FileKind, FileSource, FileVersion, Metadata, SourceError};
 
 /// Files under one root folder.
 pub(crate) struct FsSource {
@@ -144,10 +142,12 @@ impl FileSource for FsSource {
         }
     }
 
-    fn listing(&self, path: &SafePath<'_>, style: ListingStyle) -> Result<Vec<u8>, SourceError> {
+    fn listing(&self, path: &SafePath<'_>, view: ListingView) -> Result<Vec<u8>, SourceError> {
         let dir_fd = self.open_beneath(path, OFlags::RDONLY | OFlags::DIRECTORY)?;
         let dir = rustix::fs::Dir::read_from(&dir_fd).map_err(map_errno)?;
-        let mut entries: Vec<(bool, Vec<u8>, u64)> = Vec::new();
+        // (name, metadata): names live in one buffer, entries borrow them once it is complete.
+        let mut names = Vec::new();
+        let mut found: Vec<(std::ops::Range<usize>, Metadata)> = Vec::new();
         for entry in dir {
             let Ok(entry) = entry else { break };
             let name = entry.file_name().to_bytes();
@@ -168,23 +168,31 @@ impl FileSource for FsSource {
                 continue;
             };
             let meta = metadata_from(&st);
-            match meta.kind {
-                FileKind::Dir => entries.push((true, name.to_vec(), 0)),
-                FileKind::File => entries.push((false, name.to_vec(), meta.version.len)),
-                FileKind::Other => {}
+            if meta.kind != FileKind::Other {
+                found.push((names.len()..names.len() + name.len(), meta));
+                names.extend_from_slice(name);
             }
         }
-        // Folders first, then by name (bytewise, as `ls` in the C locale).
-        entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let mut entries: Vec<Entry<'_>> = found
+            .into_iter()
+            .map(|(name, meta)| Entry {
+                name: &names[name],
+                is_dir: meta.kind == FileKind::Dir,
+                size: if meta.kind == FileKind::Dir {
+                    0
+                } else {
+                    meta.version.len
+                },
+                modified: meta.modified,
+                version: Some(meta.version),
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| view.sort.compare(a, b));
         let render = || -> Result<String, std::fmt::Error> {
-            let out = String::with_capacity(256 + entries.len() * 96);
-            let mut writer = ListingWriter::begin(out, style, path.as_bytes())?;
-            for (is_dir, name, size) in &entries {
-                writer.entry(&Entry {
-                    name,
-                    is_dir: *is_dir,
-                    size: *size,
-                })?;
+            let out = String::with_capacity(2048 + entries.len() * 192);
+            let mut writer = ListingWriter::begin(out, view, path.as_bytes())?;
+            for entry in &entries {
+                writer.entry(entry)?;
             }
             writer.finish()
         };

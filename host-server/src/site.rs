@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use satchel_core::listing::ListingView;
 use satchel_core::path::SafePath;
 use satchel_core::serve::{Config, Site};
-use satchel_core::source::{Arrival, FileSource, ListingStyle, Metadata, SourceError};
+use satchel_core::source::{Arrival, FileSource, Metadata, SourceError};
 
 use crate::cache::ShardedCache;
 use crate::clock::Clock;
@@ -124,9 +125,9 @@ impl FileSource for WorkerSource<'_> {
     fn listing(
         &self,
         path: &SafePath<'_>,
-        style: ListingStyle,
+        view: ListingView,
     ) -> Result<Self::Listing, SourceError> {
-        self.fs.listing(path, style)
+        self.fs.listing(path, view)
     }
 }
 /// Process-wide state of the workers.

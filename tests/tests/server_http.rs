@@ -203,12 +203,21 @@ fn folders_index_redirect_and_listings() {
     let r = raw::get(server.addr(), "/files/");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.starts_with("default-src 'none'; style-src 'sha256-"),
+        "{csp}"
+    );
     let html = String::from_utf8(r.body).unwrap();
     assert!(html.contains("href=\"a%20b.txt\""), "{html}");
     assert!(html.contains("href=\"sub/\""), "{html}");
     assert!(
         html.find("sub/").unwrap() < html.find("a%20b.txt").unwrap(),
         "folders first"
+    );
+    assert!(
+        html.contains("<td title=\"7 bytes\">7 B<td><time datetime=\""),
+        "{html}"
     );
 
     let mut c = Conn::open(server.addr());
@@ -219,6 +228,55 @@ fn folders_index_redirect_and_listings() {
         String::from_utf8(r.body).unwrap(),
         "sub/\t0\na%20b.txt\t7\nz.txt\t4\n"
     );
+    // The sort query orders every form; folders stay first.
+    let mut c = Conn::open(server.addr());
+    c.get(
+        "/files/?sort=size&order=asc",
+        "Accept: text/plain\r\nConnection: close\r\n",
+    );
+    let r = c.response(false).unwrap();
+    assert_eq!(
+        String::from_utf8(r.body).unwrap(),
+        "sub/\t0\nz.txt\t4\na%20b.txt\t7\n"
+    );
+    let html = String::from_utf8(raw::get(server.addr(), "/files/?sort=name&order=desc").body);
+    let html = html.unwrap();
+    assert!(html.find("z.txt").unwrap() < html.find("a%20b.txt").unwrap());
+    assert!(html.contains("<a href=\"?sort=name&amp;order=asc\">Name \u{2193}</a>"));
+
+    // JSON, with each file's ETag as a GET of it answers.
+    let mut c = Conn::open(server.addr());
+    c.get(
+        "/files/",
+        "Accept: application/json\r\nConnection: close\r\n",
+    );
+    let r = c.response(false).unwrap();
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["path"], "/files/");
+    let entries = json["entries"].as_array().unwrap();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sub", "a b.txt", "z.txt"]);
+    assert_eq!(entries[0]["type"], "dir");
+    assert_eq!(entries[0]["href"], "sub/");
+    assert!(entries[0]["size"].is_null() && entries[0]["etag"].is_null());
+    assert_eq!(entries[1]["href"], "a%20b.txt");
+    assert_eq!(entries[1]["size"], 7);
+    let file = raw::get(server.addr(), "/files/a%20b.txt");
+    assert_eq!(entries[1]["etag"].as_str(), file.header("etag"));
+    let modified = entries[1]["modified"].as_str().unwrap();
+    assert!(
+        modified.len() == 20 && modified.ends_with('Z'),
+        "{modified}"
+    );
+
+    // The query is ignored for files.
+    let r = raw::get(server.addr(), "/files/z.txt?sort=size&order=desc");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"zed\n"[..]));
+    assert_eq!(r.header("content-security-policy"), None);
 
     // Hidden files are not listed and not served.
     let root = raw::get(server.addr(), "/");

@@ -247,7 +247,7 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 
 /// The civil date `(year, month, day)` of a day count since 1970-01-01 (Hinnant's
 /// `civil_from_days`, unsigned).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;

@@ -51,9 +51,7 @@
 //! * `respond`: the response rules, one step per function: lookup → open → decide
 //!   (conditionals, range) → fill the cache → head;
 //! * `body`: what a driver sends ([`Transmit`], [`BodyRef`]) and the one copy loop;
-//! * `accept`: the `Accept` rule for listings.
 
-mod accept;
 mod body;
 mod connection;
 mod respond;

@@ -11,10 +11,9 @@ use crate::http::status::StatusCode;
 use crate::listing;
 use crate::mime;
 use crate::path::{SafePath, MAX_PATH};
-use crate::source::{FileKind, FileSource, FileVersion, ListingStyle, Metadata, SourceError};
+use crate::source::{FileKind, FileSource, FileVersion, Metadata, SourceError};
 use crate::time::Instant;
 
-use super::accept::prefers_text;
 use super::body::Body;
 use super::connection::status_of;
 use super::{Connection, File, Handle, Site, INDEX_FILE};
@@ -150,21 +149,15 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 close,
             );
         }
-        let style = if prefers_text(request.accept) {
-            ListingStyle::Text
-        } else {
-            ListingStyle::Html
-        };
-        let listing = match self.site.source().listing(dir, style) {
+        let view = listing::negotiate(request.accept, request.target);
+        let listing = match self.site.source().listing(dir, view) {
             Ok(listing) => listing,
             Err(e) => return self.respond_source_error(now, method, e, close),
         };
         let len = listing.as_ref().len();
         let mut head = ResponseHead::new(StatusCode::OK);
-        head.content_type = Some(match style {
-            ListingStyle::Html => "text/html; charset=utf-8",
-            ListingStyle::Text => "text/plain; charset=utf-8",
-        });
+        head.content_type = Some(view.style.content_type());
+        head.content_security_policy = Some(listing::CONTENT_SECURITY_POLICY);
         head.content_length = Some(len as u64);
         head.date = self.site.unix_time();
         head.connection_close = close;

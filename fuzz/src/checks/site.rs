@@ -7,11 +7,11 @@ use std::rc::Rc;
 use satchel_core::cache::{ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig};
 use satchel_core::cache::{Region, Slot};
 use satchel_core::http::etag::ETag;
-use satchel_core::listing::{Entry, ListingWriter};
+use satchel_core::listing::{Entry, ListingView, ListingWriter};
 use satchel_core::path::SafePath;
 use satchel_core::serve::{Config, Connection, Event, SiteParts};
 use satchel_core::source::{Arrival, SourceError};
-use satchel_core::source::{FileKind, FileSource, FileVersion, ListingStyle, Metadata};
+use satchel_core::source::{FileKind, FileSource, FileVersion, Metadata};
 use satchel_core::time::Instant;
 
 /// Bytes in the site's cache arena.
@@ -134,10 +134,10 @@ impl FileSource for MemSource {
         Ok(n)
     }
 
-    fn listing(&self, path: &SafePath<'_>, style: ListingStyle) -> Result<Vec<u8>, SourceError> {
+    fn listing(&self, path: &SafePath<'_>, view: ListingView) -> Result<Vec<u8>, SourceError> {
         let dir = path.as_bytes();
         let mut out =
-            ListingWriter::begin(String::new(), style, dir).map_err(|_| SourceError::Io)?;
+            ListingWriter::begin(String::new(), view, dir).map_err(|_| SourceError::Io)?;
         let prefix_len = if dir.is_empty() { 0 } else { dir.len() + 1 };
         for (p, snap) in self.files.borrow().iter() {
             if p.len() <= prefix_len || !p.starts_with(dir) {
@@ -155,6 +155,8 @@ impl FileSource for MemSource {
                 name,
                 is_dir,
                 size: snap.meta.version.len,
+                modified: snap.meta.modified,
+                version: Some(snap.meta.version),
             };
             out.entry(&entry).map_err(|_| SourceError::Io)?;
         }

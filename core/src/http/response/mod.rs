@@ -186,7 +186,8 @@ impl<E: core::fmt::Debug> core::error::Error for WriteError<E> {}
 ///
 /// Fields are emitted in this fixed order, each only when set: `Date`, `Content-Type`,
 /// `Content-Length`, `Content-Range`, `Accept-Ranges: bytes`, `ETag`, `Last-Modified`,
-/// `Cache-Status`, `Location`, `Allow`, `Retry-After`, `Connection: close`. The status line is
+/// `Cache-Status`, `Location`, `Allow`, `Retry-After`, `Content-Security-Policy`,
+/// `Connection: close`. The status line is
 /// always `HTTP/1.1 <code> <reason>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponseHead<'a> {
@@ -215,6 +216,8 @@ pub struct ResponseHead<'a> {
     pub allow: Option<&'a str>,
     /// `Retry-After`, in seconds (on a 503).
     pub retry_after: Option<u32>,
+    /// `Content-Security-Policy` (on listing pages).
+    pub content_security_policy: Option<&'a str>,
     /// Whether to send `Connection: close` (the server closes after this response).
     pub connection_close: bool,
 }
@@ -235,6 +238,7 @@ impl<'a> ResponseHead<'a> {
             location: None,
             allow: None,
             retry_after: None,
+            content_security_policy: None,
             connection_close: false,
         }
     }
@@ -253,7 +257,7 @@ impl<'a> ResponseHead<'a> {
     /// # Errors
     /// [`EncodeError::BufferTooSmall`] when `buf` is shorter than
     /// [`ResponseHead::encoded_len`]; [`EncodeError::InvalidFieldValue`] when `content_type`,
-    /// `location` or `allow` holds a control character. `buf` may be partly written on error.
+    /// `location`, `allow` or `content_security_policy` holds a control character. `buf` may be partly written on error.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         self.check_values()?;
         let mut cursor = BufSink { buf, pos: 0 };
@@ -276,7 +280,10 @@ impl<'a> ResponseHead<'a> {
     fn check_values(&self) -> Result<(), EncodeError> {
         let ok = self.content_type.is_none_or(|v| valid_value(v.as_bytes()))
             && self.location.is_none_or(valid_value)
-            && self.allow.is_none_or(|v| valid_value(v.as_bytes()));
+            && self.allow.is_none_or(|v| valid_value(v.as_bytes()))
+            && self
+                .content_security_policy
+                .is_none_or(|v| valid_value(v.as_bytes()));
         if ok {
             Ok(())
         } else {
@@ -325,6 +332,9 @@ impl<'a> ResponseHead<'a> {
         }
         if let Some(secs) = self.retry_after {
             field_u64(s, b"Retry-After: ", u64::from(secs))?;
+        }
+        if let Some(csp) = self.content_security_policy {
+            field(s, b"Content-Security-Policy: ", csp.as_bytes(), b"")?;
         }
         if self.connection_close {
             s.put(b"Connection: close\r\n")?;
@@ -633,6 +643,28 @@ mod tests {
     }
 
     #[test]
+    fn content_security_policy_before_connection_and_checked() {
+        let head = ResponseHead {
+            content_security_policy: Some("default-src 'none'"),
+            connection_close: true,
+            ..ResponseHead::new(StatusCode::OK)
+        };
+        assert_eq!(
+            encode_vec(&head),
+            b"HTTP/1.1 200 OK\r\nContent-Security-Policy: default-src 'none'\r\n\
+              Connection: close\r\n\r\n"
+        );
+        let head = ResponseHead {
+            content_security_policy: Some("a\r\nX: y"),
+            ..ResponseHead::new(StatusCode::OK)
+        };
+        assert_eq!(
+            head.encode(&mut [0; 64]),
+            Err(EncodeError::InvalidFieldValue)
+        );
+    }
+
+    #[test]
     fn short_buffer_is_an_error_at_every_length() {
         let tag = etag();
         let head = ResponseHead {
@@ -906,6 +938,7 @@ mod tests {
                 location: self.location.as_deref().map(str::as_bytes),
                 allow: self.allow.as_deref(),
                 retry_after: self.retry_after,
+                content_security_policy: None,
                 connection_close: self.connection_close,
             }
         }
