@@ -38,7 +38,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     /// Plans the answer to a parsed request.
     pub(super) fn respond(&mut self, now: Instant, request: &Request<'_>) {
         let method = request.method;
-        let close = !request.keep_alive;
+        let close = !request.keep_alive || self.closing;
         if method == Method::Other {
             let reason = "method not allowed: use GET or HEAD";
             return self.respond_error(
@@ -80,6 +80,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 self.respond_redirect(now, method, &path, close)
             }
             Ok(Found::Dir) => self.respond_folder(now, request, &path, close),
+            Err(SourceError::Pending(ticket)) => self.park(now, ticket),
             Err(e) => self.respond_source_error(now, method, e, close),
         }
     }
@@ -95,28 +96,28 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     fn lookup(&self, path: &SafePath<'_>) -> Result<Found<Handle<S>, File<S>>, SourceError> {
         let source = self.site.source();
         let probed = match path.trailing_slash() {
-            true => None,
-            false => source
-                .probe(path, self.arrived)
-                .ok()
-                .filter(|m| m.kind == FileKind::File),
+            true => Err(SourceError::NotFound),
+            false => source.probe(path, self.arrived),
         };
-        if let Some(meta) = probed {
-            if let Some(handle) = self.site.cache().lookup(path.as_bytes(), &meta.version) {
-                return Ok(Found::File(Content::Cached(handle), meta));
+        match probed {
+            Ok(meta) if meta.kind == FileKind::File => {
+                if let Some(handle) = self.site.cache().lookup(path.as_bytes(), &meta.version) {
+                    return Ok(Found::File(Content::Cached(handle), meta));
+                }
             }
-        } else {
-            match source.metadata(path)?.kind {
+            // The source would have to wait to look: the open (which may wait) decides.
+            Err(SourceError::WouldBlock) => {}
+            _ => match source.metadata(path)?.kind {
                 // "/file.txt/" names no folder: as nginx, not found.
                 FileKind::File if path.trailing_slash() => return Err(SourceError::NotFound),
                 FileKind::File => {}
                 FileKind::Dir => return Ok(Found::Dir),
                 FileKind::Other => return Err(SourceError::NotFound),
-            }
+            },
         }
         // Headers come from the version whose bytes we send: what was opened. HEAD opens too,
         // so that it reports exactly what GET would send, checked the same way.
-        match source.open(path)? {
+        match source.open_waiting(path, self.wait)? {
             (file, meta) if meta.kind == FileKind::File => {
                 Ok(Found::File(Content::Opened(file), meta))
             }
@@ -136,8 +137,12 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let method = request.method;
         let mut joined = [0u8; MAX_PATH];
         if let Some(index) = join(dir, INDEX_FILE, &mut joined) {
-            if let Ok(Found::File(content, meta)) = self.lookup(&index) {
-                return self.respond_file(now, request, &index, meta, content, close);
+            match self.lookup(&index) {
+                Ok(Found::File(content, meta)) => {
+                    return self.respond_file(now, request, &index, meta, content, close)
+                }
+                Err(SourceError::Pending(ticket)) => return self.park(now, ticket),
+                _ => {}
             }
         }
         if !self.site.config().listings {
@@ -150,8 +155,9 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             );
         }
         let view = listing::negotiate(request.accept, request.target);
-        let listing = match self.site.source().listing(dir, view) {
+        let listing = match self.site.source().listing_waiting(dir, view, self.wait) {
             Ok(listing) => listing,
+            Err(SourceError::Pending(ticket)) => return self.park(now, ticket),
             Err(e) => return self.respond_source_error(now, method, e, close),
         };
         let len = listing.as_ref().len();
@@ -311,6 +317,11 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let (status, reason) = match e {
             SourceError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             SourceError::Io => (StatusCode::INTERNAL_SERVER_ERROR, "file could not be read"),
+            // A source that pends where it may not (outside the `_waiting` methods).
+            SourceError::Pending(_) | SourceError::WouldBlock => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "file source did not answer",
+            ),
             _ => (StatusCode::NOT_FOUND, "not found"),
         };
         self.respond_error(now, Some(method), status, reason, close);
