@@ -7,6 +7,7 @@
 mod cache;
 mod clock;
 mod fs;
+mod iopool;
 mod probes;
 mod readside;
 mod site;
@@ -167,7 +168,8 @@ fn run(args: Args) -> Result<()> {
     config.idle_timeout = core_duration(args.idle_timeout);
     config.head_timeout = core_duration(args.head_timeout);
     config.send_timeout = core_duration(args.send_timeout);
-    let site = HostSite::new(source, cache, config);
+    let pool = iopool::IoPool::new(workers, args.max_cached_file);
+    let site = HostSite::new(source, cache, config, pool);
 
     let bind = args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     let defer_accept = !args.no_defer_accept;
@@ -192,17 +194,27 @@ fn run(args: Args) -> Result<()> {
 
     let signals = worker::ShutdownSignal::install().context("installing signal handlers")?;
     std::thread::scope(|scope| -> Result<()> {
+        // However this closure ends, the I/O threads end with it (the scope waits for them).
+        let _stop = iopool::StopOnDrop(&site.pool);
+        for i in 0..iopool::IO_THREADS {
+            let host = &site;
+            std::thread::Builder::new()
+                .name(format!("io-{i}"))
+                .spawn_scoped(scope, move || host.pool.run(&host.source))
+                .context("spawning I/O thread")?;
+        }
         let mut handles = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let host = &site;
             let shared = Arc::clone(&shared);
             let io = worker::WorkerIo::new(listener).context("creating worker")?;
             signals.add_waker(io.waker());
+            site.pool.set_waker(i, io.waker());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
                     .spawn_scoped(scope, move || {
-                        let site = WorkerSite::new(host);
+                        let site = WorkerSite::new(host, i);
                         worker::Worker::new(&site, shared, io, defer_accept).run()
                     })
                     .context("spawning worker thread")?,
