@@ -276,9 +276,15 @@ fn a_change_during_a_miss_is_not_served_to_requests_sent_after_it() {
     let mount = Mount::new(300, 0, &[("chg.txt", b"one\n")]);
     let server = Server::start(&mount.root(), &["--workers", "1", "--quiet"]);
     let first = send_get(&server, "/chg.txt");
-    // Let the miss get under way (it costs several delays), then change the file.
-    std::thread::sleep(Duration::from_millis(300));
-    std::fs::write(mount.backing().join("chg.txt"), b"three!\n").unwrap();
+    // Let the miss get under way (lookup and open take two delays, then the read waits a
+    // third), then replace the file: renamed over, so the open file keeps the old bytes.
+    std::thread::sleep(Duration::from_millis(750));
+    std::fs::write(mount.backing().join("chg.new"), b"three!\n").unwrap();
+    std::fs::rename(
+        mount.backing().join("chg.new"),
+        mount.backing().join("chg.txt"),
+    )
+    .unwrap();
     // Sent after the change, while the first miss may still be reading: it may join that
     // read only if what the read found is what the path names after the change.
     let second = send_get(&server, "/chg.txt");
