@@ -38,7 +38,10 @@ fn fuse_capable() -> Result<(), String> {
     }
     let has = |tool: &str| {
         Command::new("sh")
-            .args(["-c", &format!("command -v {tool} || test -x /usr/bin/{tool}")])
+            .args([
+                "-c",
+                &format!("command -v {tool} || test -x /usr/bin/{tool}"),
+            ])
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -97,7 +100,10 @@ impl Mount {
         };
         let deadline = Instant::now() + WAIT;
         while !mount.mounted() {
-            let exited = mount.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let exited = mount
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() >= deadline {
                 let mut err = String::new();
                 if let Some(mut stderr) = mount.child.as_mut().and_then(|c| c.stderr.take()) {
@@ -177,7 +183,8 @@ fn send_get(server: &Server, path: &str) -> TcpStream {
 /// Reads a whole response (until the server closes); returns the status line and the body.
 fn read_response(mut s: TcpStream) -> (String, Vec<u8>) {
     let mut all = Vec::new();
-    s.read_to_end(&mut all).expect("response before the timeout");
+    s.read_to_end(&mut all)
+        .expect("response before the timeout");
     let end = all
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

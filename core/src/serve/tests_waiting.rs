@@ -20,13 +20,16 @@ struct Slow {
     state: RefCell<SlowState>,
 }
 
+/// What an open found: the file (an index into the static table) and its metadata.
+type Opened = Result<(usize, Metadata), SourceError>;
+
 #[derive(Default)]
 struct SlowState {
     next: u64,
     /// Opens started: the path and the tickets waiting for it.
     in_flight: Vec<(String, Vec<Ticket>)>,
     /// Opens done, per ticket.
-    done: Vec<(Ticket, String, Result<(usize, Metadata), SourceError>)>,
+    done: Vec<(Ticket, String, Opened)>,
     /// Opens actually made.
     opens: usize,
 }

@@ -121,6 +121,9 @@ pub fn check(data: &[u8]) {
         };
     }
     let site = new_site(config);
+    // A source that answers later: every miss waits for the driver to hand the answer in.
+    site.source.slow.set(flags & 8 != 0);
+    site.source.probe_blocks.set(flags & 16 != 0);
     // Everything the peer sent, and whether the run had only input and sends (no timeout
     // fired, no EOF, shutdown or file change): then the same bytes sent at once must get
     // exactly the same answer.
@@ -133,11 +136,12 @@ pub fn check(data: &[u8]) {
         close_ok: false,
         abandoned: false,
         closing_response_seen: false,
+        close_waiting: false,
     };
 
     while !r.is_empty() {
         let was_closed = t.peer.conn.is_closed();
-        match r.below(10) {
+        match r.below(11) {
             0 => {
                 let bytes = r.bytes();
                 t.peer.pending.extend_from_slice(bytes);
@@ -155,6 +159,7 @@ pub fn check(data: &[u8]) {
             4 => while t.peer.send(usize::MAX).is_some() {},
             5 => calm &= !t.time_passes(&mut r),
             6 => {
+                t.close_waiting |= t.peer.conn.is_waiting();
                 t.peer.conn.handle_eof(t.peer.instant());
                 t.close_ok = true;
                 calm = false;
@@ -176,11 +181,14 @@ pub fn check(data: &[u8]) {
                     assert_eq!(t.observe(), before, "transmitted({n}) with nothing offered");
                 }
             }
-            _ => {
+            9 => {
+                t.close_waiting |= t.peer.conn.is_waiting();
                 t.peer.conn.shutdown();
                 t.close_ok = true;
                 calm = false;
             }
+            // The source's answer arrives (a slow source only).
+            _ => t.source_answers(),
         }
         t.pump_input();
         t.read_responses();
@@ -251,6 +259,9 @@ struct Test<'s> {
     abandoned: bool,
     /// A response with `Connection: close` was read: nothing may follow.
     closing_response_seen: bool,
+    /// The peer closed or the server shut down while a request waited for its source: that
+    /// request's response closes the connection.
+    close_waiting: bool,
 }
 
 /// What is visible of a connection from outside, to check that a no-op changed nothing.
@@ -277,9 +288,17 @@ impl Test<'_> {
         }
     }
 
+    /// A slow source's work is done: the waiting request may be answered.
+    fn source_answers(&mut self) {
+        if let Some(ticket) = self.peer.conn.waiting_for() {
+            self.peer.conn.handle_ready(ticket);
+        }
+    }
+
     /// Sends everything and offers the pending input until neither makes progress.
     fn drain(&mut self) {
         loop {
+            self.source_answers();
             let mut progressed = !self.pump_input_once().is_empty();
             while self.peer.send(usize::MAX).is_some() {
                 progressed = true;
@@ -301,6 +320,7 @@ impl Test<'_> {
         if !consumed.is_empty() {
             let expect = self.model(&consumed, offered);
             self.expect.push_back(expect);
+            self.close_waiting = false;
         }
         consumed
     }
@@ -336,7 +356,7 @@ impl Test<'_> {
         let mut expect = Expect {
             status: 0,
             head: request.method == Method::Head,
-            close: !request.keep_alive,
+            close: !request.keep_alive || self.close_waiting,
             file: None,
             name: Vec::new(),
             decision: None,
@@ -452,7 +472,8 @@ impl Test<'_> {
             return false;
         }
         let conn = &self.peer.conn;
-        let partial_head = !conn.is_sending() && !conn.is_closed() && !conn.is_idle();
+        let waiting = conn.is_waiting();
+        let partial_head = !conn.is_sending() && !conn.is_closed() && !conn.is_idle() && !waiting;
         let sending = conn.is_sending();
         self.peer.conn.handle_timeout(now);
         self.close_ok = true;
@@ -465,6 +486,18 @@ impl Test<'_> {
                 name: Vec::new(),
                 decision: None,
                 what: "(slow head)".to_owned(),
+            });
+        }
+        if waiting {
+            // The source took too long: 503, and the connection closes.
+            self.expect.push_back(Expect {
+                status: 503,
+                head: false,
+                close: true,
+                file: None,
+                name: Vec::new(),
+                decision: None,
+                what: "(source too slow)".to_owned(),
             });
         }
         if sending {
