@@ -30,7 +30,6 @@ use super::scan::{list_items, trim_ows};
 
 /// A content coding satchel serves from a precompressed sibling file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Coding {
     /// Brotli (RFC 7932), sibling `name.br`.
     Br,
@@ -228,10 +227,8 @@ fn parse_member(member: &[u8]) -> Option<(&[u8], Quality)> {
     let q = match parts.next() {
         None => 1000,
         Some(weight) => {
-            let weight = trim_ows(weight);
-            let value = match weight {
-                [b'q' | b'Q', b'=', rest @ ..] => rest,
-                _ => return None,
+            let [b'q' | b'Q', b'=', value @ ..] = trim_ows(weight) else {
+                return None;
             };
             parse_qvalue(value)?
         }
