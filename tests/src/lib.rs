@@ -6,6 +6,7 @@
 //! pass for the current code.
 
 pub mod board;
+pub mod browser;
 pub mod faulty;
 pub mod haproxy;
 pub mod peers;

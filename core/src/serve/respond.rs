@@ -169,7 +169,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     /// Precompressed: the sibling (`path.br`, `.zst`, `.gz`) to send instead of the file at
     /// `path`, when the precompressed switch is on, the request's `Accept-Encoding` accepts its
     /// coding (best first, see [`AcceptEncoding::ranked`]), and it is a regular file no older
-    /// than the original (a sibling older than its original is stale: never sent).
+    /// than the original (see [`not_older`]; a stale sibling is never sent).
     ///
     /// Costs nothing without an accepted coding; else one probe of the original and one per
     /// coding tried, then the sibling's lookup (so it is cached under its own name like any
@@ -199,8 +199,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         if original.kind != FileKind::File {
             return None;
         }
-        let fresh =
-            |m: &Metadata| m.kind == FileKind::File && m.version.stamp >= original.version.stamp;
+        let fresh = |m: &Metadata| m.kind == FileKind::File && not_older(m, &original);
         let coding = ranked.into_iter().find(|&c| {
             sibling_path(path, c, buf)
                 .and_then(|s| source.probe(&s, self.arrived).ok())
@@ -536,6 +535,17 @@ fn fill_from<F: FileSource>(
     match source.file_metadata(file) {
         Ok(after) if after.version == *version => Ok(()),
         _ => Err(SourceError::Io),
+    }
+}
+
+/// Whether a sibling with metadata `sibling` is not older than its `original`: compared in
+/// whole seconds (the resolution of `Last-Modified`) where the source has them, because tools
+/// copy the original's time to seconds only (`brotli -k` does), which must not make a sibling
+/// made from the current original look stale; else by modification stamp.
+fn not_older(sibling: &Metadata, original: &Metadata) -> bool {
+    match (sibling.modified, original.modified) {
+        (Some(s), Some(o)) => s >= o,
+        _ => sibling.version.stamp >= original.version.stamp,
     }
 }
 
