@@ -16,7 +16,7 @@ pub mod smol;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
@@ -213,7 +213,7 @@ fn spawn_line_reader<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Reads a child's stdout lines in the background (helper for other peers).
-pub fn line_reader(stdout: ChildStdout) -> mpsc::Receiver<String> {
-    spawn_line_reader(stdout)
+/// Reads a child's stdout (or stderr) lines in the background (helper for other peers).
+pub fn line_reader<R: Read + Send + 'static>(pipe: R) -> mpsc::Receiver<String> {
+    spawn_line_reader(pipe)
 }
