@@ -139,7 +139,7 @@ impl Metrics {
             ),
             (
                 "satchel_cache_misses_total",
-                "Requests for a cacheable file not in the cache (or stale).",
+                "Cache lookups that found no fresh entry (bypassed files included).",
                 c.misses,
             ),
             (
