@@ -345,3 +345,24 @@ fn a_download_that_outlives_the_grace_is_cut_off_and_counted() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn help_documents_the_shutdown_options_and_exit_codes() {
+    let out = Command::new(bin_path("satchel-server"))
+        .arg("--help")
+        .output()
+        .expect("run satchel-server --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--admin",
+        "--drain",
+        "--shutdown-grace",
+        "/healthz",
+        "/metrics",
+        "130 (SIGINT)",
+        "143 (SIGTERM)",
+    ] {
+        assert!(help.contains(needle), "--help mentions {needle}: {help}");
+    }
+}
