@@ -211,6 +211,9 @@ fn run(args: Args) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
     let shared = Arc::new(Shared::new(max_connections, args.quiet));
+    // Before the address is printed: whoever reads it may signal at once, and a signal that
+    // comes before the handlers would kill the process without its shutdown.
+    let signals = worker::ShutdownSignal::install().context("installing signal handlers")?;
     let metrics = metrics::Metrics::new(workers);
     let draining = AtomicBool::new(false);
     let admin_stop = AtomicBool::new(false);
@@ -242,7 +245,6 @@ fn run(args: Args) -> Result<()> {
     }
     flush_stdout();
 
-    let signals = worker::ShutdownSignal::install().context("installing signal handlers")?;
     std::thread::scope(|scope| -> Result<()> {
         let mut handles = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
