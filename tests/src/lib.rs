@@ -251,6 +251,19 @@ fn spawn_line_reader<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
     rx
 }
 
+/// Sends signal `sig` (`-TERM`, `-INT`, `-KILL`, `-STOP`...) to process `pid` with `kill`.
+///
+/// # Panics
+/// When `kill` fails (no such process).
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
 /// Reads a child's stderr lines in the background: each is echoed on our stderr (as an
 /// inherited stderr would show it) and kept for [`Server::next_error`].
 fn spawn_stderr_reader<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {

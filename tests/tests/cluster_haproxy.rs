@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use satchel_tests::haproxy::{collect_access, replicas, Access, Haproxy};
 use satchel_tests::raw::{get, one, Conn};
-use satchel_tests::{bin_path, content, Server, WAIT};
+use satchel_tests::{bin_path, content, signal, Server, WAIT};
 
 const SMALL_FILES: usize = 60;
 /// Larger than every buffer between a stopped client and the node (socket buffers on both
@@ -113,15 +113,6 @@ impl Cluster {
             "killed by a signal, no code"
         );
     }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .arg(sig)
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {sig} {pid}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use satchel_tests::raw::{get, one, Conn};
-use satchel_tests::{bin_path, content, promtool, Server, WAIT};
+use satchel_tests::{bin_path, content, promtool, signal, Server, WAIT};
 
 fn root_with(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -220,15 +220,6 @@ fn admin_on_the_file_port_is_refused() {
         err.contains("--admin") && err.contains("port of its own"),
         "{err}"
     );
-}
-
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .arg(sig)
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {sig} {pid}");
 }
 
 /// Polls `/healthz` until it answers `status` (bounded).
