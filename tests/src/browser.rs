@@ -18,21 +18,7 @@ const BROWSER_WAIT: Duration = Duration::from_secs(90);
 /// # Panics
 /// When it is missing and `SATCHEL_REQUIRE_PEERS=1`.
 pub fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = ["chromium", "chromium-browser"].iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let required = std::env::var("SATCHEL_REQUIRE_PEERS").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "chromium is not installed, and SATCHEL_REQUIRE_PEERS=1 requires it"
-        );
-        eprintln!("skipping: chromium is not installed (Debian package `chromium`)");
-    }
-    found
+    crate::required_tool(&["chromium", "chromium-browser"], "chromium")
 }
 
 /// Runs headless Chromium with `args` and a fresh profile; its stdout. Killed by its PID (and

@@ -284,6 +284,24 @@ pub fn line_reader<R: Read + Send + 'static>(pipe: R) -> mpsc::Receiver<String> 
     spawn_line_reader(pipe)
 }
 
+/// The first of `names` found on `PATH`, or `None` (locally) with a message naming the Debian
+/// `package` to install.
+///
+/// # Panics
+/// When none is found under `SATCHEL_REQUIRE_PEERS=1` (CI): a missing tool fails the test.
+pub fn required_tool(names: &[&str], package: &str) -> Option<PathBuf> {
+    let found = names.iter().find_map(|name| peers::find(name, &[]));
+    if found.is_none() {
+        let name = names.first().copied().unwrap_or_default();
+        assert!(
+            !peers::required(),
+            "{name} is not installed, and SATCHEL_REQUIRE_PEERS=1 requires it"
+        );
+        eprintln!("skipping: {name} is not installed (Debian package `{package}`)");
+    }
+    found
+}
+
 /// `promtool` (Debian package `prometheus`), or `None` (locally) with a message when it is not
 /// installed.
 ///

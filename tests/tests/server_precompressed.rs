@@ -11,24 +11,14 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use satchel_tests::browser::{chromium, dump_dom};
-use satchel_tests::Server;
+use satchel_tests::{required_tool, Server};
 
-/// Whether `tool` is on `PATH`; a missing one skips the test, or fails it in CI.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok();
-    if !found {
-        let required = std::env::var("SATCHEL_REQUIRE_PEERS").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "{tool} is not installed, and SATCHEL_REQUIRE_PEERS=1 requires it"
-        );
-        eprintln!("skipping: {tool} is not installed");
-    }
-    found
-}
-
+/// Whether curl and the three compressors are installed (a missing one skips the test, or
+/// fails it in CI).
 fn tools() -> bool {
-    ["curl", "gzip", "zstd", "brotli"].iter().all(|t| have(t))
+    ["curl", "gzip", "zstd", "brotli"]
+        .iter()
+        .all(|t| required_tool(&[t], t).is_some())
 }
 
 /// A compressible page (about 60 kB) whose text can be recognised in a DOM.
