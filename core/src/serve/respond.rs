@@ -174,6 +174,12 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     /// Costs nothing without an accepted coding; else one probe of the original and one per
     /// coding tried, then the sibling's lookup (so it is cached under its own name like any
     /// file, and opened with the same containment checks).
+    ///
+    /// The original is only probed (its time judges the sibling's freshness), never opened: the
+    /// bytes sent are the sibling's, which its own lookup checks. So an original that the open
+    /// would refuse (a link out of the root) does not stop a sibling inside the root, which is
+    /// servable under its own name anyway, from being sent (nginx's `gzip_static` does not look
+    /// at the original at all).
     fn encoded<'b>(
         &self,
         request: &Request<'_>,
