@@ -826,7 +826,7 @@ fn log_event(
     match event {
         Event::Response(info) => {
             let mut line = String::with_capacity(64);
-            let _ = write!(line, "{} ", peer.ip());
+            let _ = write!(line, "{} ", peer.ip().to_canonical());
             match info.method {
                 Some(Method::Get) => line.push_str("GET"),
                 Some(Method::Head) => line.push_str("HEAD"),
