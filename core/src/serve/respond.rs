@@ -142,6 +142,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             true => Err(SourceError::NotFound),
             false => source.probe(path, self.arrived),
         };
+        let mut unprobed = false;
         match probed {
             Ok(meta) if meta.kind == FileKind::File => {
                 if let Some(handle) = self.site.cache().lookup(path.as_bytes(), &meta.version) {
@@ -149,7 +150,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 }
             }
             // The source would have to wait to look: the open (which may wait) decides.
-            Err(SourceError::WouldBlock) => {}
+            Err(SourceError::WouldBlock) => unprobed = true,
             _ => match source.metadata(path)?.kind {
                 // "/file.txt/" names no folder: as nginx, not found.
                 FileKind::File if path.trailing_slash() => return Err(SourceError::NotFound),
@@ -162,6 +163,15 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         // so that it reports exactly what GET would send, checked the same way.
         match source.open_waiting(path, self.wait)? {
             (file, meta) if meta.kind == FileKind::File => {
+                // Not looked up before the open: the cache is asked for the version opened (it
+                // counts the miss, and may have been filled by then, by a request that shared
+                // this open).
+                if unprobed {
+                    if let Some(handle) = self.site.cache().lookup(path.as_bytes(), &meta.version) {
+                        drop(file);
+                        return Ok(Found::File(Content::Cached(handle), meta));
+                    }
+                }
                 Ok(Found::File(Content::Opened(file), meta))
             }
             (_, meta) if meta.kind == FileKind::Dir => Ok(Found::Dir),
