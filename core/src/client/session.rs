@@ -376,6 +376,14 @@ pub struct Download<'a> {
     redirects: u32,
     restarts: u32,
     pending_retry: Option<Retry>,
+    /// `If-None-Match` to send (the `ETag` of a copy already saved), when nonzero.
+    cond_etag: [u8; MAX_VALIDATOR],
+    cond_etag_len: usize,
+    /// `If-Modified-Since` to send (an IMF-fixdate), when nonzero.
+    cond_date: [u8; MAX_VALIDATOR],
+    cond_date_len: usize,
+    /// The server answered `304 Not Modified` to the conditional request.
+    not_modified: bool,
 }
 
 impl<'a> Download<'a> {
@@ -419,6 +427,11 @@ impl<'a> Download<'a> {
             redirects: 0,
             restarts: 0,
             pending_retry: None,
+            cond_etag: [0; MAX_VALIDATOR],
+            cond_etag_len: 0,
+            cond_date: [0; MAX_VALIDATOR],
+            cond_date_len: 0,
+            not_modified: false,
         };
         if let Some(r) = resume {
             if session.keep_validator(r.validator.as_bytes()) {
@@ -435,6 +448,20 @@ impl<'a> Download<'a> {
     }
 
     /// The reason phrase of the last error status (at most 64 bytes, as sent).
+    /// Makes the request conditional on a copy already saved (a mirror asking only for what
+    /// changed): `etag` goes in `If-None-Match`, `date` in `If-Modified-Since`. A `304` then
+    /// ends the download with nothing saved and [`not_modified`](Self::not_modified) true.
+    /// A value that cannot appear in a header (or longer than [`MAX_VALIDATOR`]) is not sent.
+    pub fn set_conditional(&mut self, etag: Option<&str>, date: Option<&str>) {
+        self.cond_etag_len = copy_value(&mut self.cond_etag, etag);
+        self.cond_date_len = copy_value(&mut self.cond_date, date);
+    }
+
+    /// Whether the server answered `304 Not Modified`: the saved copy is current.
+    pub fn not_modified(&self) -> bool {
+        self.not_modified
+    }
+
     pub fn reason(&self) -> &[u8] {
         self.reason.get(..self.reason_len).unwrap_or_default()
     }
@@ -593,7 +620,12 @@ impl<'a> Download<'a> {
     /// Decides what a final response head means (the exchange then reads its body, and
     /// [`end_exchange`](Self::end_exchange) acts on the role); returns the start of a save.
     fn head<'d>(&mut self, r: &Response<'d>, raw: &[u8]) -> Option<Start<'d>> {
+        let conditional = self.cond_etag_len > 0 || self.cond_date_len > 0;
         let role = match r.status {
+            304 if conditional && self.asked_from.is_none() => {
+                self.not_modified = true;
+                Role::Complete
+            }
             301 | 302 | 303 | 307 | 308 if r.location.is_some() => {
                 self.redirect(r.location.unwrap_or_default())
             }
@@ -789,9 +821,36 @@ impl<'a> Download<'a> {
             accept: self.config.accept,
             range_from,
             if_range: validator.filter(|_| range_from.is_some()),
+            // A resumed request carries If-Range instead: both would be ambiguous.
+            if_none_match: value(&self.cond_etag, self.cond_etag_len)
+                .filter(|_| range_from.is_none()),
+            if_modified_since: value(&self.cond_date, self.cond_date_len)
+                .filter(|_| range_from.is_none()),
             keep_alive: true,
         }
     }
+}
+
+/// Copies a header value into `dst`, returning its length; 0 (not sent) when it is absent,
+/// too long, or holds a byte a header cannot carry.
+fn copy_value(dst: &mut [u8; MAX_VALIDATOR], v: Option<&str>) -> usize {
+    let Some(v) = v.map(str::as_bytes) else {
+        return 0;
+    };
+    let ok = v.iter().all(|&b| b == b' ' || b.is_ascii_graphic());
+    match dst.get_mut(..v.len()).filter(|_| ok) {
+        Some(d) => {
+            d.copy_from_slice(v);
+            v.len()
+        }
+        None => 0,
+    }
+}
+
+/// The first `len` bytes of `buf` as a header value (`None` when `len` is 0).
+fn value(buf: &[u8], len: usize) -> Option<&str> {
+    let v = buf.get(..len).filter(|v| !v.is_empty())?;
+    core::str::from_utf8(v).ok()
 }
 
 /// The validator to resume with: a strong `ETag`, else `Last-Modified` (RFC 9110 §13.1.5:
