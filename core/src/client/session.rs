@@ -121,6 +121,8 @@ pub enum Error {
     Redirect(TargetError),
     /// More than [`MAX_REDIRECTS`] redirects.
     TooManyRedirects,
+    /// A file download redirected to the same path with a `/` added: the name is a folder.
+    Folder,
     /// The file changed more than [`MAX_RESTARTS`] times during the download.
     KeepsChanging,
     /// Not a 200 of the media type asked for in [`Config::accept`].
@@ -175,6 +177,7 @@ impl fmt::Display for Error {
             Self::Status(s) => write!(f, "status {s}"),
             Self::Redirect(e) => write!(f, "redirect not followed: {e}"),
             Self::TooManyRedirects => f.write_str("more than 5 redirects"),
+            Self::Folder => f.write_str("is a folder on the server"),
             Self::KeepsChanging => f.write_str("the file keeps changing on the server"),
             Self::NotAccepted => f.write_str("not the media type asked for"),
             Self::Length { saved, announced } => {
@@ -185,6 +188,24 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+/// What the last [`Error::Timeout`] was waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// The whole response head, within `timeout` of the request.
+    Head,
+    /// Body progress: [`MIN_PROGRESS`] bytes within each `timeout` window.
+    Body,
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Head => "the response head",
+            Self::Body => "body progress (at least 1 KiB per window)",
+        })
+    }
+}
 
 /// A download that ended well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,6 +405,8 @@ pub struct Download<'a> {
     cond_date_len: usize,
     /// The server answered `304 Not Modified` to the conditional request.
     not_modified: bool,
+    /// What the last timeout was waiting for.
+    waiting: Option<Waiting>,
 }
 
 impl<'a> Download<'a> {
@@ -432,6 +455,7 @@ impl<'a> Download<'a> {
             cond_date: [0; MAX_VALIDATOR],
             cond_date_len: 0,
             not_modified: false,
+            waiting: None,
         };
         if let Some(r) = resume {
             if session.keep_validator(r.validator.as_bytes()) {
@@ -455,6 +479,11 @@ impl<'a> Download<'a> {
     pub fn set_conditional(&mut self, etag: Option<&str>, date: Option<&str>) {
         self.cond_etag_len = copy_value(&mut self.cond_etag, etag);
         self.cond_date_len = copy_value(&mut self.cond_date, date);
+    }
+
+    /// What the last [`Error::Timeout`] (retried or final) was waiting for.
+    pub fn waiting(&self) -> Option<Waiting> {
+        self.waiting
     }
 
     /// Whether the server answered `304 Not Modified`: the saved copy is current.
@@ -539,6 +568,11 @@ impl<'a> Download<'a> {
             State::Receiving(r) => {
                 let late = r.timer.check(now, &r.exchange).is_err();
                 if late {
+                    self.waiting = Some(if r.exchange.head_received() {
+                        Waiting::Body
+                    } else {
+                        Waiting::Head
+                    });
                     self.fail(now, Error::Timeout, None);
                 }
             }
@@ -714,6 +748,10 @@ impl<'a> Download<'a> {
             ..self.url
         };
         match resolve_location(&base, location, &mut next) {
+            // A file asked for that is a folder: never save its listing page as the file.
+            Ok(t) if self.config.accept.is_none() && is_folder_of(t, self.target()) => {
+                Role::Fail(Error::Folder, None)
+            }
             Ok(t) => {
                 let len = t.len();
                 self.target = next;
@@ -829,6 +867,15 @@ impl<'a> Download<'a> {
             keep_alive: true,
         }
     }
+}
+
+/// Whether `to` is `from`'s path with a `/` added (the server's answer to a folder's name).
+fn is_folder_of(to: &str, from: &str) -> bool {
+    let path = |t: &str| t.split('?').next().unwrap_or_default().len();
+    let (to_path, from_path) = (path(to), path(from));
+    to_path == from_path + 1
+        && to.get(..from_path) == from.get(..from_path)
+        && to.as_bytes().get(from_path) == Some(&b'/')
 }
 
 /// Copies a header value into `dst`, returning its length; 0 (not sent) when it is absent,
