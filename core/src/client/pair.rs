@@ -701,12 +701,18 @@ fn a_conditional_request_keeps_an_unchanged_copy_and_fetches_a_changed_one() {
 
 #[test]
 fn a_file_name_that_is_a_folder_is_an_error_not_a_saved_page() {
-    let mut srv = server(vec![("\"v\"", file(10, 17))], vec![(Act::Redirect("/f/"), 0)]);
+    let mut srv = server(
+        vec![("\"v\"", file(10, 17))],
+        vec![(Act::Redirect("/f/"), 0)],
+    );
     let r = run(&mut srv, &mut session(0, None), Vec::new(), 64);
     assert_eq!(r.result, Err(Error::Folder));
     assert!(r.part.is_empty());
     // Another redirect is followed as before (this server redirects forever).
-    let mut srv = server(vec![("\"v\"", file(10, 17))], vec![(Act::Redirect("/f/x"), 0)]);
+    let mut srv = server(
+        vec![("\"v\"", file(10, 17))],
+        vec![(Act::Redirect("/f/x"), 0)],
+    );
     let r = run(&mut srv, &mut session(0, None), Vec::new(), 64);
     assert_eq!(r.result, Err(Error::TooManyRedirects));
 }
@@ -715,10 +721,16 @@ fn a_file_name_that_is_a_folder_is_an_error_not_a_saved_page() {
 fn a_timeout_says_what_it_waited_for() {
     let mut srv = server(vec![("\"v\"", file(5000, 18))], vec![(Act::Mute, 0)]);
     let mut s = session(0, None);
-    assert_eq!(run(&mut srv, &mut s, Vec::new(), 64).result, Err(Error::Timeout));
+    assert_eq!(
+        run(&mut srv, &mut s, Vec::new(), 64).result,
+        Err(Error::Timeout)
+    );
     assert_eq!(s.waiting(), Some(super::session::Waiting::Head));
     let mut srv = server(vec![("\"v\"", file(5000, 18))], vec![(Act::Stall(10), 0)]);
     let mut s = session(0, None);
-    assert_eq!(run(&mut srv, &mut s, Vec::new(), 64).result, Err(Error::Timeout));
+    assert_eq!(
+        run(&mut srv, &mut s, Vec::new(), 64).result,
+        Err(Error::Timeout)
+    );
     assert_eq!(s.waiting(), Some(super::session::Waiting::Body));
 }

@@ -471,7 +471,6 @@ impl<'a> Download<'a> {
         core::str::from_utf8(bytes).unwrap_or_default()
     }
 
-    /// The reason phrase of the last error status (at most 64 bytes, as sent).
     /// Makes the request conditional on a copy already saved (a mirror asking only for what
     /// changed): `etag` goes in `If-None-Match`, `date` in `If-Modified-Since`. A `304` then
     /// ends the download with nothing saved and [`not_modified`](Self::not_modified) true.
@@ -491,6 +490,7 @@ impl<'a> Download<'a> {
         self.not_modified
     }
 
+    /// The reason phrase of the last error status (at most 64 bytes, as sent).
     pub fn reason(&self) -> &[u8] {
         self.reason.get(..self.reason_len).unwrap_or_default()
     }
