@@ -306,11 +306,16 @@ fn flush(batch: &mut Batch, done: &mut [(usize, Result<Got, Fail>)]) {
 
 /// One file: conditional when the record vouches for the copy on disk.
 fn fetch_one(s: &mut Session, job: &Job, folder: &Folder, batch: &mut Batch) -> Result<Got, Fail> {
-    let record = folder
-        .records
-        .get(&job.encoded)
-        .filter(|r| copy_is_current(&job.dest, r));
-    let copy = record.map(|r| (r.etag.as_deref(), r.last_modified.as_deref()));
+    // A file the record lists is the mirror's own: asked for conditionally while it is the
+    // copy saved, fetched again and replaced when it was changed here. A file the record does
+    // not know is not replaced without --force.
+    let copy = folder.records.get(&job.encoded).map(|r| {
+        if copy_is_current(&job.dest, r) {
+            (r.etag.as_deref(), r.last_modified.as_deref())
+        } else {
+            (None, None)
+        }
+    });
     // Messages name the file as the user will find it under DEST.
     let label = printable(job.dest.as_os_str().as_encoded_bytes());
     s.download(

@@ -62,8 +62,8 @@ pub(crate) struct Options {
 pub(crate) struct Save<'a> {
     /// Create this folder (and its parents) when the first byte arrives, not before.
     pub(crate) make_dir: Option<&'a Path>,
-    /// A mirror's saved copy: its `ETag` and `Last-Modified`, sent as `If-None-Match` /
-    /// `If-Modified-Since`; the copy may then be replaced without `--force`.
+    /// A file a mirror saved before: its `ETag` and `Last-Modified` (when it is still the copy
+    /// saved), sent as `If-None-Match` / `If-Modified-Since`; it may be replaced without `--force`.
     pub(crate) copy: Option<(Option<&'a str>, Option<&'a str>)>,
     /// Defer the durability step to a batch (a mirror); `None` fsyncs this file on its own.
     pub(crate) batch: Option<&'a mut Batch>,

@@ -457,8 +457,15 @@ fn mirror_skips_hostile_listing_entries() {
     // Skipped and counted, not an integrity error: exit 8, "some entries skipped".
     run.assert_code(8);
     assert!(run.stderr.contains("2 skipped"), "{}", run.stderr);
-    assert!(run.stderr.contains("skipped /..%2f..%2fescaped"), "{}", run.stderr);
-    assert_eq!(names(&root.path().join("m")), [".satchel-mirror", "file.bin"]);
+    assert!(
+        run.stderr.contains("skipped /..%2f..%2fescaped"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        names(&root.path().join("m")),
+        [".satchel-mirror", "file.bin"]
+    );
     assert_eq!(names(root.path()), ["m"], "nothing escaped the mirror");
     let run = client(root.path(), &["127.0.0.1", &port, "--list", "/"]);
     run.assert_code(0);
@@ -593,7 +600,16 @@ fn idle_keep_alive_closed_by_the_server_is_reopened() {
     let port = server.addr().port().to_string();
     let run = client(
         dir.path(),
-        &["127.0.0.1", &port, "a.bin", "b.bin", "-d", ".", "--retries", "0"],
+        &[
+            "127.0.0.1",
+            &port,
+            "a.bin",
+            "b.bin",
+            "-d",
+            ".",
+            "--retries",
+            "0",
+        ],
     );
     run.assert_code(0);
     assert_eq!(std::fs::read(dir.path().join("a.bin")).expect("a"), body);

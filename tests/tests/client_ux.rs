@@ -52,7 +52,10 @@ fn a_rerun_resumes_a_part_and_says_so_or_announces_starting_over() {
         "{}",
         run.stderr
     );
-    assert_eq!(std::fs::read(dir.path().join("file.bin")).expect("saved"), body);
+    assert_eq!(
+        std::fs::read(dir.path().join("file.bin")).expect("saved"),
+        body
+    );
     let last = server.requests().pop().expect("a request");
     assert!(last.contains("Range: bytes=200000-"), "{last}");
     assert!(last.contains("If-Range: \"v0\""), "{last}");
@@ -70,11 +73,15 @@ fn a_rerun_resumes_a_part_and_says_so_or_announces_starting_over() {
     let run = client(dir.path(), &[&url]);
     run.assert_code(0);
     assert!(
-        run.stderr.contains("changed on the server since the earlier run; starting over"),
+        run.stderr
+            .contains("changed on the server since the earlier run; starting over"),
         "{}",
         run.stderr
     );
-    assert_eq!(std::fs::read(dir.path().join("file.bin")).expect("saved"), new);
+    assert_eq!(
+        std::fs::read(dir.path().join("file.bin")).expect("saved"),
+        new
+    );
     no_internal_names(&run);
 }
 
@@ -87,7 +94,11 @@ fn continue_on_a_complete_file_is_success() {
     let url = server.url("/done.bin");
     client(dir.path(), &[&url]).assert_code(0);
     // The saved file carries the server's Last-Modified as its modification time.
-    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).expect("mtime");
+    let mtime = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .expect("mtime")
+    };
     let secs = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
             .expect("after 1970")
@@ -99,7 +110,11 @@ fn continue_on_a_complete_file_is_success() {
     );
     let run = client(dir.path(), &[&url, "-c"]);
     run.assert_code(0);
-    assert!(run.stderr.contains("done.bin: already complete"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("done.bin: already complete"),
+        "{}",
+        run.stderr
+    );
     // Without -c an existing file is still refused, as before.
     let run = client(dir.path(), &[&url]);
     run.assert_code(6);
@@ -113,7 +128,11 @@ fn continue_on_a_complete_file_is_success() {
         .expect("set mtime");
     let run = client(dir.path(), &[&url, "-c"]);
     run.assert_code(6);
-    assert!(run.stderr.contains("not the server's current version"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not the server's current version"),
+        "{}",
+        run.stderr
+    );
     no_internal_names(&run);
 }
 
@@ -125,8 +144,14 @@ fn spaces_and_non_ascii_are_percent_encoded_and_escapes_kept() {
     let port = server.addr().port().to_string();
     let run = client(dir.path(), &[&server.url("/a b/ü.txt")]);
     run.assert_code(0);
-    assert_eq!(std::fs::read(dir.path().join("ü.txt")).expect("saved"), body);
-    let run = client(dir.path(), &["127.0.0.1", &port, "x y/%41%zz é", "-d", "out"]);
+    assert_eq!(
+        std::fs::read(dir.path().join("ü.txt")).expect("saved"),
+        body
+    );
+    let run = client(
+        dir.path(),
+        &["127.0.0.1", &port, "x y/%41%zz é", "-d", "out"],
+    );
     run.assert_code(0);
     assert_eq!(
         std::fs::read(dir.path().join("out/A%zz é")).expect("saved"),
@@ -156,11 +181,21 @@ fn a_name_that_is_a_folder_suggests_r_and_saves_nothing() {
     let port = server.addr().port().to_string();
     let run = client(dir.path(), &["127.0.0.1", &port, "docs", "-d", "out"]);
     run.assert_code(4);
-    assert!(run.stderr.contains("is a folder on the server (use -r"), "{}", run.stderr);
-    assert!(!dir.path().join("out").exists(), "no folder for a failed download");
+    assert!(
+        run.stderr.contains("is a folder on the server (use -r"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "no folder for a failed download"
+    );
     let run = client(dir.path(), &["127.0.0.1", &port, "-r", "docs", "-d", "out"]);
     run.assert_code(0);
-    assert_eq!(std::fs::read(dir.path().join("out/docs/a.txt")).expect("a"), b"alpha");
+    assert_eq!(
+        std::fs::read(dir.path().join("out/docs/a.txt")).expect("a"),
+        b"alpha"
+    );
 }
 
 #[test]
@@ -172,7 +207,10 @@ fn the_seeds_dir_is_always_a_folder_created_at_the_first_byte() {
     // "newdir" neither exists nor ends in '/': still a folder.
     let run = client(dir.path(), &["127.0.0.1", &port, "file.bin", "newdir"]);
     run.assert_code(0);
-    assert_eq!(std::fs::read(dir.path().join("newdir/file.bin")).expect("saved"), body);
+    assert_eq!(
+        std::fs::read(dir.path().join("newdir/file.bin")).expect("saved"),
+        body
+    );
     // A download that fails before its first byte creates nothing.
     let run = client(dir.path(), &["127.0.0.1", &port, "missing.bin", "other"]);
     run.assert_code(3);
@@ -196,7 +234,8 @@ fn a_timeout_says_what_it_waited_for() {
     );
     run.assert_code(5);
     assert!(
-        run.stderr.contains("timed out after 1 s waiting for the response head"),
+        run.stderr
+            .contains("timed out after 1 s waiting for the response head"),
         "{}",
         run.stderr
     );
