@@ -43,7 +43,7 @@ struct Cli {
     #[arg(value_name = "ARGS")]
     args: Vec<String>,
 
-    /// Folder to save into (default: the current folder)
+    /// Folder to save into (default: the current folder), created at the first byte
     #[arg(short = 'd', long = "dest", value_name = "DEST_DIR")]
     dest: Option<PathBuf>,
 
@@ -72,7 +72,7 @@ struct Cli {
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
 
-    /// No progress bar and no retry notices
+    /// No progress bar, no notices, no mirror summary
     #[arg(short, long)]
     quiet: bool,
 
