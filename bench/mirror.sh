@@ -16,7 +16,7 @@
 # compare the medians, not single runs. Needs wget (Debian package `wget`) and python3.
 #
 # The two clients do not do the same work: satchel-client makes every file durable before its
-# final name appears (one syncfs per batch of 4096 files), checks each body's length and keeps
+# final name appears (a syncfs per batch, on a thread beside the downloads), checks each body's length and keeps
 # a .satchel-mirror record per folder; wget writes straight to the final name and never syncs.
 set -euo pipefail
 

@@ -245,7 +245,12 @@ fn skip(summary: &mut Summary, folder: &str, encoded: &str, why: &str) {
     summary.skipped += 1;
 }
 
-/// Fetches every job over `connections` connections (the first is `session`'s own).
+/// Parts a worker hands to the committer at a time.
+const HAND_OVER: usize = 64;
+
+/// Fetches every job over `connections` connections (the first is `session`'s own). Saved
+/// parts go to one committer thread, which makes whatever has gathered durable with one
+/// `syncfs` and renames it, while the workers go on downloading.
 fn fetch_all(
     session: &mut Session,
     jobs: &[Job],
@@ -256,52 +261,64 @@ fn fetch_all(
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Got, Fail>>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
-    let work = |s: &mut Session| {
+    let (to_committer, committer_inbox) = std::sync::mpsc::channel::<Batch>();
+    let work = |s: &mut Session, out: std::sync::mpsc::Sender<Batch>| {
         let mut batch = Batch::default();
         let mut done = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(job) = jobs.get(i) else { break };
-            let result = fetch_one(s, job, &folders[job.folder], &mut batch);
-            done.push((i, result));
-            if batch.is_full() {
-                flush(&mut batch, &mut done);
+            batch.tag = i;
+            done.push((i, fetch_one(s, job, &folders[job.folder], &mut batch)));
+            if batch.len() >= HAND_OVER {
+                let _ = out.send(std::mem::take(&mut batch));
             }
         }
-        flush(&mut batch, &mut done);
-        let mut all = results
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = out.send(batch);
+        let mut all = results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (i, r) in done {
             all[i] = Some(r);
         }
     };
+    let commit = move || {
+        let mut failed: Vec<(usize, Fail)> = Vec::new();
+        let mut pending = Batch::default();
+        // Blocks for the next hand-over, then takes whatever else is waiting: the longer the
+        // last syncfs took, the more the next one covers.
+        while let Ok(mut first) = committer_inbox.recv() {
+            pending.append(&mut first);
+            while let Ok(mut more) = committer_inbox.try_recv() {
+                pending.append(&mut more);
+            }
+            if let Err((fail, tags)) = pending.flush() {
+                failed.extend(tags.into_iter().map(|t| (t, Fail::new(fail.code, fail.message.clone()))));
+            }
+        }
+        failed
+    };
     let extra = connections.clamp(1, 64).min(jobs.len().max(1)) - 1;
     let mut siblings: Vec<Session> = (0..extra).map(|_| session.sibling(opts.clone())).collect();
-    std::thread::scope(|scope| {
+    let failed = std::thread::scope(|scope| {
+        let committer = scope.spawn(commit);
         for sibling in &mut siblings {
-            scope.spawn(|| work(sibling));
+            let out = to_committer.clone();
+            scope.spawn(|| work(sibling, out));
         }
-        work(session);
+        work(session, to_committer);
+        committer.join().unwrap_or_default()
     });
-    results
+    let mut results = results
         .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (i, fail) in failed {
+        if let Some(r) = results.get_mut(i) {
+            *r = Some(Err(fail));
+        }
+    }
+    results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(Fail::new(EXIT_LOCAL_IO, "a mirror worker stopped"))))
         .collect()
-}
-
-/// Flushes `batch`; if that fails, the downloads it held fail with it.
-fn flush(batch: &mut Batch, done: &mut [(usize, Result<Got, Fail>)]) {
-    if let Err(fail) = batch.flush() {
-        for (_, r) in done
-            .iter_mut()
-            .filter(|(_, r)| r.as_ref().is_ok_and(|g| !g.kept))
-        {
-            *r = Err(Fail::new(fail.code, fail.message.clone()));
-        }
-    }
 }
 
 /// One file: conditional when the record vouches for the copy on disk.

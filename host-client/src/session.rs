@@ -12,7 +12,8 @@
 //!    (server death, reset, disk full, kill -9).
 //!
 //! A mirror ([`crate::mirror`]) batches step 2: many parts are written, one `syncfs` makes them
-//! all durable, then each is renamed (the same promise for a fraction of the `fsync`s).
+//! all durable, then each is renamed (the same promise for a fraction of the `fsync`s), on a
+//! thread of its own while the downloads go on.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -80,40 +81,54 @@ pub(crate) struct Got {
     pub(crate) last_modified: Option<String>,
 }
 
-/// Parts written but not yet renamed: made durable together by one `syncfs`, then renamed.
-#[derive(Default)]
-pub(crate) struct Batch {
-    /// Part, its meta if one may exist, final name.
-    pending: Vec<(PathBuf, Option<PathBuf>, PathBuf)>,
-}
-
-/// Parts a batch holds before it is flushed (each flush is one `syncfs`, a few hundred ms on
-/// a busy disk, whatever the batch holds).
-const BATCH: usize = 4096;
 /// Bodies up to this size get no `.part.meta`: a part this small is fetched again rather than
 /// resumed, which saves a mirror of small files two file operations each.
 const NOT_WORTH_RESUMING: u64 = 64 * 1024;
 
+/// Parts written but not yet renamed: made durable together by one `syncfs`, then renamed.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// Part, its meta if one may exist, final name, and the caller's tag.
+    pending: Vec<(PathBuf, Option<PathBuf>, PathBuf, usize)>,
+    /// The tag the next pushed part gets (a mirror: the job's index).
+    pub(crate) tag: usize,
+}
+
 impl Batch {
-    /// Whether the batch should be flushed now.
-    pub(crate) fn is_full(&self) -> bool {
-        self.pending.len() >= BATCH
+    /// How many parts wait.
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Moves every part of `other` into this batch.
+    pub(crate) fn append(&mut self, other: &mut Self) {
+        self.pending.append(&mut other.pending);
     }
 
     /// Makes every pending part durable with one `syncfs`, renames each over its name, and
     /// fsyncs the folders that changed.
     ///
     /// # Errors
-    /// The first file system error; the parts not yet renamed stay as they are.
-    pub(crate) fn flush(&mut self) -> Result<(), Fail> {
-        let Some((part, _, _)) = self.pending.first() else {
+    /// The first file system error, with the tags of the parts not renamed (they stay parts).
+    pub(crate) fn flush(&mut self) -> Result<(), (Fail, Vec<usize>)> {
+        let Some((part, _, _, _)) = self.pending.first() else {
             return Ok(());
         };
-        let any = File::open(part).map_err(|e| Fail::local(part.display(), &e))?;
-        syncfs(&any).map_err(|e| Fail::local(part.display(), &e))?;
+        let synced = File::open(part).and_then(|any| syncfs(&any));
+        if let Err(e) = synced {
+            let tags = self.pending.drain(..).map(|p| p.3).collect();
+            return Err((Fail::local("syncfs", &e), tags));
+        }
         let mut dirs: Vec<PathBuf> = Vec::new();
-        for (part, meta, dest) in self.pending.drain(..) {
-            fs::rename(&part, &dest).map_err(|e| Fail::local(dest.display(), &e))?;
+        let mut failed: Option<(Fail, Vec<usize>)> = None;
+        for (part, meta, dest, tag) in self.pending.drain(..) {
+            if let Err(e) = fs::rename(&part, &dest) {
+                failed
+                    .get_or_insert_with(|| (Fail::local(dest.display(), &e), Vec::new()))
+                    .1
+                    .push(tag);
+                continue;
+            }
             if let Some(meta) = meta {
                 let _ = remove_if_present(&meta);
             }
@@ -127,7 +142,7 @@ impl Batch {
                 let _ = d.sync_all();
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -194,7 +209,26 @@ struct PartFile<'a> {
     last_modified: Option<String>,
 }
 
-impl PartFile<'_> {
+impl<'a> PartFile<'a> {
+    /// A sink for `part` (and its `meta`) with nothing written yet and no progress bar.
+    fn new(part: &'a Path, meta: &'a Path, label: &'a str, opts: &Options) -> Self {
+        Self {
+            part,
+            meta,
+            label,
+            verbose: opts.verbose,
+            progress: Progress::new(label, false),
+            file: None,
+            check: None,
+            make_dir: None,
+            resumed_from: 0,
+            probe: false,
+            meta_maybe: false,
+            etag: None,
+            last_modified: None,
+        }
+    }
+
     fn local(&self, e: &std::io::Error) -> Fail {
         Fail::local(self.label, e)
     }
@@ -507,19 +541,8 @@ impl Session {
             .and_then(|d| String::from_utf8(d.to_vec()).ok());
         let unused = Path::new("");
         let mut sink = PartFile {
-            part: unused,
-            meta: unused,
-            label,
-            verbose: self.opts.verbose,
-            progress: Progress::new(label, false),
-            file: None,
-            check: None,
-            make_dir: None,
-            resumed_from: 0,
             probe: true,
-            meta_maybe: false,
-            etag: None,
-            last_modified: None,
+            ..PartFile::new(unused, unused, label, &self.opts)
         };
         let (_, kept) = self.run(target, None, None, &mut sink, Some((None, date.as_deref())))?;
         if !kept {
@@ -572,19 +595,11 @@ impl Session {
             .as_deref()
             .map(|validator| Resume { offset, validator });
         let mut sink = PartFile {
-            part,
-            meta,
-            label,
-            verbose: self.opts.verbose,
             progress: Progress::new(label, self.opts.progress),
-            file: None,
-            check: None,
             make_dir: save.make_dir,
             resumed_from: offset,
-            probe: false,
             meta_maybe: part_left.is_ok(),
-            etag: None,
-            last_modified: None,
+            ..PartFile::new(part, meta, label, &self.opts)
         };
         // A resumed part asks with If-Range; the copy's validators would contradict it.
         let copy = save.copy.filter(|_| resume.is_none());
@@ -751,6 +766,7 @@ fn finish(
             part.to_path_buf(),
             meta.map(Path::to_path_buf),
             dest.to_path_buf(),
+            batch.tag,
         ));
         return Ok(());
     }

@@ -58,6 +58,9 @@ pub const MAX_RESTARTS: u32 = 2;
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// The longest validator kept for `If-Range` (a longer one is not resumable).
 pub const MAX_VALIDATOR: usize = 256;
+/// The longest `If-Modified-Since` date sent (an IMF-fixdate is 29 bytes; the obsolete forms
+/// a server may have sent in `Last-Modified` are shorter than this).
+const MAX_DATE: usize = 40;
 /// The first backoff; each retry doubles it, five times at most.
 const BACKOFF: Duration = Duration::from_millis(250);
 /// The reason phrase kept for an error status.
@@ -400,8 +403,8 @@ pub struct Download<'a> {
     /// `If-None-Match` to send (the `ETag` of a copy already saved), when nonzero.
     cond_etag: [u8; MAX_VALIDATOR],
     cond_etag_len: usize,
-    /// `If-Modified-Since` to send (an IMF-fixdate), when nonzero.
-    cond_date: [u8; MAX_VALIDATOR],
+    /// `If-Modified-Since` to send (an HTTP date), when nonzero.
+    cond_date: [u8; MAX_DATE],
     cond_date_len: usize,
     /// The server answered `304 Not Modified` to the conditional request.
     not_modified: bool,
@@ -452,7 +455,7 @@ impl<'a> Download<'a> {
             pending_retry: None,
             cond_etag: [0; MAX_VALIDATOR],
             cond_etag_len: 0,
-            cond_date: [0; MAX_VALIDATOR],
+            cond_date: [0; MAX_DATE],
             cond_date_len: 0,
             not_modified: false,
             waiting: None,
@@ -474,7 +477,8 @@ impl<'a> Download<'a> {
     /// Makes the request conditional on a copy already saved (a mirror asking only for what
     /// changed): `etag` goes in `If-None-Match`, `date` in `If-Modified-Since`. A `304` then
     /// ends the download with nothing saved and [`not_modified`](Self::not_modified) true.
-    /// A value that cannot appear in a header (or longer than [`MAX_VALIDATOR`]) is not sent.
+    /// A value that cannot appear in a header, or is too long (an `ETag` over
+    /// [`MAX_VALIDATOR`] bytes, a date over 40), is not sent.
     pub fn set_conditional(&mut self, etag: Option<&str>, date: Option<&str>) {
         self.cond_etag_len = copy_value(&mut self.cond_etag, etag);
         self.cond_date_len = copy_value(&mut self.cond_date, date);
@@ -880,7 +884,7 @@ fn is_folder_of(to: &str, from: &str) -> bool {
 
 /// Copies a header value into `dst`, returning its length; 0 (not sent) when it is absent,
 /// too long, or holds a byte a header cannot carry.
-fn copy_value(dst: &mut [u8; MAX_VALIDATOR], v: Option<&str>) -> usize {
+fn copy_value(dst: &mut [u8], v: Option<&str>) -> usize {
     let Some(v) = v.map(str::as_bytes) else {
         return 0;
     };
