@@ -12,7 +12,8 @@
 #                    (the folder page's sort links are not followed)
 #   satchel  again   the same satchel-client command on the mirror it just made (304s)
 #   wget     again   wget -q -r -N -np -nH -P DEST ... on its mirror (-N: timestamping)
-# and prints every time and the median of each line. Wall-clock times on a shared machine:
+# and prints every time and the median of each line. Before each round the previous mirrors
+# are removed and `sync` flushes that removal (untimed). Wall-clock times on a shared machine:
 # compare the medians, not single runs. Needs wget (Debian package `wget`) and python3.
 #
 # The two clients do not do the same work: satchel-client makes every file durable before its
@@ -78,6 +79,9 @@ results="$work/results.txt"
 : >"$results"
 for round in $(seq "$ROUNDS"); do
     rm -rf "$work/s" "$work/w"
+    # Flush the removal's dirty metadata now, untimed: satchel-client's syncfs would otherwise
+    # pay for the previous round's cleanup (wget never syncs, so it never would).
+    sync
     s1=$(seconds "$client" -q --connections "$CONNECTIONS" -r "$url" -d "$work/s")
     n=$(count "$work/s")
     [ "$n" -eq "$expected" ] || { echo "satchel-client saved $n of $expected files" >&2; exit 1; }

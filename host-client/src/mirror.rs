@@ -275,7 +275,9 @@ fn fetch_all(
             }
         }
         let _ = out.send(batch);
-        let mut all = results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (i, r) in done {
             all[i] = Some(r);
         }
@@ -291,7 +293,10 @@ fn fetch_all(
                 pending.append(&mut more);
             }
             if let Err((fail, tags)) = pending.flush() {
-                failed.extend(tags.into_iter().map(|t| (t, Fail::new(fail.code, fail.message.clone()))));
+                failed.extend(
+                    tags.into_iter()
+                        .map(|t| (t, Fail::new(fail.code, fail.message.clone()))),
+                );
             }
         }
         failed
