@@ -8,6 +8,7 @@
 # subfolder), starts satchel-server (release) on 127.0.0.1, then runs interleaved rounds; each
 # round times, in turn:
 #   satchel  fresh   satchel-client -q -r /tree -d DEST                (DEST empty)
+#   satchel  no-sync the same with --no-sync (no syncfs, as wget) into another DEST
 #   wget     fresh   wget -q -r -np -nH --reject-regex "[?]" -P DEST http://127.0.0.1:P/tree/
 #                    (the folder page's sort links are not followed)
 #   satchel  again   the same satchel-client command on the mirror it just made (304s)
@@ -78,18 +79,19 @@ count() { find "$1" -type f ! -name '.satchel-mirror' ! -name 'index.html*' | wc
 results="$work/results.txt"
 : >"$results"
 for round in $(seq "$ROUNDS"); do
-    rm -rf "$work/s" "$work/w"
+    rm -rf "$work/s" "$work/w" "$work/n"
     # Flush the removal's dirty metadata now, untimed: satchel-client's syncfs would otherwise
     # pay for the previous round's cleanup (wget never syncs, so it never would).
     sync
     s1=$(seconds "$client" -q --connections "$CONNECTIONS" -r "$url" -d "$work/s")
     n=$(count "$work/s")
     [ "$n" -eq "$expected" ] || { echo "satchel-client saved $n of $expected files" >&2; exit 1; }
+    n1=$(seconds "$client" -q --no-sync --connections "$CONNECTIONS" -r "$url" -d "$work/n")
     w1=$(seconds wget -q -r -np -nH --reject-regex "[?]" -P "$work/w" "$url")
     s2=$(seconds "$client" -q --connections "$CONNECTIONS" -r "$url" -d "$work/s")
     w2=$(seconds wget -q -r -N -np -nH --reject-regex "[?]" -P "$work/w" "$url")
-    echo "round $round: satchel fresh $s1 s, wget fresh $w1 s, satchel again $s2 s, wget -N again $w2 s" >&2
-    printf '%s %s %s %s\n' "$s1" "$w1" "$s2" "$w2" >>"$results"
+    echo "round $round: satchel fresh $s1 s, --no-sync $n1 s, wget fresh $w1 s, satchel again $s2 s, wget -N again $w2 s" >&2
+    printf '%s %s %s %s %s\n' "$s1" "$w1" "$s2" "$w2" "$n1" >>"$results"
 done
 
 python3 - "$results" "$FILES" "$CONNECTIONS" "$ROUNDS" <<'EOF'
@@ -105,5 +107,6 @@ print()
 print(f"| | satchel-client -r (--connections {conns}) | wget -r |")
 print("|---|---:|---:|")
 print(f"| fresh mirror | {med[0]:.2f} [{lo[0]:.2f}-{hi[0]:.2f}] | {med[1]:.2f} [{lo[1]:.2f}-{hi[1]:.2f}] |")
+print(f"| fresh mirror, satchel-client --no-sync | {med[4]:.2f} [{lo[4]:.2f}-{hi[4]:.2f}] | |")
 print(f"| again, nothing changed (satchel: 304s; wget: -N) | {med[2]:.2f} [{lo[2]:.2f}-{hi[2]:.2f}] | {med[3]:.2f} [{lo[3]:.2f}-{hi[3]:.2f}] |")
 EOF

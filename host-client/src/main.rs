@@ -90,6 +90,11 @@ struct Cli {
     #[arg(long, requires = "recursive")]
     delete: bool,
 
+    /// Do not flush files to disk before renaming them (as wget and curl): a crash of the
+    /// machine (not of the client) may then leave a final name with missing bytes
+    #[arg(long)]
+    no_sync: bool,
+
     /// With -r: connections used at once for the files
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     connections: u16,
@@ -214,6 +219,7 @@ fn run(cli: &Cli) -> Result<u8, Fail> {
         // Several files at once on several connections: a summary instead of a bar.
         progress: !cli.quiet && !cli.recursive,
         verbose: !cli.quiet,
+        sync: !cli.no_sync,
     };
     let mirror_opts = MirrorOptions {
         delete: cli.delete,

@@ -282,6 +282,7 @@ fn fetch_all(
             all[i] = Some(r);
         }
     };
+    let sync = opts.sync;
     let commit = move || {
         let mut failed: Vec<(usize, Fail)> = Vec::new();
         let mut pending = Batch::default();
@@ -292,7 +293,7 @@ fn fetch_all(
             while let Ok(mut more) = committer_inbox.try_recv() {
                 pending.append(&mut more);
             }
-            if let Err((fail, tags)) = pending.flush() {
+            if let Err((fail, tags)) = pending.flush(sync) {
                 failed.extend(
                     tags.into_iter()
                         .map(|t| (t, Fail::new(fail.code, fail.message.clone()))),

@@ -56,6 +56,8 @@ pub(crate) struct Options {
     pub(crate) progress: bool,
     /// Print retry notices.
     pub(crate) verbose: bool,
+    /// Flush each file to disk before its rename (`--no-sync` turns it off).
+    pub(crate) sync: bool,
 }
 
 /// How one file is saved, beyond [`Options`].
@@ -110,11 +112,15 @@ impl Batch {
     ///
     /// # Errors
     /// The first file system error, with the tags of the parts not renamed (they stay parts).
-    pub(crate) fn flush(&mut self) -> Result<(), (Fail, Vec<usize>)> {
+    pub(crate) fn flush(&mut self, sync: bool) -> Result<(), (Fail, Vec<usize>)> {
         let Some((part, _, _, _)) = self.pending.first() else {
             return Ok(());
         };
-        let synced = File::open(part).and_then(|any| syncfs(&any));
+        let synced = if sync {
+            File::open(part).and_then(|any| syncfs(&any))
+        } else {
+            Ok(())
+        };
         if let Err(e) = synced {
             let tags = self.pending.drain(..).map(|p| p.3).collect();
             return Err((Fail::local("syncfs", &e), tags));
@@ -137,8 +143,8 @@ impl Batch {
                 dirs.push(dir);
             }
         }
-        for dir in dirs {
-            if let Ok(d) = File::open(&dir) {
+        for dir in dirs.iter().filter(|_| sync) {
+            if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
             }
         }
@@ -631,7 +637,16 @@ impl Session {
             .and_then(|d| parse_http_date(d.as_bytes()))
             .map(|secs| SystemTime::UNIX_EPOCH + StdDuration::from_secs(secs));
         let meta = sink.meta_maybe.then_some(meta);
-        finish(file, saved.len, mtime, label, part, meta, dest, save.batch)?;
+        let batch = save.batch;
+        finish(
+            file,
+            saved.len,
+            mtime,
+            label,
+            (part, meta, dest),
+            batch,
+            self.opts.sync,
+        )?;
         Ok(got)
     }
 
@@ -739,16 +754,14 @@ fn status_fail(status: u16, reason: &str, target: &str) -> Fail {
 
 /// Checks the byte count, sets the modification time, flushes the part to disk and renames
 /// it over `dest` (or leaves the last two steps to `batch`).
-#[allow(clippy::too_many_arguments)]
 fn finish(
     file: File,
     total: u64,
     mtime: Option<SystemTime>,
     label: &str,
-    part: &Path,
-    meta: Option<&Path>,
-    dest: &Path,
+    (part, meta, dest): (&Path, Option<&Path>, &Path),
     batch: Option<&mut Batch>,
+    sync: bool,
 ) -> Result<(), Fail> {
     let local = |e: std::io::Error| Fail::local(label, &e);
     let len = file.metadata().map_err(local)?.len();
@@ -770,14 +783,16 @@ fn finish(
         ));
         return Ok(());
     }
-    file.sync_all().map_err(local)?;
+    if sync {
+        file.sync_all().map_err(local)?;
+    }
     drop(file);
     fs::rename(part, dest).map_err(local)?;
     if let Some(meta) = meta {
         let _ = remove_if_present(meta);
     }
     // Make the rename itself durable.
-    if let Ok(d) = File::open(parent_dir(dest)) {
+    if let Some(d) = sync.then(|| File::open(parent_dir(dest)).ok()).flatten() {
         let _ = d.sync_all();
     }
     Ok(())

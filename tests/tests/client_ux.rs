@@ -252,3 +252,40 @@ fn a_timeout_says_what_it_waited_for() {
     );
     no_internal_names(&run);
 }
+
+/// Against nginx and python3's http.server: `-c` on a finished file asks `If-Modified-Since`
+/// and both answer 304 ("already complete"); a NAME that is a folder gets their 301 to `NAME/`
+/// and is refused with a hint, nothing saved.
+fn peer_continue_and_folder(kind: satchel_tests::peers::Kind) {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::write(root.path().join("done.bin"), content(20_000, 27)).expect("write");
+    std::fs::create_dir(root.path().join("docs")).expect("mkdir");
+    let Some(peer) = satchel_tests::peers::Peer::start(kind, root.path()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = peer.url("/done.bin");
+    client(dir.path(), &[&url, "-q"]).assert_code(0);
+    let run = client(dir.path(), &[&url, "-c"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("done.bin: already complete"),
+        "{}",
+        run.stderr
+    );
+    let port = peer.addr().port().to_string();
+    let run = client(dir.path(), &["127.0.0.1", &port, "docs", "-d", "out"]);
+    run.assert_code(4);
+    assert!(run.stderr.contains("use -r"), "{}", run.stderr);
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn nginx_continue_and_folder() {
+    peer_continue_and_folder(satchel_tests::peers::Kind::Nginx);
+}
+
+#[test]
+fn python_continue_and_folder() {
+    peer_continue_and_folder(satchel_tests::peers::Kind::Python);
+}
