@@ -338,10 +338,15 @@ mod tests {
 
     #[test]
     fn host_port_names() {
-        let (jobs, dest) = plan_jobs(&cli(&["h", "8080", "a b", "dir/c"])).expect("plans");
+        let args = ["h", "8080", "a b", "dir/c", "e%41é"];
+        let (jobs, dest) = plan_jobs(&cli(&args)).expect("plans");
         assert_eq!(
             targets(&jobs),
-            [("h", 8080, "/a%20b"), ("h", 8080, "/dir/c")]
+            [
+                ("h", 8080, "/a%20b"),
+                ("h", 8080, "/dir/c"),
+                ("h", 8080, "/e%41%C3%A9")
+            ]
         );
         assert_eq!(dest, Path::new("."));
     }
@@ -353,6 +358,13 @@ mod tests {
         assert_eq!(dest, Path::new("out/"));
         let (_, dest) = plan_jobs(&cli(&["http://h/x", "/"])).expect("plans");
         assert_eq!(dest, Path::new("/"));
+        // The seed's own form: the fourth is a folder even if it does not exist yet.
+        let (jobs, dest) = plan_jobs(&cli(&["h", "8080", "a", "not-yet"])).expect("plans");
+        assert_eq!(targets(&jobs), [("h", 8080, "/a")]);
+        assert_eq!(dest, Path::new("not-yet"));
+        let (jobs, dest) = plan_jobs(&cli(&["http://h/a b", "out"])).expect("plans");
+        assert_eq!(targets(&jobs), [("h", 80, "/a%20b")]);
+        assert_eq!(dest, Path::new("out"));
         // With -d, the last positional is a name like the others.
         let (jobs, dest) = plan_jobs(&cli(&["h", "1", "a", "b/", "-d", "d"])).expect("plans");
         assert_eq!(jobs.len(), 2);
