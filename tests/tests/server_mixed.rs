@@ -39,12 +39,17 @@ struct Relay {
 
 impl Relay {
     fn start(server: SocketAddr) -> Self {
+        Self::start_gated(server, GATE)
+    }
+
+    /// A relay that stops after `gate` bytes of the first connection.
+    fn start_gated(server: SocketAddr, gate: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (paused_tx, paused) = mpsc::channel();
         let (go, go_rx) = mpsc::channel::<()>();
         std::thread::spawn(move || {
-            let mut gate = Some((paused_tx, go_rx));
+            let mut gate = Some((gate, paused_tx, go_rx));
             // The thread ends with the test process; each connection is bounded by timeouts.
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -71,7 +76,8 @@ impl Relay {
     }
 }
 
-type Gate = (mpsc::Sender<()>, mpsc::Receiver<()>);
+/// Where the first connection stops, how it says so, and what lets it go on.
+type Gate = (usize, mpsc::Sender<()>, mpsc::Receiver<()>);
 
 fn relay_one(mut client: TcpStream, server: SocketAddr, mut gate: Option<Gate>) {
     let Ok(mut upstream) = TcpStream::connect_timeout(&server, WAIT) else {
@@ -97,7 +103,7 @@ fn relay_one(mut client: TcpStream, server: SocketAddr, mut gate: Option<Gate>) 
     let mut forwarded = 0usize;
     loop {
         let want = match &gate {
-            Some(_) => buf.len().min(GATE - forwarded),
+            Some((at, ..)) => buf.len().min(at - forwarded),
             None => buf.len(),
         };
         let n = match upstream.read(&mut buf[..want]) {
@@ -110,8 +116,8 @@ fn relay_one(mut client: TcpStream, server: SocketAddr, mut gate: Option<Gate>) 
             break;
         }
         forwarded += n;
-        if forwarded == GATE {
-            if let Some((paused, go)) = gate.take() {
+        if gate.as_ref().is_some_and(|(at, ..)| forwarded == *at) {
+            if let Some((_, paused, go)) = gate.take() {
                 let _ = paused.send(());
                 let _ = go.recv_timeout(WAIT);
             }
@@ -196,6 +202,49 @@ fn streamed_file_rewritten_in_place_ends_the_connection_early() {
         .expect("an access-log line for the download");
     assert!(line.ends_with(" incomplete"), "{line}");
     assert!(line.contains(" bypass "), "{line}");
+}
+
+/// A streamed body small enough to be queued whole in the socket buffers before the rewrite:
+/// the server has finished (and logged it complete), the client has not read it yet. What the
+/// client then reads must still be the old version: the bytes were copied out of the file when
+/// sent. (`sendfile` from the file would hand the kernel references to the page cache, which
+/// the in-place rewrite changes under the unread bytes: a complete-looking mixed body.)
+#[test]
+fn streamed_body_already_queued_is_not_changed_by_a_rewrite() {
+    const QUEUED: usize = 512 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.bin");
+    let (old, new) = (content(QUEUED, 9), content(QUEUED, 10));
+    write_dated(&path, &old);
+    let server = Server::start(
+        dir.path(),
+        &["--workers", "1", "--max-cached-file", "64KiB"],
+    );
+    let relay = Relay::start_gated(server.addr(), 64 * 1024);
+    let mut conn = Conn::open(relay.addr);
+    conn.get("/q.bin", "Connection: close\r\n");
+    relay.wait_paused();
+    // The server has sent it all (into the kernel's buffers) before the file changes.
+    let line = (0..4)
+        .filter_map(|_| server.next_line(WAIT))
+        .find(|l| l.contains("GET /q.bin"))
+        .expect("the response ended");
+    assert!(
+        line.contains("GET /q.bin 200") && line.contains(" bypass "),
+        "{line}"
+    );
+    assert!(line.ends_with(" complete"), "{line}");
+    rewrite_in_place(&path, &new);
+    relay.release();
+    let all = conn.read_to_close();
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let body = &all[end..];
+    assert_eq!(body.len(), QUEUED);
+    assert!(
+        body == old,
+        "{} bytes of the body that was sent whole changed afterwards",
+        body.iter().zip(&old).filter(|(a, b)| a != b).count()
+    );
 }
 
 /// satchel-client over the same slow path: without retries it fails (exit 5, network) and
