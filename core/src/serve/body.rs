@@ -195,7 +195,7 @@ impl<H, F, L: AsRef<[u8]>> Transmit<'_, H, F, L> {
     /// while bytes are owed is `Err(SourceChanged)` when no head byte was copied either (with a
     /// head copied, the head goes out and the next call reports it).
     ///
-    /// A piece of a file is checked after it is read: if the file's version
+    /// A piece of a file is checked after it is read: if the file's size or modification time
     /// ([`FileSource::file_metadata`]) is no longer the one the head announced, the piece may
     /// mix two versions and is `Err(SourceChanged)`, so the response ends short instead of
     /// completing with a body that is part old, part new. A writer changes the version before
@@ -231,8 +231,15 @@ impl<H, F, L: AsRef<[u8]>> Transmit<'_, H, F, L> {
                 ..
             } => {
                 let got = site.source().read_at(file, *offset, dst).unwrap_or(0);
+                // Size and modification time: what a write changes. Not the rest of the
+                // version: the ctime also moves when the file is only renamed over or unlinked,
+                // and the bytes of the inode being sent are then still the announced ones.
                 match site.source().file_metadata(file) {
-                    Ok(now) if now.version == *version => got,
+                    Ok(now)
+                        if (now.version.len, now.version.stamp) == (version.len, version.stamp) =>
+                    {
+                        got
+                    }
                     _ => return Err(SourceChanged),
                 }
             }
