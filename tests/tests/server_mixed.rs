@@ -190,7 +190,8 @@ fn streamed_file_rewritten_in_place_ends_the_connection_early() {
         body.len(),
         body.iter().zip(&old).filter(|(a, b)| a != b).count()
     );
-    assert!(body.len() >= GATE, "the first bytes were forwarded");
+    // The relay forwarded GATE bytes, head included (well under 1 KiB), before it paused.
+    assert!(body.len() >= GATE - 1024, "the first bytes were forwarded");
     assert!(
         body == old[..body.len()],
         "every byte sent belongs to the version the response announced"
