@@ -707,10 +707,18 @@ impl Slot<'_> {
                         handle,
                         offset,
                         len,
-                    } => {
-                        let body = handle.bytes().get(offset..offset + len).unwrap_or(&[]);
-                        send_two(&self.sock, t.head, body, flags)
-                    }
+                    } => match handle.sealed() {
+                        // A large entry: its sealed pages handed to the socket (`sendfile`).
+                        Some(sealed) => {
+                            flags = SendFlags::empty();
+                            sealed.send_to(&self.sock, t.head, offset, len)
+                        }
+                        None => {
+                            let bytes = handle.bytes().unwrap_or_default();
+                            let body = bytes.get(offset..offset + len).unwrap_or(&[]);
+                            send_two(&self.sock, t.head, body, flags)
+                        }
+                    },
                     BodyRef::Listing {
                         listing,
                         offset,
