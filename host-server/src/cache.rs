@@ -17,7 +17,7 @@ use satchel_core::source::{FileVersion, SourceError};
 use crate::memfd::Sealed;
 
 /// Bytes charged per entry on top of key and content: the allocation's own bookkeeping.
-const ENTRY_OVERHEAD: usize = 64;
+pub(crate) const ENTRY_OVERHEAD: usize = 64;
 /// Most shards; each must still hold a few of the largest cacheable files.
 const MAX_SHARDS: usize = 64;
 

@@ -4,10 +4,12 @@
 //! shared sharded cache, starts one readiness loop (epoll through mio) per worker thread, each
 //! with its own `SO_REUSEPORT` listener, and drives the core's sans-IO connections from them.
 
+mod admin;
 mod cache;
 mod clock;
 mod fs;
 mod memfd;
+mod metrics;
 mod probes;
 mod readside;
 mod site;
@@ -16,7 +18,7 @@ mod worker;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +36,14 @@ const EXIT_RUNTIME: u8 = 1;
 /// A caching HTTP/1.1 file server: serves the files under ROOT, keeping them in a bounded
 /// in-memory cache.
 ///
-/// Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 on a run-time failure (e.g. the port
-/// is in use), 2 on a bad command line or ROOT.
+/// Shutdown: at SIGTERM or SIGINT the admin's /healthz answers 503 at once while files are still
+/// served for --drain; then no new connection is accepted and responses in flight may finish
+/// for --shutdown-grace; what is still sending then is cut off, counted on stderr and in the
+/// metrics.
+///
+/// Exit codes: 0 after a shutdown by SIGINT/SIGTERM (even if responses were cut off), 1 on a
+/// run-time failure (e.g. the port is in use), 2 on a bad command line or ROOT; a second
+/// signal during shutdown exits at once with 128 + its number: 130 (SIGINT), 143 (SIGTERM).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -47,9 +55,10 @@ struct Args {
     #[arg(default_value = ".")]
     root: PathBuf,
 
-    /// Address to bind (default: all interfaces, IPv6 and IPv4).
+    /// Address to bind: an IP address or a host name such as `localhost` (default: all
+    /// interfaces, IPv6 and IPv4).
     #[arg(long, value_name = "ADDR")]
-    bind: Option<IpAddr>,
+    bind: Option<String>,
 
     /// Bytes of file content the cache may hold (KiB, MiB, GiB are powers of 1024; K/KB, M/MB,
     /// G/GB powers of 1000).
@@ -57,20 +66,20 @@ struct Args {
     cache_size: u64,
 
     /// Files the cache may hold at once (at most one per 64 bytes of --cache-size: each entry
-    /// is charged 64 bytes of bookkeeping).
-    #[arg(long, default_value_t = 16384)]
-    cache_entries: usize,
+    /// is charged 64 bytes of bookkeeping) [default: 16384, or what --cache-size holds].
+    #[arg(long, value_name = "N")]
+    cache_entries: Option<usize>,
 
     /// Files larger than this are streamed from disk, never cached.
     #[arg(long, default_value = "8MiB", value_parser = parse_size)]
     max_cached_file: u64,
 
     /// Worker threads, each with its own event loop (default: the CPUs this process may use).
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     workers: Option<usize>,
 
     /// Open connections at most; past it a new client gets 503 with Retry-After.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = at_least_one)]
     max_connections: usize,
 
     /// Close a kept-alive connection idle this long (e.g. 15s, 500ms, 2m).
@@ -89,6 +98,11 @@ struct Args {
     #[arg(long)]
     no_listing: bool,
 
+    /// Never send a precompressed sibling (name.br, name.zst, name.gz) in place of a file whose
+    /// request accepts that coding.
+    #[arg(long)]
+    no_precompressed: bool,
+
     /// Serve files and folders whose names start with a dot.
     #[arg(long)]
     hidden: bool,
@@ -102,6 +116,23 @@ struct Args {
     /// that connect without sending hold no slot until they have waited a second).
     #[arg(long)]
     no_defer_accept: bool,
+
+    /// Admin listener (e.g. 127.0.0.1:9080; off by default): GET /healthz (200 `ok`, 503
+    /// `draining` after SIGTERM) and GET /metrics (Prometheus text format). Must differ from
+    /// the file port's address; port 0 picks a free one and prints `admin on ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+
+    /// After SIGTERM/SIGINT, keep serving files this long while /healthz answers 503, so the
+    /// balancer's checks see the node leave before it stops accepting (set it a little above
+    /// the check interval times the failures needed; e.g. 2s).
+    #[arg(long, default_value = "0s", value_parser = parse_wait, value_name = "T")]
+    drain: Duration,
+
+    /// Once accepting has stopped, how long responses in flight may take to finish before they
+    /// are cut off (0: cut off at once).
+    #[arg(long, default_value = "10s", value_parser = parse_wait, value_name = "T")]
+    shutdown_grace: Duration,
 }
 
 fn main() -> ExitCode {
@@ -145,8 +176,18 @@ fn run(args: Args) -> Result<()> {
             args.root.display()
         )));
     }
-    if args.cache_entries == 0 && args.cache_size > 0 {
-        return Err(usage("--cache-entries must be at least 1".into()));
+    let cache_entries = cache_entries(args.cache_entries, args.cache_size)?;
+    let bind = match &args.bind {
+        Some(spec) => resolve_bind(spec, args.port)?,
+        None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    if let Some(admin) = args.admin {
+        let file = SocketAddr::new(bind, args.port);
+        if overlaps(admin, file) {
+            return Err(usage(format!(
+                "--admin {admin} is the file port's address ({file}): give the admin listener a port of its own"
+            )));
+        }
     }
     let source = fs::FsSource::open(&args.root, args.hidden)
         .map_err(|e| usage(format!("root {}: {e}", args.root.display())))?;
@@ -159,23 +200,42 @@ fn run(args: Args) -> Result<()> {
 
     let cache = cache::ShardedCache::new(
         usize::try_from(args.cache_size).context("--cache-size too large")?,
-        args.cache_entries,
+        cache_entries,
         args.max_cached_file,
     );
     let mut config = satchel_core::serve::Config::host();
     config.listings = !args.no_listing;
+    config.precompressed = !args.no_precompressed;
     config.path.allow_hidden = args.hidden;
     config.idle_timeout = core_duration(args.idle_timeout);
     config.head_timeout = core_duration(args.head_timeout);
     config.send_timeout = core_duration(args.send_timeout);
     let site = HostSite::new(source, cache, config);
 
-    let bind = args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     let defer_accept = !args.no_defer_accept;
     let listeners = worker::bind_listeners(SocketAddr::new(bind, args.port), workers, defer_accept)
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
     let shared = Arc::new(Shared::new(max_connections, args.quiet));
+    // Before the address is printed: whoever reads it may signal at once, and a signal that
+    // comes before the handlers would kill the process without its shutdown.
+    let signals = worker::ShutdownSignal::install().context("installing signal handlers")?;
+    let metrics = metrics::Metrics::new(workers);
+    let draining = AtomicBool::new(false);
+    let admin_stop = AtomicBool::new(false);
+    let admin_listener = match args.admin {
+        Some(admin) => {
+            let l = std::net::TcpListener::bind(admin)
+                .with_context(|| format!("cannot listen on {admin} (--admin)"))?;
+            l.set_nonblocking(true).context("admin listener")?;
+            say(format_args!(
+                "admin on {}",
+                l.local_addr().context("admin address")?
+            ));
+            Some(l)
+        }
+        None => None,
+    };
 
     say(format_args!("listening on {addr}"));
     if !args.quiet {
@@ -190,35 +250,54 @@ fn run(args: Args) -> Result<()> {
         ));
     }
     flush_stdout();
+    if !args.quiet {
+        print_urls(addr);
+    }
 
-    let signals = worker::ShutdownSignal::install().context("installing signal handlers")?;
     std::thread::scope(|scope| -> Result<()> {
         let mut handles = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let host = &site;
             let shared = Arc::clone(&shared);
             let io = worker::WorkerIo::new(listener).context("creating worker")?;
+            let counters = metrics.worker(i);
+            let grace = args.shutdown_grace;
             signals.add_waker(io.waker());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
                     .spawn_scoped(scope, move || {
                         let site = WorkerSite::new(host);
-                        worker::Worker::new(&site, shared, io, defer_accept).run()
+                        worker::Worker::new(&site, shared, io, defer_accept, counters, grace).run()
                     })
                     .context("spawning worker thread")?,
             );
         }
-        signals.wait(&shared);
-        for h in handles {
-            match h.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("satchel-server: worker: {e:#}"),
-                Err(_) => bail!("a worker thread panicked"),
-            }
+        let admin = admin::Admin {
+            site: &site,
+            shared: &shared,
+            metrics: &metrics,
+            draining: &draining,
+            stop: &admin_stop,
+        };
+        if let Some(listener) = &admin_listener {
+            std::thread::Builder::new()
+                .name("admin".into())
+                .spawn_scoped(scope, move || admin.run(listener))
+                .context("spawning the admin thread")?;
         }
-        Ok(())
+        signals.wait(&shared, &draining, args.drain);
+        let joined = join_workers(handles);
+        admin_stop.store(true, Ordering::Release);
+        joined
     })?;
+    let cut = metrics.cut_off_total();
+    if cut > 0 {
+        eprintln!(
+            "satchel-server: shutdown: {cut} response(s) still sending after --shutdown-grace {} were cut off",
+            humantime::format_duration(args.shutdown_grace)
+        );
+    }
 
     if !args.quiet {
         let s = site.cache.stats();
@@ -239,6 +318,30 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Waits for every worker; a worker's error is reported, a panic fails the run.
+fn join_workers(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Result<()> {
+    let mut panicked = false;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("satchel-server: worker: {e:#}"),
+            Err(_) => panicked = true,
+        }
+    }
+    if panicked {
+        bail!("a worker thread panicked");
+    }
+    Ok(())
+}
+
+/// Whether listening on `a` would take `b`'s place: the same port on the same address, or on
+/// an unspecified address (which covers every one).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// One line on stdout. A closed stdout (`satchel-server | head`) is not an error worth dying
 /// for: the line is dropped (Rust ignores SIGPIPE, and `println!` would panic on EPIPE).
 fn say(line: std::fmt::Arguments<'_>) {
@@ -249,6 +352,113 @@ fn say(line: std::fmt::Arguments<'_>) {
 fn flush_stdout() {
     use std::io::Write;
     let _ = std::io::stdout().flush();
+}
+
+/// `--cache-entries`, checked against `--cache-size`: each entry is charged
+/// [`cache::ENTRY_OVERHEAD`] bytes, so a count the size cannot hold is refused (saying what it
+/// would hold, and what size the count needs); unset, it is 16384 or what the size holds.
+fn cache_entries(entries: Option<usize>, cache_size: u64) -> Result<usize> {
+    const DEFAULT: usize = 16384;
+    let per = cache::ENTRY_OVERHEAD as u64;
+    let holds = usize::try_from(cache_size / per).unwrap_or(usize::MAX);
+    match entries {
+        None => Ok(DEFAULT.min(holds).max(1)),
+        Some(0) if cache_size > 0 => Err(usage("--cache-entries must be at least 1".into())),
+        Some(n) if cache_size > 0 && n > holds => Err(usage(format!(
+            "--cache-entries {n} does not fit in --cache-size {cache_size} bytes: each entry takes \
+             at least {per} bytes, so that size holds at most {holds} entries \
+             (--cache-entries {n} needs --cache-size {} or more)",
+            (n as u64).saturating_mul(per)
+        ))),
+        Some(n) => Ok(n.max(1)),
+    }
+}
+
+/// `--bind`: an IP address (`127.0.0.1`, `::1`, `[::1]`) as is, or a host name resolved; of
+/// its addresses the first IPv4 one is taken (an IPv4 address also serves clients that try a
+/// name's IPv6 address first and fall back, not the other way round), and the choice is said.
+fn resolve_bind(spec: &str, port: u16) -> Result<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let bare = spec.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let found: Vec<IpAddr> = (spec, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            usage(format!(
+                "--bind {spec}: not an IP address, and resolving it failed: {e}"
+            ))
+        })?
+        .map(|a| a.ip())
+        .collect();
+    let Some(&ip) = found.iter().find(|ip| ip.is_ipv4()).or(found.first()) else {
+        return Err(usage(format!("--bind {spec}: the name has no address")));
+    };
+    let others: Vec<String> = found
+        .iter()
+        .filter(|&&a| a != ip)
+        .map(ToString::to_string)
+        .collect();
+    match others.is_empty() {
+        true => eprintln!("satchel-server: --bind {spec}: resolved to {ip}"),
+        false => eprintln!(
+            "satchel-server: --bind {spec}: resolved to {ip} (not {})",
+            others.join(", ")
+        ),
+    }
+    Ok(ip)
+}
+
+/// Prints where a browser can reach the server, one clickable URL a line (on stderr: stdout
+/// carries the lines scripts read, `listening on` and the access log). Bound to all interfaces,
+/// that is loopback and each of this machine's network addresses, as `python -m http.server`
+/// and miniserve show them.
+fn print_urls(addr: SocketAddr) {
+    for (label, ip) in url_addresses(addr.ip()) {
+        eprintln!("  {label} http://{}/", SocketAddr::new(ip, addr.port()));
+    }
+}
+
+/// The addresses worth showing for a listener bound to `bound`, labelled `local:` or
+/// `network:`.
+fn url_addresses(bound: IpAddr) -> Vec<(&'static str, IpAddr)> {
+    use std::net::Ipv4Addr;
+    if !bound.is_unspecified() {
+        let label = if bound.is_loopback() {
+            "local:  "
+        } else {
+            "network:"
+        };
+        return vec![(label, bound)];
+    }
+    // [::] is dual stack (IPv4 too); 0.0.0.0 is IPv4 only.
+    let v6 = bound.is_ipv6();
+    let mut out = vec![("local:  ", IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    if v6 {
+        out.push(("local:  ", IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    }
+    let mut lan: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| !ip.is_loopback() && (v6 || ip.is_ipv4()))
+        // A link-local IPv6 address needs a zone (`%eth0`) that browsers do not take in URLs.
+        .filter(|ip| !matches!(ip, IpAddr::V6(a) if a.is_unicast_link_local()))
+        .collect();
+    lan.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+    lan.dedup();
+    out.extend(lan.into_iter().map(|ip| ("network:", ip)));
+    out
+}
+
+/// A count that must be at least 1 (`--workers`, `--max-connections`).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
 }
 
 fn core_duration(d: Duration) -> satchel_core::time::Duration {
@@ -313,6 +523,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses a wait (`--drain`, `--shutdown-grace`) like [`parse_duration`], zero allowed.
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "0" => Ok(Duration::ZERO),
+        t => humantime::parse_duration(t)
+            .or_else(|_| parse_duration(t))
+            .map_err(|_| format!("`{s}` is not a duration (e.g. 0, 2s, 500ms, 1m)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +553,54 @@ mod tests {
     }
 
     #[test]
+    fn counts_of_at_least_one() {
+        assert_eq!(at_least_one("1"), Ok(1));
+        assert_eq!(at_least_one("64"), Ok(64));
+        assert!(at_least_one("0").unwrap_err().contains("at least 1"));
+        assert!(at_least_one("-1").is_err());
+        assert!(at_least_one("many").is_err());
+    }
+
+    #[test]
+    fn cache_entries_must_fit_the_size() {
+        assert_eq!(cache_entries(None, 64 << 20).unwrap(), 16384);
+        // Unset, the count shrinks to what a small cache holds.
+        assert_eq!(cache_entries(None, 6400).unwrap(), 100);
+        assert_eq!(cache_entries(Some(100), 6400).unwrap(), 100);
+        let e = cache_entries(Some(101), 6400).unwrap_err().to_string();
+        assert!(e.contains("holds at most 100 entries"), "{e}");
+        assert!(e.contains("needs --cache-size 6464"), "{e}");
+        assert!(cache_entries(Some(0), 6400).is_err());
+        // No cache at all: the count does not matter.
+        assert_eq!(cache_entries(Some(5), 0).unwrap(), 5);
+    }
+
+    #[test]
+    fn bind_takes_addresses_and_names() {
+        assert_eq!(
+            resolve_bind("127.0.0.1", 0).unwrap().to_string(),
+            "127.0.0.1"
+        );
+        assert_eq!(resolve_bind("::1", 0).unwrap().to_string(), "::1");
+        assert_eq!(resolve_bind("[::1]", 0).unwrap().to_string(), "::1");
+        assert!(resolve_bind("localhost", 0).unwrap().is_loopback());
+        // Refused before any lookup (no DNS query leaves the machine in a test).
+        assert!(resolve_bind("bad\0name", 0).is_err());
+    }
+
+    #[test]
+    fn urls_for_one_address_or_all() {
+        let one: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(url_addresses(one), [("local:  ", one)]);
+        let all = url_addresses(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(all[0].1.to_string(), "127.0.0.1");
+        assert_eq!(all[1].1.to_string(), "::1");
+        assert!(all[2..].iter().all(|(_, ip)| !ip.is_loopback()));
+        let v4 = url_addresses("0.0.0.0".parse().unwrap());
+        assert!(v4.iter().all(|(_, ip)| ip.is_ipv4()));
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
@@ -342,5 +610,21 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_wait("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_wait("later").is_err());
+    }
+
+    #[test]
+    fn admin_address_must_differ_from_the_file_port() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(overlaps(at("127.0.0.1:8080"), at("[::]:8080")));
+        assert!(overlaps(at("127.0.0.1:8080"), at("127.0.0.1:8080")));
+        assert!(overlaps(at("0.0.0.0:8080"), at("127.0.0.1:8080")));
+        assert!(!overlaps(at("127.0.0.1:9080"), at("[::]:8080")));
+        assert!(!overlaps(at("127.0.0.2:8080"), at("127.0.0.1:8080")));
+        assert!(!overlaps(at("127.0.0.1:0"), at("127.0.0.1:0")));
     }
 }

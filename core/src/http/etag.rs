@@ -8,11 +8,13 @@
 //! etagc      = %x21 / %x23-7E / obs-text
 //! ```
 
+use super::encoding::Coding;
 use super::{trim_ows, trim_ows_start};
 use crate::source::FileVersion;
 
-/// The longest tag [`ETag::from_version`] builds: two quotes, two 16-digit hex numbers, a dash.
-pub const MAX_ETAG_LEN: usize = 2 + 2 * 16 + 1;
+/// The longest tag [`ETag::from_version`] builds: two quotes, two 16-digit hex numbers, a dash,
+/// and a coding's suffix of up to 4 bytes ([`ETag::for_coding`]).
+pub const MAX_ETAG_LEN: usize = 2 + 2 * 16 + 1 + 4;
 
 /// A strong entity-tag, quotes included, derived from a file's [`FileVersion`].
 ///
@@ -41,6 +43,20 @@ impl ETag {
         tag.push_hex(version.len);
         tag.push(b'"');
         tag
+    }
+
+    /// The tag of the precompressed representation of a resource whose sibling file has this
+    /// tag: the coding's suffix inside the quotes (`"5f3a-1c-br"`), so it never equals the
+    /// tag of an identity representation (RFC 9110 §8.8.3: each representation its own tag).
+    #[must_use]
+    pub fn for_coding(mut self, coding: Coding) -> Self {
+        // `from_version` ends the tag with a quote; the suffix goes before it.
+        self.len = self.len.saturating_sub(1);
+        for &b in coding.etag_suffix() {
+            self.push(b);
+        }
+        self.push(b'"');
+        self
     }
 
     /// The tag as sent in the `ETag` field, quotes included.
@@ -179,7 +195,32 @@ mod tests {
             stamp: u64::MAX,
             id: u64::MAX,
         });
-        assert_eq!(max.as_bytes().len(), MAX_ETAG_LEN);
+        assert_eq!(max.as_bytes().len() + 4, MAX_ETAG_LEN);
+        // The longest suffix still fits, whole.
+        let coded = max.for_coding(Coding::Zstd);
+        assert_eq!(coded.as_bytes().len(), MAX_ETAG_LEN);
+        assert!(coded.as_str().ends_with("-zst\""));
+    }
+
+    #[test]
+    fn each_coding_has_its_own_tag() {
+        let plain = tag();
+        let tags = [
+            plain,
+            plain.for_coding(Coding::Br),
+            plain.for_coding(Coding::Zstd),
+            plain.for_coding(Coding::Gzip),
+        ];
+        assert_eq!(tags[1].as_str(), "\"17f0000000000001-1234-br\"");
+        assert_eq!(tags[3].as_str(), "\"17f0000000000001-1234-gz\"");
+        for (i, a) in tags.iter().enumerate() {
+            for b in &tags[i + 1..] {
+                assert_ne!(a, b);
+                assert!(!matches_if_none_match(a.as_bytes(), b));
+            }
+            // A coded tag is a valid strong entity-tag: it validates itself.
+            assert!(strong_eq(a.as_bytes(), a));
+        }
     }
 
     #[test]

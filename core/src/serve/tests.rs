@@ -34,9 +34,14 @@ static FILES: &[StaticFile] = &[
     },
 ];
 
-type TestSite = SiteParts<StaticSource, RefCell<Board>>;
+pub(super) type TestSite = SiteParts<StaticSource, RefCell<Board>>;
 
 fn test_site() -> TestSite {
+    site_of(FILES, Config::host())
+}
+
+/// A site serving `files` with `config`, and a cache that stores every file on its first GET.
+pub(super) fn site_of(files: &'static [StaticFile], config: Config) -> TestSite {
     let store = ArenaStore::new([0u8; BYTES], [const { Region::new() }; 8]).unwrap();
     let cache = Cache::new(
         store,
@@ -50,11 +55,7 @@ fn test_site() -> TestSite {
         },
     )
     .unwrap();
-    SiteParts::new(
-        StaticSource::new(FILES),
-        RefCell::new(cache),
-        Config::host(),
-    )
+    SiteParts::new(StaticSource::new(files), RefCell::new(cache), config)
 }
 
 type Conn<'s> = Connection<'s, TestSite, 4096>;
@@ -62,7 +63,7 @@ type Conn<'s> = Connection<'s, TestSite, 4096>;
 /// A driver in miniature: feeds `chunks` in turn (keeping what is not consumed, as a real
 /// driver does), sends with write sizes from `sizes` (cycled), then EOF. Returns the bytes
 /// the peer would receive.
-fn drive(site: &TestSite, chunks: &[&[u8]], sizes: &[usize]) -> Vec<u8> {
+pub(super) fn drive(site: &TestSite, chunks: &[&[u8]], sizes: &[usize]) -> Vec<u8> {
     drive_logged(site, chunks, sizes).0
 }
 
