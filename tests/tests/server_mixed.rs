@@ -14,9 +14,9 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
-use satchel_tests::peers::{run_client, run_program};
+use satchel_tests::peers::{run_program, ClientRun};
 use satchel_tests::raw::Conn;
-use satchel_tests::{content, Server, WAIT};
+use satchel_tests::{bin_path, content, required_tool, Server, WAIT};
 
 /// Larger than everything the kernel can hold in flight between the server and the relay
 /// (`tcp_wmem` max 4 MiB + `tcp_rmem` max 32 MiB here, plus the relay's buffer), so the rewrite
@@ -170,6 +170,32 @@ fn get_while_rewritten(relay: &Relay, path: &Path, name: &str, new: &[u8]) -> (u
     (declared, all[end..].to_vec())
 }
 
+/// Runs `program` (in `cwd`) on a URL through a new relay in front of `server`, with `{url}`
+/// in `args` standing for it, and rewrites the file at `path` with `new` while the relay holds
+/// the first response back.
+fn run_while_rewritten(
+    server: SocketAddr,
+    (path, new): (&Path, &[u8]),
+    name: &str,
+    (program, cwd): (&Path, &Path),
+    args: &[&str],
+) -> ClientRun {
+    let relay = Relay::start(server);
+    let url = relay.url(&format!("/{name}"));
+    let args: Vec<String> = args.iter().map(|a| a.replace("{url}", &url)).collect();
+    let run = std::thread::spawn({
+        let (program, cwd) = (program.to_path_buf(), cwd.to_path_buf());
+        move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_program(&program, &cwd, &args, WAIT * 4)
+        }
+    });
+    relay.wait_paused();
+    rewrite_in_place(path, new);
+    relay.release();
+    run.join().unwrap()
+}
+
 /// Above `--max-cached-file` the body streams from the file. Rewritten in place mid-body, the
 /// response must end short, and what did arrive is the old version's beginning.
 #[test]
@@ -260,43 +286,17 @@ fn satchel_client_never_saves_a_mixed_streamed_file() {
     write_dated(&path, &old);
     let server = Server::start(dir.path(), &["--workers", "1", "--quiet"]);
 
-    let relay = Relay::start(server.addr());
-    let url = relay.url("/big.bin");
-    let client = std::thread::spawn({
-        let cwd = dest.path().to_path_buf();
-        move || {
-            run_client(
-                &cwd,
-                &[&url, "-o", "once.bin", "--retries", "0", "-q"],
-                WAIT * 3,
-            )
-        }
-    });
-    relay.wait_paused();
-    rewrite_in_place(&path, &new);
-    relay.release();
-    let run = client.join().unwrap();
+    let client = (bin_path("satchel-client"), dest.path().to_path_buf());
+    let client = (client.0.as_path(), client.1.as_path());
+    let args = ["{url}", "-o", "once.bin", "--retries", "0", "-q"];
+    let run = run_while_rewritten(server.addr(), (&path, &new), "big.bin", client, &args);
     run.assert_code(5);
     assert!(!dest.path().join("once.bin").exists(), "no final file");
 
     // Again with a retry, from the new version back to the old one being rewritten.
     write_dated(&path, &old);
-    let relay = Relay::start(server.addr());
-    let url = relay.url("/big.bin");
-    let client = std::thread::spawn({
-        let cwd = dest.path().to_path_buf();
-        move || {
-            run_client(
-                &cwd,
-                &[&url, "-o", "retried.bin", "--retries", "1", "-q"],
-                WAIT * 3,
-            )
-        }
-    });
-    relay.wait_paused();
-    rewrite_in_place(&path, &new);
-    relay.release();
-    let run = client.join().unwrap();
+    let args = ["{url}", "-o", "retried.bin", "--retries", "1", "-q"];
+    let run = run_while_rewritten(server.addr(), (&path, &new), "big.bin", client, &args);
     run.assert_code(0);
     let saved = fs::read(dest.path().join("retried.bin")).unwrap();
     assert!(
@@ -308,41 +308,18 @@ fn satchel_client_never_saves_a_mixed_streamed_file() {
 /// curl over the same slow path sees a body shorter than its Content-Length (exit 18).
 #[test]
 fn curl_sees_a_short_body_for_a_streamed_file_rewritten_in_place() {
-    if std::process::Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("SATCHEL_REQUIRE_PEERS").is_none(),
-            "curl is required in CI"
-        );
-        eprintln!("curl not installed: skipped");
+    let Some(curl) = required_tool(&["curl"], "curl") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let dest = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.bin");
     let (old, new) = (content(STREAMED, 5), content(STREAMED, 6));
     write_dated(&path, &old);
     let server = Server::start(dir.path(), &["--workers", "1", "--quiet"]);
-    let relay = Relay::start(server.addr());
-    let url = relay.url("/big.bin");
-    let curl = std::thread::spawn({
-        let cwd = dest.path().to_path_buf();
-        move || {
-            run_program(
-                Path::new("curl"),
-                &cwd,
-                &["-s", "-o", "out.bin", "--max-time", "30", &url],
-                WAIT * 4,
-            )
-        }
-    });
-    relay.wait_paused();
-    rewrite_in_place(&path, &new);
-    relay.release();
-    let run = curl.join().unwrap();
+    let args = ["-s", "-o", "out.bin", "--max-time", "30", "{url}"];
+    let program = (curl.as_path(), dest.path());
+    let run = run_while_rewritten(server.addr(), (&path, &new), "big.bin", program, &args);
     assert_eq!(
         run.code,
         Some(18),
@@ -376,22 +353,10 @@ fn cached_file_rewritten_in_place_is_sent_whole_old_then_whole_new() {
     // satchel-client through the slow path on a hit: the old version, whole, and exit 0.
     write_dated(&path, &old);
     warm(server.addr(), &old);
-    let relay = Relay::start(server.addr());
-    let url = relay.url("/small.bin");
-    let client = std::thread::spawn({
-        let cwd = dest.path().to_path_buf();
-        move || {
-            run_client(
-                &cwd,
-                &[&url, "-o", "c.bin", "--retries", "0", "-q"],
-                WAIT * 3,
-            )
-        }
-    });
-    relay.wait_paused();
-    rewrite_in_place(&path, &new);
-    relay.release();
-    client.join().unwrap().assert_code(0);
+    let client = bin_path("satchel-client");
+    let args = ["{url}", "-o", "c.bin", "--retries", "0", "-q"];
+    let program = (client.as_path(), dest.path());
+    run_while_rewritten(server.addr(), (&path, &new), "small.bin", program, &args).assert_code(0);
     assert!(fs::read(dest.path().join("c.bin")).unwrap() == old);
 }
 

@@ -42,20 +42,25 @@ fn test_site() -> TestSite {
 
 /// A site serving `files` with `config`, and a cache that stores every file on its first GET.
 pub(super) fn site_of(files: &'static [StaticFile], config: Config) -> TestSite {
+    SiteParts::new(StaticSource::new(files), board_cache(BYTES / 2), config)
+}
+
+/// A board's cache holding files of up to `max_entry_bytes`, each stored on its first GET.
+fn board_cache(max_entry_bytes: usize) -> RefCell<Board> {
     let store = ArenaStore::new([0u8; BYTES], [const { Region::new() }; 8]).unwrap();
     let cache = Cache::new(
         store,
         [const { Slot::new() }; 8],
         [const { Bucket::new() }; 16],
-        // Every test file is stored on its first GET (no large-file deferral here).
+        // No large-file deferral here.
         CacheConfig {
-            max_entry_bytes: BYTES / 2,
+            max_entry_bytes,
             large_bytes: BYTES / 2,
             small_percent: 10,
         },
     )
     .unwrap();
-    SiteParts::new(StaticSource::new(files), RefCell::new(cache), config)
+    RefCell::new(cache)
 }
 
 type Conn<'s> = Connection<'s, TestSite, 4096>;
@@ -710,23 +715,11 @@ impl crate::source::FileSource for Rewritten {
 fn a_streamed_file_whose_version_changes_mid_body_ends_short() {
     type Streaming = SiteParts<Rewritten, RefCell<Board>>;
     let site = |max_entry_bytes| {
-        let store = ArenaStore::new([0u8; BYTES], [const { Region::new() }; 8]).unwrap();
-        let cache = Cache::new(
-            store,
-            [const { Slot::new() }; 8],
-            [const { Bucket::new() }; 16],
-            CacheConfig {
-                max_entry_bytes,
-                large_bytes: BYTES / 2,
-                small_percent: 10,
-            },
-        )
-        .unwrap();
         let source = Rewritten {
             inner: StaticSource::new(FILES),
             generation: core::cell::Cell::new(0),
         };
-        SiteParts::new(source, RefCell::new(cache), Config::host())
+        SiteParts::new(source, board_cache(max_entry_bytes), Config::host())
     };
     let t = Instant::from_millis(0);
     // Sends big.bin (6000 bytes) in 1000-byte pieces, rewriting it after `rewrite_after`
