@@ -5,9 +5,8 @@
 //! one `read` (a short read means the socket is drained, so no second read to see `EAGAIN`) and
 //! one `send` of the response head together with the cached body (a cached body of 16 KiB or
 //! more: the head by `send`, the body by `sendfile` from its sealed memfd, [`crate::memfd`]).
-//! Bodies of uncached files
-//! go out by `pread` + `send` through the worker's buffer, in bounded chunks. Each turn of the
-//! loop first reads every ready socket, then handles what came, so that one `stat` per path
+//! Bodies of uncached files go out by `pread` + `send` through the worker's buffer, in bounded
+//! chunks. Each turn of the loop first reads every ready socket, then handles what came, so that one `stat` per path
 //! validates the cache for all the turn's requests ([`crate::probes`]). Timeouts are checked by a sweep
 //! every [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
 
