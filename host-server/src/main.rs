@@ -8,6 +8,7 @@ mod admin;
 mod cache;
 mod clock;
 mod fs;
+mod memfd;
 mod metrics;
 mod probes;
 mod readside;
@@ -468,8 +469,9 @@ fn core_duration(d: Duration) -> satchel_core::time::Duration {
 /// lower, says so and returns the number of connections that can really be held.
 fn raise_fd_limit(max_connections: usize, workers: usize) -> Result<usize> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    // Per worker: epoll, waker, listener; plus stdio, the root and files being streamed.
-    let reserve = 64 + 4 * workers as u64;
+    // Per worker: epoll, waker, listener; plus stdio, the root, files being streamed and the
+    // cache's sealed memfds.
+    let reserve = 64 + 4 * workers as u64 + memfd::MAX_SEALED as u64;
     let want = max_connections as u64 + reserve;
     let current = getrlimit(Resource::Nofile);
     let hard = current.maximum.unwrap_or(u64::MAX);
