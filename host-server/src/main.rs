@@ -8,6 +8,7 @@ mod admin;
 mod cache;
 mod clock;
 mod fs;
+mod listen;
 mod memfd;
 mod metrics;
 mod probes;
@@ -213,7 +214,7 @@ fn run(args: Args) -> Result<()> {
     let site = HostSite::new(source, cache, config);
 
     let defer_accept = !args.no_defer_accept;
-    let listeners = worker::bind_listeners(SocketAddr::new(bind, args.port), workers, defer_accept)
+    let listeners = listen::bind_exclusive(SocketAddr::new(bind, args.port), workers, defer_accept)
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
     let shared = Arc::new(Shared::new(max_connections, args.quiet));
