@@ -9,6 +9,7 @@ mod cache;
 mod clock;
 mod fs;
 mod listen;
+mod malloc;
 mod memfd;
 mod metrics;
 mod probes;
@@ -137,6 +138,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    malloc::return_large_blocks();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
