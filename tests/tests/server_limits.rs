@@ -48,6 +48,31 @@ fn read_rest(s: &mut TcpStream, mut got: Vec<u8>) -> Vec<u8> {
     got.split_off(head_end)
 }
 
+/// Waits at most `timeout` for `child` to exit by itself and returns its status and stderr;
+/// past it, kills it and fails.
+fn exit_of(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("satchel-server (pid {}) did not exit in time", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    (status, err)
+}
+
 #[test]
 fn past_the_cap_a_client_gets_503_with_retry_after() {
     let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
@@ -294,25 +319,7 @@ fn a_second_server_on_a_port_in_use_exits_1() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = second.kill();
-            let _ = second.wait();
-            panic!("the second server on port {port} is still running");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    second
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = exit_of(&mut second, Duration::from_secs(10));
     let mut out = String::new();
     second
         .stdout
@@ -424,21 +431,7 @@ fn closed_stdout_is_not_fatal() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "server did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = exit_of(&mut child, Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
