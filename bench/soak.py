@@ -5,8 +5,9 @@ Builds a corpus (FILES files of 1 KiB to 4 MiB, sizes log-uniform, fixed seed; a
 2,000 files) unless it is already there, starts the release server on 127.0.0.1 over it, drives
 it with wrk (CONNS keep-alive connections, each request a random file of the corpus), rewrites
 --churn files every 2 s (half replaced by rename, half rewritten in place), and samples the
-server's memory every --every seconds from /proc/PID/status. Prints a CSV (t_s, rss_mib,
-hwm_mib, anon_mib, file_mib), then a summary: the load rate wrk reached, the last sample, the mean of the last third of the run ("steady") and the
+server's memory every --every seconds from /proc/PID/status and the pages of its memfd cache
+entries (not mapped, so not in RSS). Prints a CSV (t_s, rss_mib, hwm_mib, anon_mib, file_mib,
+memfd_mib, rss_plus_memfd_mib), then a summary: the load rate wrk reached, the last sample, the mean of the last third of the run ("steady") and the
 high-water mark, against the goal of --cache-size x 1.25 + 16 MiB. The server runs with
 --quiet (no access log) and is stopped with SIGTERM at the end.
 
@@ -66,6 +67,15 @@ def memory(pid):
             k, _, v = line.partition(":")
             if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 out[k] = int(v.split()[0]) / 1024
+    # Cache entries in memfds (not mapped, so not in VmRSS): the pages their descriptors hold.
+    memfd = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:"):
+                memfd += os.stat(f"/proc/{pid}/fd/{fd}").st_blocks * 512
+        except OSError:
+            pass
+    out["memfd"] = memfd / (1 << 20)
     return out
 
 
@@ -117,7 +127,7 @@ def main():
         start = time.monotonic()
         next_sample, next_churn, tick = start, start + 2, 0
         samples = []
-        print("t_s,rss_mib,hwm_mib,anon_mib,file_mib", flush=True)
+        print("t_s,rss_mib,hwm_mib,anon_mib,file_mib,memfd_mib,rss_plus_memfd_mib", flush=True)
         while wrk.poll() is None:
             now = time.monotonic()
             if now >= next_churn:
@@ -127,9 +137,10 @@ def main():
             if now >= next_sample:
                 m = memory(srv.pid)
                 t = now - start
-                samples.append((t, m["VmRSS"]))
+                samples.append((t, m["VmRSS"], m["VmRSS"] + m["memfd"]))
                 print(f"{t:.0f},{m['VmRSS']:.1f},{m['VmHWM']:.1f},{m['RssAnon']:.1f},"
-                      f"{m['RssFile']:.1f}", flush=True)
+                      f"{m['RssFile']:.1f},{m['memfd']:.1f},{m['VmRSS'] + m['memfd']:.1f}",
+                      flush=True)
                 next_sample += args.every
             time.sleep(max(0.0, min(next_churn, next_sample) - time.monotonic()))
         report = wrk.stdout.read()
@@ -150,11 +161,14 @@ def main():
     errors = re.search(r"Socket errors:.*|Non-2xx.*", report)
     cache = parse_size(args.cache_size) / (1 << 20)
     goal = cache * 1.25 + 16
-    last = [r for t, r in samples if t >= samples[-1][0] * 2 / 3] if samples else [0]
+    tail = [s for s in samples if s[0] >= samples[-1][0] * 2 / 3] if samples else [(0, 0, 0)]
+    last = [s[1] for s in tail]
+    both = [s[2] for s in tail]
     print(f"# load: {rate.group(1) if rate else '?'} requests/s, {transfer.group(1) if transfer else '?'}/s"
           f" over {args.conns} connections{'; ' + errors.group(0) if errors else ''}")
     print(f"# rss: end {m['VmRSS']:.1f} MiB, steady (mean of last third) {sum(last) / len(last):.1f} MiB,"
           f" high-water {m['VmHWM']:.1f} MiB; goal <= {goal:.0f} MiB (cache {cache:.0f} MiB x 1.25 + 16)")
+    print(f"# rss + memfd pages: steady {sum(both) / len(both):.1f} MiB, max {max(both):.1f} MiB")
 
 
 if __name__ == "__main__":
