@@ -8,6 +8,8 @@ mod admin;
 mod cache;
 mod clock;
 mod fs;
+mod listen;
+mod malloc;
 mod memfd;
 mod metrics;
 mod probes;
@@ -136,6 +138,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    malloc::return_large_blocks();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -213,7 +216,7 @@ fn run(args: Args) -> Result<()> {
     let site = HostSite::new(source, cache, config);
 
     let defer_accept = !args.no_defer_accept;
-    let listeners = worker::bind_listeners(SocketAddr::new(bind, args.port), workers, defer_accept)
+    let listeners = listen::bind_exclusive(SocketAddr::new(bind, args.port), workers, defer_accept)
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
     let shared = Arc::new(Shared::new(max_connections, args.quiet));
