@@ -25,6 +25,16 @@ fn v(etag: &str, body: Vec<u8>) -> Version {
     }
 }
 
+/// The client's stderr holds `text`.
+fn says(run: &ClientRun, text: &str) {
+    assert!(
+        run.stderr.contains(text),
+        "{:?} not in: {}",
+        text,
+        run.stderr
+    );
+}
+
 /// No message names the client's own bookkeeping file.
 fn no_internal_names(run: &ClientRun) {
     assert!(!run.stderr.contains(".part.meta"), "{}", run.stderr);
@@ -43,15 +53,11 @@ fn a_rerun_resumes_a_part_and_says_so_or_announces_starting_over() {
     let run = client(dir.path(), &[&url, "--retries", "0"]);
     run.assert_code(5);
     no_internal_names(&run);
-    assert!(run.stderr.contains("file.bin.part keeps"), "{}", run.stderr);
+    says(&run, "file.bin.part keeps");
     // No -c: the part is resumed anyway (its validator still matches), and the user is told.
     let run = client(dir.path(), &[&url]);
     run.assert_code(0);
-    assert!(
-        run.stderr.contains("file.bin: resuming from byte 200000"),
-        "{}",
-        run.stderr
-    );
+    says(&run, "file.bin: resuming from byte 200000");
     assert_eq!(
         std::fs::read(dir.path().join("file.bin")).expect("saved"),
         body
@@ -110,15 +116,11 @@ fn continue_on_a_complete_file_is_success() {
     );
     let run = client(dir.path(), &[&url, "-c"]);
     run.assert_code(0);
-    assert!(
-        run.stderr.contains("done.bin: already complete"),
-        "{}",
-        run.stderr
-    );
+    says(&run, "done.bin: already complete");
     // Without -c an existing file is still refused, as before.
     let run = client(dir.path(), &[&url]);
     run.assert_code(6);
-    assert!(run.stderr.contains("--force"), "{}", run.stderr);
+    says(&run, "--force");
     // A copy that is not the server's (another date) is not "complete" either.
     let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
     std::fs::File::options()
@@ -128,11 +130,7 @@ fn continue_on_a_complete_file_is_success() {
         .expect("set mtime");
     let run = client(dir.path(), &[&url, "-c"]);
     run.assert_code(6);
-    assert!(
-        run.stderr.contains("not the server's current version"),
-        "{}",
-        run.stderr
-    );
+    says(&run, "not the server's current version");
     no_internal_names(&run);
 }
 
@@ -181,11 +179,7 @@ fn a_name_that_is_a_folder_suggests_r_and_saves_nothing() {
     let port = server.addr().port().to_string();
     let run = client(dir.path(), &["127.0.0.1", &port, "docs", "-d", "out"]);
     run.assert_code(4);
-    assert!(
-        run.stderr.contains("is a folder on the server (use -r"),
-        "{}",
-        run.stderr
-    );
+    says(&run, "is a folder on the server (use -r");
     assert!(
         !dir.path().join("out").exists(),
         "no folder for a failed download"
@@ -245,11 +239,7 @@ fn a_timeout_says_what_it_waited_for() {
         &[&server.url("/file.bin"), "--timeout", "1", "--retries", "0"],
     );
     run.assert_code(5);
-    assert!(
-        run.stderr.contains("waiting for body progress"),
-        "{}",
-        run.stderr
-    );
+    says(&run, "waiting for body progress");
     no_internal_names(&run);
 }
 
@@ -268,15 +258,11 @@ fn peer_continue_and_folder(kind: satchel_tests::peers::Kind) {
     client(dir.path(), &[&url, "-q"]).assert_code(0);
     let run = client(dir.path(), &[&url, "-c"]);
     run.assert_code(0);
-    assert!(
-        run.stderr.contains("done.bin: already complete"),
-        "{}",
-        run.stderr
-    );
+    says(&run, "done.bin: already complete");
     let port = peer.addr().port().to_string();
     let run = client(dir.path(), &["127.0.0.1", &port, "docs", "-d", "out"]);
     run.assert_code(4);
-    assert!(run.stderr.contains("use -r"), "{}", run.stderr);
+    says(&run, "use -r");
     assert!(!dir.path().join("out").exists());
 }
 
