@@ -9,6 +9,9 @@ mod cache;
 mod clock;
 mod fs;
 mod iopool;
+mod listen;
+mod malloc;
+mod memfd;
 mod metrics;
 mod probes;
 mod readside;
@@ -136,6 +139,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    malloc::return_large_blocks();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -214,7 +218,7 @@ fn run(args: Args) -> Result<()> {
     let site = HostSite::new(source, cache, config, pool);
 
     let defer_accept = !args.no_defer_accept;
-    let listeners = worker::bind_listeners(SocketAddr::new(bind, args.port), workers, defer_accept)
+    let listeners = listen::bind_exclusive(SocketAddr::new(bind, args.port), workers, defer_accept)
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
     let shared = Arc::new(Shared::new(max_connections, args.quiet));
@@ -480,8 +484,9 @@ fn core_duration(d: Duration) -> satchel_core::time::Duration {
 /// lower, says so and returns the number of connections that can really be held.
 fn raise_fd_limit(max_connections: usize, workers: usize) -> Result<usize> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    // Per worker: epoll, waker, listener; plus stdio, the root and files being streamed.
-    let reserve = 64 + 4 * workers as u64;
+    // Per worker: epoll, waker, listener; plus stdio, the root, files being streamed and the
+    // cache's sealed memfds.
+    let reserve = 64 + 4 * workers as u64 + memfd::MAX_SEALED as u64;
     let want = max_connections as u64 + reserve;
     let current = getrlimit(Resource::Nofile);
     let hard = current.maximum.unwrap_or(u64::MAX);

@@ -390,7 +390,9 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             head.accept_ranges = true;
         }
         let body = match part {
-            Some((first, len, _)) if method == Method::Get => content_body(content, first, len),
+            Some((first, len, _)) if method == Method::Get => {
+                content_body(content, meta.version, first, len)
+            }
             _ => {
                 self.drop_content(content);
                 Body::None
@@ -440,7 +442,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     }
 
     fn drop_content(&self, content: Content<Handle<S>, File<S>>) {
-        self.drop_body(content_body(content, 0, 0));
+        self.drop_body(content_body(content, FileVersion::default(), 0, 0));
     }
 
     fn respond_redirect(&mut self, now: Instant, method: Method, path: &SafePath<'_>, close: bool) {
@@ -544,8 +546,13 @@ fn decide(request: &Request<'_>, meta: &Metadata, etag: &ETag) -> Decision {
     conditional::evaluate(&conditions, &validators, meta.version.len, true)
 }
 
-/// The body for `len` bytes at `first` of `content`.
-fn content_body<H, F, L>(content: Content<H, F>, first: u64, len: u64) -> Body<H, F, L> {
+/// The body for `len` bytes at `first` of `content`, a file opened at `version`.
+fn content_body<H, F, L>(
+    content: Content<H, F>,
+    version: FileVersion,
+    first: u64,
+    len: u64,
+) -> Body<H, F, L> {
     match content {
         // Both fit in usize: the entry holds the whole file in memory.
         Content::Cached(handle) => Body::Cached {
@@ -557,6 +564,7 @@ fn content_body<H, F, L>(content: Content<H, F>, first: u64, len: u64) -> Body<H
             file,
             offset: first,
             len,
+            version,
         },
     }
 }
