@@ -8,6 +8,7 @@ mod admin;
 mod cache;
 mod clock;
 mod fs;
+mod iopool;
 mod listen;
 mod malloc;
 mod memfd;
@@ -213,7 +214,8 @@ fn run(args: Args) -> Result<()> {
     config.idle_timeout = core_duration(args.idle_timeout);
     config.head_timeout = core_duration(args.head_timeout);
     config.send_timeout = core_duration(args.send_timeout);
-    let site = HostSite::new(source, cache, config);
+    let pool = iopool::IoPool::new(workers, args.max_cached_file);
+    let site = HostSite::new(source, cache, config, pool);
 
     let defer_accept = !args.no_defer_accept;
     let listeners = listen::bind_exclusive(SocketAddr::new(bind, args.port), workers, defer_accept)
@@ -258,6 +260,15 @@ fn run(args: Args) -> Result<()> {
     }
 
     std::thread::scope(|scope| -> Result<()> {
+        // However this closure ends, the I/O threads end with it (the scope waits for them).
+        let _stop = iopool::StopOnDrop(&site.pool);
+        for i in 0..iopool::IO_THREADS {
+            let host = &site;
+            std::thread::Builder::new()
+                .name(format!("io-{i}"))
+                .spawn_scoped(scope, move || host.pool.run(&host.source))
+                .context("spawning I/O thread")?;
+        }
         let mut handles = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let host = &site;
@@ -266,11 +277,12 @@ fn run(args: Args) -> Result<()> {
             let counters = metrics.worker(i);
             let grace = args.shutdown_grace;
             signals.add_waker(io.waker());
+            site.pool.set_waker(i, io.waker());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
                     .spawn_scoped(scope, move || {
-                        let site = WorkerSite::new(host);
+                        let site = WorkerSite::new(host, i);
                         worker::Worker::new(&site, shared, io, defer_accept, counters, grace).run()
                     })
                     .context("spawning worker thread")?,
