@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use satchel_core::cache::{
     shard_index, Bucket, Cache, CacheStats, Config, ContentCache, Fill, Slot, Store, StoreError,
 };
+use satchel_core::http::digest::ContentDigest;
 use satchel_core::source::{FileVersion, SourceError};
 
 /// Bytes charged per entry on top of key and content: the allocation's own bookkeeping.
@@ -20,11 +21,12 @@ const ENTRY_OVERHEAD: usize = 64;
 const MAX_SHARDS: usize = 64;
 
 /// A cached file's bytes: key then content, immutable, shared by the index and every response
-/// sending it.
+/// sending it; and the content's SHA-256, computed once when it was filled.
 #[derive(Debug, Clone)]
 pub(crate) struct CachedBytes {
     bytes: Arc<[u8]>,
     key_len: usize,
+    digest: ContentDigest,
 }
 
 impl CachedBytes {
@@ -75,10 +77,12 @@ impl Store for ArcStore {
         };
         buf[..key.len()].copy_from_slice(key);
         fill(&mut buf[key.len()..]).map_err(StoreError::Fill)?;
+        let digest = ContentDigest::of(&buf[key.len()..]);
         self.used += charge;
         Ok(CachedBytes {
             bytes,
             key_len: key.len(),
+            digest,
         })
     }
 
@@ -207,6 +211,14 @@ impl ContentCache for ShardedCache {
     }
 
     fn release(&self, _h: CachedBytes) {}
+
+    fn keeps_digests(&self) -> bool {
+        true
+    }
+
+    fn digest(&self, h: &CachedBytes) -> Option<ContentDigest> {
+        Some(h.digest)
+    }
 
     fn stats(&self) -> CacheStats {
         let mut total = CacheStats::default();

@@ -84,6 +84,19 @@ struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     send_timeout: Duration,
 
+    /// The Cache-Control field on file responses (200, 206, 304). The default makes browsers
+    /// and caches in front revalidate every time (a 304 when nothing changed), so they never
+    /// show a stale file; e.g. "max-age=60, stale-if-error=600" lets them reuse it for a while.
+    #[arg(long, default_value = "no-cache", value_name = "VALUE")]
+    cache_control: String,
+
+    /// Require the PROXY protocol v2 header (HAProxy's send-proxy-v2) at the start of every
+    /// connection on the file port; the access log then shows the client it names. A
+    /// connection without a valid header is closed unanswered. Only for a port that nothing
+    /// but the proxy can reach.
+    #[arg(long)]
+    proxy_protocol: bool,
+
     /// Answer 404 for folders without index.html instead of listing them.
     #[arg(long)]
     no_listing: bool,
@@ -144,11 +157,19 @@ fn run(args: Args) -> Result<()> {
             args.root.display()
         )));
     }
+    if !satchel_core::serve::valid_cache_control(&args.cache_control) {
+        return Err(usage(format!(
+            "--cache-control {:?}: not a field value (visible ASCII, spaces and tabs inside \
+             only, not empty)",
+            args.cache_control
+        )));
+    }
     if args.cache_entries == 0 && args.cache_size > 0 {
         return Err(usage("--cache-entries must be at least 1".into()));
     }
     let source = fs::FsSource::open(&args.root, args.hidden)
-        .map_err(|e| usage(format!("root {}: {e}", args.root.display())))?;
+        .map_err(|e| usage(format!("root {}: {e}", args.root.display())))?
+        .with_content_tags_up_to(args.max_cached_file);
 
     let workers = args
         .workers
@@ -167,6 +188,8 @@ fn run(args: Args) -> Result<()> {
     config.idle_timeout = core_duration(args.idle_timeout);
     config.head_timeout = core_duration(args.head_timeout);
     config.send_timeout = core_duration(args.send_timeout);
+    // Fixed for the process's lifetime, as the core's Config wants it.
+    config.cache_control = Some(Box::leak(args.cache_control.into_boxed_str()));
     let site = HostSite::new(source, cache, config);
 
     let bind = args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));

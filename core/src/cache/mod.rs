@@ -104,6 +104,7 @@ pub use arena::{ArenaError, ArenaHandle, ArenaStore, Region};
 pub use engine::{shard_index, Bucket, Cache, CacheError, Config, InsertError, Slot};
 pub use store::{Fill, Store, StoreError};
 
+use crate::http::digest::ContentDigest;
 use crate::source::{FileVersion, SourceError};
 
 /// A board's cache in arrays: `ENTRIES` files, an index of `BUCKETS` buckets (a power of two,
@@ -200,6 +201,17 @@ pub trait ContentCache {
     fn release(&self, h: Self::Handle);
     /// A snapshot of the counters.
     fn stats(&self) -> CacheStats;
+    /// Whether this cache keeps the SHA-256 of every entry's content, computed once when the
+    /// entry is filled ([`ContentCache::digest`] then answers for every handle). The server then
+    /// labels every file the cache admits by its content (`ETag` from the digest,
+    /// `Repr-Digest`). The default, for boards whose flash files never change, keeps none.
+    fn keeps_digests(&self) -> bool {
+        false
+    }
+    /// The SHA-256 of the content behind `h`, when the cache keeps digests.
+    fn digest(&self, _h: &Self::Handle) -> Option<ContentDigest> {
+        None
+    }
 }
 
 /// The board configuration: a single-threaded poll loop owns the cache in a `RefCell`.
