@@ -21,12 +21,11 @@ const ENTRY_OVERHEAD: usize = 64;
 const MAX_SHARDS: usize = 64;
 
 /// A cached file's bytes: key then content, immutable, shared by the index and every response
-/// sending it; and the content's SHA-256, computed once when it was filled.
+/// sending it.
 #[derive(Debug, Clone)]
 pub(crate) struct CachedBytes {
     bytes: Arc<[u8]>,
     key_len: usize,
-    digest: ContentDigest,
 }
 
 impl CachedBytes {
@@ -77,12 +76,10 @@ impl Store for ArcStore {
         };
         buf[..key.len()].copy_from_slice(key);
         fill(&mut buf[key.len()..]).map_err(StoreError::Fill)?;
-        let digest = ContentDigest::of(&buf[key.len()..]);
         self.used += charge;
         Ok(CachedBytes {
             bytes,
             key_len: key.len(),
-            digest,
         })
     }
 
@@ -212,12 +209,8 @@ impl ContentCache for ShardedCache {
 
     fn release(&self, _h: CachedBytes) {}
 
-    fn keeps_digests(&self) -> bool {
-        true
-    }
-
-    fn digest(&self, h: &CachedBytes) -> Option<ContentDigest> {
-        Some(h.digest)
+    fn digest(&self, key: &[u8], version: &FileVersion) -> Option<ContentDigest> {
+        self.shard(key).digest(key, version)
     }
 
     fn stats(&self) -> CacheStats {

@@ -25,9 +25,10 @@ fn content_digest(body: &[u8]) -> String {
 }
 
 /// Lets a writer thread (returning how many versions it published) and reader threads (counting
-/// the responses they checked in `checked`) run for three seconds, stops and joins them, and
-/// asserts that both did enough work for the test to mean something: more than `min.0` versions
-/// and more than `min.1` responses.
+/// the responses they checked in `checked`) run for three seconds, and longer (up to a minute)
+/// while the readers have checked no more than `min.1` responses (a loaded machine), stops and
+/// joins them, and asserts that both did enough work for the test to mean something: more than
+/// `min.0` versions and more than `min.1` responses.
 fn run_then_stop(
     stop: &AtomicBool,
     writer: JoinHandle<u64>,
@@ -35,7 +36,14 @@ fn run_then_stop(
     min: (u64, usize),
     checked: &AtomicUsize,
 ) {
+    let start = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
+    while checked.load(Ordering::Relaxed) <= min.1
+        && start.elapsed() < Duration::from_secs(60)
+        && !readers.iter().any(|r| r.is_finished())
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     stop.store(true, Ordering::Relaxed);
     let versions = writer.join().unwrap();
     for r in readers {

@@ -61,6 +61,13 @@
 //! just saw; an entry of another version is a miss that drops the old bytes (or lets them go on
 //! the last release, when pinned).
 //!
+//! # Digests
+//!
+//! Each entry also keeps the SHA-256 of its content, taken in the insertion's pass over the
+//! bytes ([`ContentCache::digest`]): the server's `Repr-Digest` and the `ETag` of every file the
+//! cache admits, the same on every node holding the same bytes. It costs 32 bytes per slot and
+//! one hash per fill, never per hit.
+//!
 //! # Arena layout
 //!
 //! [`ArenaStore`] keeps each entry contiguous (key then content) in one arena, in address order.
@@ -201,17 +208,10 @@ pub trait ContentCache {
     fn release(&self, h: Self::Handle);
     /// A snapshot of the counters.
     fn stats(&self) -> CacheStats;
-    /// Whether this cache keeps the SHA-256 of every entry's content, computed once when the
-    /// entry is filled ([`ContentCache::digest`] then answers for every handle). The server then
-    /// labels every file the cache admits by its content (`ETag` from the digest,
-    /// `Repr-Digest`). The default, for boards whose flash files never change, keeps none.
-    fn keeps_digests(&self) -> bool {
-        false
-    }
-    /// The SHA-256 of the content behind `h`, when the cache keeps digests.
-    fn digest(&self, _h: &Self::Handle) -> Option<ContentDigest> {
-        None
-    }
+    /// The SHA-256 of the content cached for `key` at exactly `version` (computed once, when
+    /// the entry was filled, and kept with it); `None` when that entry is not (or no longer)
+    /// cached.
+    fn digest(&self, key: &[u8], version: &FileVersion) -> Option<ContentDigest>;
 }
 
 /// The board configuration: a single-threaded poll loop owns the cache in a `RefCell`.
@@ -265,6 +265,10 @@ where
 
     fn stats(&self) -> CacheStats {
         self.try_borrow().map(|c| c.stats()).unwrap_or_default()
+    }
+
+    fn digest(&self, key: &[u8], version: &FileVersion) -> Option<ContentDigest> {
+        self.try_borrow().ok()?.digest(key, version)
     }
 }
 

@@ -192,14 +192,13 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         // Fill before deciding: a file the cache admits is labelled by its content, known once
         // its bytes are (a 304 or a 416 of a miss fills the cache too).
         let (content, cache_status) = self.fill(path, &meta.version, content);
-        let digest = self.digest_of(&content, &meta.version, cache_status);
+        let digest = self.digest_of(path, &content, &meta.version, cache_status);
         let etag = match digest {
             Some(digest) => ETag::from_digest(&digest),
+            // Streamed: labelled by its version.
+            None if cache_status == CacheStatus::Bypass => ETag::from_version(&meta.version),
             // Admitted but not hashed (a read failed): no validator, so no false match.
-            None if cache_status != CacheStatus::Bypass && self.site.cache().keeps_digests() => {
-                ETag::unknown()
-            }
-            None => ETag::from_version(&meta.version),
+            None => ETag::unknown(),
         };
         // What to send: `None` for a 304, else (first byte, length, Content-Range).
         let part = match decide(request, &meta, &etag) {
@@ -284,24 +283,35 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         (Content::Opened(file), CacheStatus::Miss)
     }
 
-    /// The SHA-256 of the content, where the cache keeps digests and admits the file: the
-    /// entry's (computed once at fill), or, when the cache declined to store it (a large file's
-    /// first request, no room), read from the open file now. `None` otherwise, or when that
-    /// read fails.
+    /// The SHA-256 of a file the cache admits: its entry's (computed once at fill), or, when
+    /// the cache declined to store it (a large file's first request, no room) or the entry went
+    /// meanwhile, read now from the open file or the handle. `None` for a streamed file
+    /// (bypass), or when that read fails.
     fn digest_of(
         &self,
+        path: &SafePath<'_>,
         content: &Content<Handle<S>, File<S>>,
         version: &FileVersion,
         cache_status: CacheStatus,
     ) -> Option<ContentDigest> {
         let cache = self.site.cache();
-        if !cache.keeps_digests() {
-            return None;
-        }
         match content {
-            Content::Cached(handle) => cache.digest(handle),
             Content::Opened(_) if cache_status == CacheStatus::Bypass => None,
             Content::Opened(file) => hash_from(self.site.source(), file, version).ok(),
+            Content::Cached(handle) => cache.digest(path.as_bytes(), version).or_else(|| {
+                let mut hasher = ContentHasher::new();
+                let mut buf = [0u8; 1024];
+                let mut offset = 0;
+                while offset < cache.content_len(handle) {
+                    let n = cache.copy_out(handle, offset, &mut buf);
+                    if n == 0 {
+                        return None;
+                    }
+                    hasher.update(&buf[..n]);
+                    offset += n;
+                }
+                Some(hasher.finish())
+            }),
         }
     }
 
