@@ -194,6 +194,8 @@ fn run(args: Args) -> Result<()> {
 
     let bind = args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     let defer_accept = !args.no_defer_accept;
+    // A connection must bring its PROXY header within the head timeout.
+    let proxy_protocol = args.proxy_protocol.then_some(args.head_timeout);
     let listeners = worker::bind_listeners(SocketAddr::new(bind, args.port), workers, defer_accept)
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
@@ -226,7 +228,7 @@ fn run(args: Args) -> Result<()> {
                     .name(format!("worker-{i}"))
                     .spawn_scoped(scope, move || {
                         let site = WorkerSite::new(host);
-                        worker::Worker::new(&site, shared, io, defer_accept).run()
+                        worker::Worker::new(&site, shared, io, defer_accept, proxy_protocol).run()
                     })
                     .context("spawning worker thread")?,
             );

@@ -40,6 +40,11 @@ pub fn binary() -> Option<PathBuf> {
 
 /// The config for a frontend on `port` balancing over `nodes`.
 pub fn config(port: u16, nodes: &[SocketAddr]) -> String {
+    config_with(port, nodes, "")
+}
+
+/// [`config`] with `server_options` added to every server (e.g. `send-proxy-v2`).
+pub fn config_with(port: u16, nodes: &[SocketAddr], server_options: &str) -> String {
     let mut servers = String::new();
     for (i, node) in nodes.iter().enumerate() {
         servers.push_str(&format!("    server node{i} {node}\n"));
@@ -65,7 +70,7 @@ pub fn config(port: u16, nodes: &[SocketAddr]) -> String {
          \x20   hash-balance-factor 150\n\
          \x20   option httpchk\n\
          \x20   http-check send meth HEAD uri / ver HTTP/1.1 hdr Host satchel\n\
-         \x20   default-server check inter 300ms fall 1 rise 1\n\
+         \x20   default-server check inter 300ms fall 1 rise 1 {server_options}\n\
          {servers}"
     )
 }
@@ -76,6 +81,14 @@ impl Haproxy {
     /// # Panics
     /// When the config is refused, or HAProxy does not listen within [`WAIT`].
     pub fn start(nodes: &[SocketAddr]) -> Option<Self> {
+        Self::start_with(nodes, "")
+    }
+
+    /// [`Haproxy::start`] with `server_options` on every server (e.g. `send-proxy-v2`).
+    ///
+    /// # Panics
+    /// As [`Haproxy::start`].
+    pub fn start_with(nodes: &[SocketAddr], server_options: &str) -> Option<Self> {
         let haproxy = binary()?;
         let dir = tempfile::tempdir().expect("tempdir for haproxy");
         // HAProxy cannot listen on port 0 and report it: take a free port and hand it over.
@@ -84,7 +97,7 @@ impl Haproxy {
             .expect("free port")
             .port();
         let cfg = dir.path().join("haproxy.cfg");
-        std::fs::write(&cfg, config(port, nodes)).expect("write haproxy.cfg");
+        std::fs::write(&cfg, config_with(port, nodes, server_options)).expect("write haproxy.cfg");
         let log = std::fs::File::create(dir.path().join("haproxy.log")).expect("haproxy.log");
         let mut child = Command::new(haproxy)
             .arg("-db")
