@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Try a sharded satchel cluster on one machine: N satchel-server nodes on 127.0.0.1 over ROOT,
-# behind HAProxy hashing each path to one node (deploy/haproxy.cfg's balancing, generated for
-# these local ports). Ctrl-C (or any exit) stops everything it started.
+# behind HAProxy hashing each path to one node and checking each node's /healthz on its admin
+# port (deploy/haproxy.cfg's balancing, generated for these local ports). Ctrl-C (or any exit)
+# stops everything it started.
 #
 #   deploy/cluster.sh N ROOT [-- SERVER_OPTIONS...]
-#   PORT=8080 FIRST_NODE_PORT=8081 deploy/cluster.sh 3 ./site -- --cache-size 16MiB
+#   PORT=8080 FIRST_NODE_PORT=8081 FIRST_ADMIN_PORT=9081 deploy/cluster.sh 3 ./site -- --cache-size 16MiB
 #
 # Then:  curl -sI http://127.0.0.1:8080/some/file   (the node's access logs are printed here,
 # prefixed with the node's name, so you can see each path served by one node, a miss then hits).
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 if [ "$#" -lt 2 ]; then
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 n="$1"
@@ -23,6 +24,7 @@ case "$n" in '' | *[!0-9]* | 0) echo "cluster.sh: N must be a number above 0" >&
 [ -d "$root" ] || { echo "cluster.sh: ROOT $root is not a folder" >&2; exit 2; }
 port="${PORT:-8080}"
 first="${FIRST_NODE_PORT:-$((port + 1))}"
+first_admin="${FIRST_ADMIN_PORT:-$((port + 1001))}"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 haproxy="$(command -v haproxy || true)"
@@ -48,9 +50,13 @@ trap 'exit 130' INT TERM
 servers=""
 for i in $(seq 1 "$n"); do
     p=$((first + i - 1))
-    "$server" "$p" "$root" --bind 127.0.0.1 "$@" > >(sed -u "s/^/node$i  /") 2>&1 &
+    a=$((first_admin + i - 1))
+    # --drain above HAProxy's inter x fall (1s x 2): a node sent SIGTERM leaves without
+    # losing a request.
+    "$server" "$p" "$root" --bind 127.0.0.1 --admin "127.0.0.1:$a" --drain 3s "$@" \
+        > >(sed -u "s/^/node$i  /") 2>&1 &
     pids+=("$!")
-    servers+="    server node$i 127.0.0.1:$p"$'\n'
+    servers+="    server node$i 127.0.0.1:$p check port $a"$'\n'
 done
 
 cat >"$work/haproxy.cfg" <<CFG
@@ -74,9 +80,9 @@ backend satchel
     balance uri path-only
     hash-type consistent
     hash-balance-factor 150
-    # No admin listener yet: check the file port (a HEAD of the root listing).
     option httpchk
-    http-check send meth HEAD uri / ver HTTP/1.1 hdr Host satchel
+    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host satchel
+    http-check expect status 200
     default-server check inter 1s fall 2 rise 1
 $servers
 CFG
@@ -84,6 +90,6 @@ CFG
 "$haproxy" -db -f "$work/haproxy.cfg" &
 pids+=("$!")
 
-echo "cluster: $n nodes on 127.0.0.1:$first-$((first + n - 1)) behind HAProxy on http://127.0.0.1:$port/ (Ctrl-C stops)" >&2
+echo "cluster: $n nodes on 127.0.0.1:$first-$((first + n - 1)) (admin: $first_admin-$((first_admin + n - 1))) behind HAProxy on http://127.0.0.1:$port/ (Ctrl-C stops)" >&2
 wait -n "${pids[@]}" || true
 echo "cluster.sh: a process ended; stopping the rest" >&2

@@ -4,9 +4,11 @@
 //! shared sharded cache, starts one readiness loop (epoll through mio) per worker thread, each
 //! with its own `SO_REUSEPORT` listener, and drives the core's sans-IO connections from them.
 
+mod admin;
 mod cache;
 mod clock;
 mod fs;
+mod metrics;
 mod probes;
 mod readside;
 mod site;
@@ -15,7 +17,7 @@ mod worker;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +35,14 @@ const EXIT_RUNTIME: u8 = 1;
 /// A caching HTTP/1.1 file server: serves the files under ROOT, keeping them in a bounded
 /// in-memory cache.
 ///
-/// Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 on a run-time failure (e.g. the port
-/// is in use), 2 on a bad command line or ROOT.
+/// Shutdown: at SIGTERM or SIGINT the admin's /healthz answers 503 at once while files are still
+/// served for --drain; then no new connection is accepted and responses in flight may finish
+/// for --shutdown-grace; what is still sending then is cut off, counted on stderr and in the
+/// metrics.
+///
+/// Exit codes: 0 after a shutdown by SIGINT/SIGTERM (even if responses were cut off), 1 on a
+/// run-time failure (e.g. the port is in use), 2 on a bad command line or ROOT; a second
+/// signal during shutdown exits at once with 128 + its number: 130 (SIGINT), 143 (SIGTERM).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -114,6 +122,23 @@ struct Args {
     /// that connect without sending hold no slot until they have waited a second).
     #[arg(long)]
     no_defer_accept: bool,
+
+    /// Admin listener (e.g. 127.0.0.1:9080; off by default): GET /healthz (200 `ok`, 503
+    /// `draining` after SIGTERM) and GET /metrics (Prometheus text format). Must differ from
+    /// the file port's address; port 0 picks a free one and prints `admin on ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+
+    /// After SIGTERM/SIGINT, keep serving files this long while /healthz answers 503, so the
+    /// balancer's checks see the node leave before it stops accepting (set it a little above
+    /// the check interval times the failures needed; e.g. 2s).
+    #[arg(long, default_value = "0s", value_parser = parse_wait, value_name = "T")]
+    drain: Duration,
+
+    /// Once accepting has stopped, how long responses in flight may take to finish before they
+    /// are cut off (0: cut off at once).
+    #[arg(long, default_value = "10s", value_parser = parse_wait, value_name = "T")]
+    shutdown_grace: Duration,
 }
 
 fn main() -> ExitCode {
@@ -164,6 +189,17 @@ fn run(args: Args) -> Result<()> {
             args.cache_control
         )));
     }
+    if let Some(admin) = args.admin {
+        let file = SocketAddr::new(
+            args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+            args.port,
+        );
+        if overlaps(admin, file) {
+            return Err(usage(format!(
+                "--admin {admin} is the file port's address ({file}): give the admin listener a port of its own"
+            )));
+        }
+    }
     if args.cache_entries == 0 && args.cache_size > 0 {
         return Err(usage("--cache-entries must be at least 1".into()));
     }
@@ -200,6 +236,25 @@ fn run(args: Args) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
     let shared = Arc::new(Shared::new(max_connections, args.quiet));
+    // Before the address is printed: whoever reads it may signal at once, and a signal that
+    // comes before the handlers would kill the process without its shutdown.
+    let signals = worker::ShutdownSignal::install().context("installing signal handlers")?;
+    let metrics = metrics::Metrics::new(workers);
+    let draining = AtomicBool::new(false);
+    let admin_stop = AtomicBool::new(false);
+    let admin_listener = match args.admin {
+        Some(admin) => {
+            let l = std::net::TcpListener::bind(admin)
+                .with_context(|| format!("cannot listen on {admin} (--admin)"))?;
+            l.set_nonblocking(true).context("admin listener")?;
+            say(format_args!(
+                "admin on {}",
+                l.local_addr().context("admin address")?
+            ));
+            Some(l)
+        }
+        None => None,
+    };
 
     say(format_args!("listening on {addr}"));
     if !args.quiet {
@@ -215,34 +270,59 @@ fn run(args: Args) -> Result<()> {
     }
     flush_stdout();
 
-    let signals = worker::ShutdownSignal::install().context("installing signal handlers")?;
     std::thread::scope(|scope| -> Result<()> {
         let mut handles = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let host = &site;
             let shared = Arc::clone(&shared);
             let io = worker::WorkerIo::new(listener).context("creating worker")?;
+            let counters = metrics.worker(i);
+            let grace = args.shutdown_grace;
             signals.add_waker(io.waker());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
                     .spawn_scoped(scope, move || {
                         let site = WorkerSite::new(host);
-                        worker::Worker::new(&site, shared, io, defer_accept, proxy_protocol).run()
+                        worker::Worker::new(
+                            &site,
+                            shared,
+                            io,
+                            defer_accept,
+                            counters,
+                            grace,
+                            proxy_protocol,
+                        )
+                        .run()
                     })
                     .context("spawning worker thread")?,
             );
         }
-        signals.wait(&shared);
-        for h in handles {
-            match h.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("satchel-server: worker: {e:#}"),
-                Err(_) => bail!("a worker thread panicked"),
-            }
+        let admin = admin::Admin {
+            site: &site,
+            shared: &shared,
+            metrics: &metrics,
+            draining: &draining,
+            stop: &admin_stop,
+        };
+        if let Some(listener) = &admin_listener {
+            std::thread::Builder::new()
+                .name("admin".into())
+                .spawn_scoped(scope, move || admin.run(listener))
+                .context("spawning the admin thread")?;
         }
-        Ok(())
+        signals.wait(&shared, &draining, args.drain);
+        let joined = join_workers(handles);
+        admin_stop.store(true, Ordering::Release);
+        joined
     })?;
+    let cut = metrics.cut_off_total();
+    if cut > 0 {
+        eprintln!(
+            "satchel-server: shutdown: {cut} response(s) still sending after --shutdown-grace {} were cut off",
+            humantime::format_duration(args.shutdown_grace)
+        );
+    }
 
     if !args.quiet {
         let s = site.cache.stats();
@@ -261,6 +341,30 @@ fn run(args: Args) -> Result<()> {
         flush_stdout();
     }
     Ok(())
+}
+
+/// Waits for every worker; a worker's error is reported, a panic fails the run.
+fn join_workers(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Result<()> {
+    let mut panicked = false;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("satchel-server: worker: {e:#}"),
+            Err(_) => panicked = true,
+        }
+    }
+    if panicked {
+        bail!("a worker thread panicked");
+    }
+    Ok(())
+}
+
+/// Whether listening on `a` would take `b`'s place: the same port on the same address, or on
+/// an unspecified address (which covers every one).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// One line on stdout. A closed stdout (`satchel-server | head`) is not an error worth dying
@@ -336,6 +440,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses a wait (`--drain`, `--shutdown-grace`) like [`parse_duration`], zero allowed.
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "0" => Ok(Duration::ZERO),
+        t => humantime::parse_duration(t)
+            .or_else(|_| parse_duration(t))
+            .map_err(|_| format!("`{s}` is not a duration (e.g. 0, 2s, 500ms, 1m)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,5 +479,21 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_wait("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_wait("later").is_err());
+    }
+
+    #[test]
+    fn admin_address_must_differ_from_the_file_port() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(overlaps(at("127.0.0.1:8080"), at("[::]:8080")));
+        assert!(overlaps(at("127.0.0.1:8080"), at("127.0.0.1:8080")));
+        assert!(overlaps(at("0.0.0.0:8080"), at("127.0.0.1:8080")));
+        assert!(!overlaps(at("127.0.0.1:9080"), at("[::]:8080")));
+        assert!(!overlaps(at("127.0.0.2:8080"), at("127.0.0.1:8080")));
+        assert!(!overlaps(at("127.0.0.1:0"), at("127.0.0.1:0")));
     }
 }

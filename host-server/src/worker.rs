@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use satchel_core::http::method::Method;
 use satchel_core::serve::{BodyRef, Connection, Event};
 use satchel_core::source::Arrival;
 
+use crate::metrics::WorkerCounters;
 use crate::readside::{ReadSide, Received};
 use crate::site::{Shared, WorkerSite};
 
@@ -47,9 +48,6 @@ const SWEEP: Duration = Duration::from_millis(250);
 const LINGER: Duration = Duration::from_secs(2);
 /// At most this many sockets linger per worker; past it they are closed at once.
 const MAX_LINGERING: usize = 4096;
-/// How long shutdown waits for responses in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 
@@ -143,23 +141,34 @@ impl ShutdownSignal {
         }
     }
 
-    /// Blocks until a signal arrives, then tells the workers to shut down.
-    pub(crate) fn wait(self, shared: &Shared) {
+    /// Blocks until a signal arrives, then drains and tells the workers to shut down:
+    /// `draining` is set at once (the admin's `/healthz` answers 503), the files are still
+    /// served for `drain`, then the workers stop accepting and finish what is in flight. From
+    /// the first signal on, a second one exits the process at once with 128 + its number (130
+    /// for SIGINT, 143 for SIGTERM, as shells report a process killed by it).
+    pub(crate) fn wait(self, shared: &Shared, draining: &AtomicBool, drain: Duration) {
         let mut signals = self.signals;
-        let _ = signals.forever().next();
+        let first = signals.forever().next();
+        draining.store(true, Ordering::Release);
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                eprintln!("satchel-server: second signal, exiting without waiting");
+                std::process::exit(128 + sig);
+            }
+        });
+        if first.is_some() && !drain.is_zero() {
+            eprintln!(
+                "satchel-server: draining: /healthz answers 503, files served for {} more",
+                humantime::format_duration(drain)
+            );
+            std::thread::sleep(drain);
+        }
         shared.shutdown.store(true, Ordering::Release);
         if let Ok(wakers) = self.wakers.lock() {
             for w in wakers.iter() {
                 let _ = w.wake();
             }
         }
-        // A second signal while draining: the operator wants out now.
-        std::thread::spawn(move || {
-            if signals.forever().next().is_some() {
-                eprintln!("satchel-server: second signal, exiting without waiting");
-                std::process::exit(130);
-            }
-        });
     }
 }
 
@@ -227,7 +236,9 @@ pub(crate) struct Worker<'s> {
     /// `--proxy-protocol`: every connection must start with a PROXY v2 header, within this.
     proxy_protocol: Option<Duration>,
     log: Vec<u8>,
-    requests: usize,
+    counters: &'s WorkerCounters,
+    /// How long shutdown waits for responses in flight before cutting them off.
+    grace: Duration,
 }
 
 /// A worker's event loop and listener, made on the main thread (so that the shutdown signal
@@ -267,6 +278,8 @@ impl<'s> Worker<'s> {
         shared: Arc<Shared>,
         io: WorkerIo,
         defer_accept: bool,
+        counters: &'s WorkerCounters,
+        grace: Duration,
         proxy_protocol: Option<Duration>,
     ) -> Self {
         Self {
@@ -285,7 +298,8 @@ impl<'s> Worker<'s> {
             eager_read: defer_accept,
             proxy_protocol,
             log: Vec::with_capacity(64 * 1024),
-            requests: 0,
+            counters,
+            grace,
         }
     }
 
@@ -323,7 +337,7 @@ impl<'s> Worker<'s> {
             }
             self.serve_ready();
             if shutdown_deadline.is_none() && self.shared.shutting_down() {
-                shutdown_deadline = Some(std::time::Instant::now() + SHUTDOWN_GRACE);
+                shutdown_deadline = Some(std::time::Instant::now() + self.grace);
                 self.begin_shutdown();
             }
             let now_std = std::time::Instant::now();
@@ -338,17 +352,19 @@ impl<'s> Worker<'s> {
                 }
             }
         }
-        // Whatever is left after the grace period is cut off.
+        // Whatever is left after the grace period is cut off, and counted.
         for id in 0..self.slots.len() {
-            if self.slots[id].is_some() {
+            if let Some(slot) = &self.slots[id] {
+                if slot.conn.is_sending() {
+                    self.counters.cut_off();
+                }
                 self.close_slot(id, false);
             }
         }
         self.lingering.clear();
         self.flush_log();
-        self.shared
-            .requests
-            .fetch_add(self.requests, Ordering::Relaxed);
+        let answered = usize::try_from(self.counters.responses()).unwrap_or(usize::MAX);
+        self.shared.requests.fetch_add(answered, Ordering::Relaxed);
         Ok(())
     }
 
@@ -441,7 +457,7 @@ impl<'s> Worker<'s> {
             site: self.site,
             quiet: self.shared.quiet,
             log: &mut self.log,
-            requests: &mut self.requests,
+            counters: self.counters,
         };
         match slot.pump(&mut self.buf, ctx) {
             Flow::Wait { write } => {
@@ -484,7 +500,7 @@ impl<'s> Worker<'s> {
         // A response still in flight is cut short here (peer gone, shutdown grace over): the
         // connection reports it so, with the bytes that did go out.
         slot.conn.abort();
-        slot.drain_events(&[], &mut self.log, self.shared.quiet, &mut self.requests);
+        slot.drain_events(&[], &mut self.log, self.shared.quiet, self.counters);
         self.free.push(id);
         self.open -= 1;
         self.shared.release();
@@ -507,6 +523,7 @@ impl<'s> Worker<'s> {
         let mut conn = Connection::<_, TX>::busy(self.site, self.site.clock.now());
         let mut log = None;
         while let Some(event) = conn.poll_event() {
+            count_event(&event, self.counters);
             log_event(event, peer, &[], &mut log, &mut self.log, self.shared.quiet);
         }
         let written = match conn.poll_transmit() {
@@ -516,6 +533,7 @@ impl<'s> Worker<'s> {
         conn.transmitted(self.site.clock.now(), written);
         conn.abort();
         while let Some(event) = conn.poll_event() {
+            count_event(&event, self.counters);
             log_event(event, peer, &[], &mut log, &mut self.log, self.shared.quiet);
         }
         self.linger(sock);
@@ -606,7 +624,7 @@ struct Ctx<'a> {
     site: &'a WorkerSite<'a>,
     quiet: bool,
     log: &'a mut Vec<u8>,
-    requests: &'a mut usize,
+    counters: &'a WorkerCounters,
 }
 
 impl Slot<'_> {
@@ -645,7 +663,7 @@ impl Slot<'_> {
     fn pump(&mut self, buf: &mut [u8], mut ctx: Ctx<'_>) -> Flow {
         loop {
             // A timeout's answer (408) or end (a stalled response cut off).
-            self.drain_events(&[], ctx.log, ctx.quiet, ctx.requests);
+            self.drain_events(&[], ctx.log, ctx.quiet, ctx.counters);
             if self.read.failed() {
                 return Flow::Close;
             }
@@ -668,7 +686,7 @@ impl Slot<'_> {
                 let mut pending = std::mem::take(&mut self.pending);
                 let now = ctx.site.clock.now();
                 let consumed = self.conn.handle_input(now, self.received, &pending);
-                self.drain_events(&pending[..consumed], ctx.log, ctx.quiet, ctx.requests);
+                self.drain_events(&pending[..consumed], ctx.log, ctx.quiet, ctx.counters);
                 pending.drain(..consumed);
                 self.pending = pending;
                 if consumed > 0 {
@@ -688,7 +706,7 @@ impl Slot<'_> {
                     if self.pending.is_empty() && self.proxy_until.is_none() {
                         let now = ctx.site.clock.now();
                         let consumed = self.conn.handle_input(now, self.received, data);
-                        self.drain_events(&data[..consumed], ctx.log, ctx.quiet, ctx.requests);
+                        self.drain_events(&data[..consumed], ctx.log, ctx.quiet, ctx.counters);
                         self.pending.extend_from_slice(&data[consumed..]);
                     } else {
                         self.pending.extend_from_slice(data);
@@ -724,11 +742,15 @@ impl Slot<'_> {
     /// Polls the connection's events: each planned response is counted and starts a log line
     /// (its method and target from `data`, the bytes that held the request); each ended one
     /// completes it with the bytes actually sent.
-    fn drain_events(&mut self, data: &[u8], log: &mut Vec<u8>, quiet: bool, requests: &mut usize) {
+    fn drain_events(
+        &mut self,
+        data: &[u8],
+        log: &mut Vec<u8>,
+        quiet: bool,
+        counters: &WorkerCounters,
+    ) {
         while let Some(event) = self.conn.poll_event() {
-            if matches!(event, Event::Response(_)) {
-                *requests += 1;
-            }
+            count_event(&event, counters);
             log_event(event, self.peer, data, &mut self.log, log, quiet);
         }
     }
@@ -796,13 +818,22 @@ impl Slot<'_> {
                         self.held = flags.contains(SendFlags::MORE);
                     }
                     self.conn.transmitted(ctx.site.clock.now(), n);
-                    self.drain_events(&[], ctx.log, ctx.quiet, ctx.requests);
+                    self.drain_events(&[], ctx.log, ctx.quiet, ctx.counters);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Counts a connection's event in the worker's metrics: a planned response by its status, an
+/// ended one by the bytes that went out.
+fn count_event(event: &Event, counters: &WorkerCounters) {
+    match event {
+        Event::Response(info) => counters.response(info.status.as_u16()),
+        Event::Done(done) => counters.sent(done.sent),
     }
 }
 

@@ -3,8 +3,9 @@
 //! Started on 127.0.0.1 with its own config in a temporary folder, in the foreground (`-db`),
 //! and killed by its own PID on drop. The config is deploy/haproxy.cfg's balancing (consistent
 //! hashing on the path, bounded loads, redispatch on a refused connection) with health checks
-//! on the nodes' file port (a HEAD of the root listing) every 300 ms, until satchel-server has
-//! an admin port. HAProxy that is not installed makes [`Haproxy::start`] return `None` locally
+//! every 300 ms: on the nodes' admin port (`GET /healthz`, [`Haproxy::start_checked`]), as
+//! deploy/haproxy.cfg does, or on the file port (a HEAD of the root listing, [`Haproxy::start`])
+//! for nodes without one. HAProxy that is not installed makes [`Haproxy::start`] return `None` locally
 //! (the test prints why and skips), and panic when `SATCHEL_REQUIRE_PEERS=1` (CI).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -38,7 +39,8 @@ pub fn binary() -> Option<PathBuf> {
     found
 }
 
-/// The config for a frontend on `port` balancing over `nodes`.
+/// The config for a frontend on `port` balancing over `nodes`, health-checked on their file
+/// port.
 pub fn config(port: u16, nodes: &[SocketAddr]) -> String {
     config_with(port, nodes, "")
 }
@@ -47,8 +49,46 @@ pub fn config(port: u16, nodes: &[SocketAddr]) -> String {
 pub fn config_with(port: u16, nodes: &[SocketAddr], server_options: &str) -> String {
     let mut servers = String::new();
     for (i, node) in nodes.iter().enumerate() {
-        servers.push_str(&format!("    server node{i} {node}\n"));
+        servers.push_str(&format!("    server node{i} {node} {server_options}\n"));
     }
+    render(
+        port,
+        RETRY_ELSEWHERE,
+        "    http-check send meth HEAD uri / ver HTTP/1.1 hdr Host satchel\n",
+        &servers,
+    )
+}
+
+/// The config for a frontend on `port` balancing over `nodes`, each a file address and the
+/// admin address its health is checked on (`GET /healthz`, expecting 200), as in
+/// deploy/haproxy.cfg. Without `retry`, a request that fails to reach its node is not tried
+/// again elsewhere (`retries 0`): only the health checks keep requests off a leaving node.
+pub fn config_checked(port: u16, nodes: &[(SocketAddr, SocketAddr)], retry: bool) -> String {
+    let mut servers = String::new();
+    for (i, (node, admin)) in nodes.iter().enumerate() {
+        servers.push_str(&format!(
+            "    server node{i} {node} addr {} port {}\n",
+            admin.ip(),
+            admin.port()
+        ));
+    }
+    render(
+        port,
+        if retry { RETRY_ELSEWHERE } else { NO_RETRY },
+        "    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host satchel\n\
+         \x20   http-check expect status 200\n",
+        &servers,
+    )
+}
+
+/// deploy/haproxy.cfg's retries: a connection refused (node down) or closed without an answer
+/// (an idle kept-alive connection the node closed) is tried again, on another node.
+const RETRY_ELSEWHERE: &str = "    retries 3\n\
+                               \x20   option redispatch 1\n\
+                               \x20   retry-on conn-failure empty-response\n";
+const NO_RETRY: &str = "    retries 0\n";
+
+fn render(port: u16, retry: &str, check: &str, servers: &str) -> String {
     format!(
         "global\n\
          \x20   maxconn 1000\n\
@@ -58,9 +98,7 @@ pub fn config_with(port: u16, nodes: &[SocketAddr], server_options: &str) -> Str
          \x20   timeout client 30s\n\
          \x20   timeout server 30s\n\
          \x20   timeout http-request 10s\n\
-         \x20   retries 3\n\
-         \x20   option redispatch 1\n\
-         \x20   retry-on conn-failure empty-response\n\
+         {retry}\
          frontend files\n\
          \x20   bind 127.0.0.1:{port}\n\
          \x20   default_backend satchel\n\
@@ -69,8 +107,8 @@ pub fn config_with(port: u16, nodes: &[SocketAddr], server_options: &str) -> Str
          \x20   hash-type consistent\n\
          \x20   hash-balance-factor 150\n\
          \x20   option httpchk\n\
-         \x20   http-check send meth HEAD uri / ver HTTP/1.1 hdr Host satchel\n\
-         \x20   default-server check inter 300ms fall 1 rise 1 {server_options}\n\
+         {check}\
+         \x20   default-server check inter 300ms fall 1 rise 1\n\
          {servers}"
     )
 }
@@ -81,7 +119,7 @@ impl Haproxy {
     /// # Panics
     /// When the config is refused, or HAProxy does not listen within [`WAIT`].
     pub fn start(nodes: &[SocketAddr]) -> Option<Self> {
-        Self::start_with(nodes, "")
+        Self::launch(|port| config(port, nodes))
     }
 
     /// [`Haproxy::start`] with `server_options` on every server (e.g. `send-proxy-v2`).
@@ -89,6 +127,20 @@ impl Haproxy {
     /// # Panics
     /// As [`Haproxy::start`].
     pub fn start_with(nodes: &[SocketAddr], server_options: &str) -> Option<Self> {
+        Self::launch(|port| config_with(port, nodes, server_options))
+    }
+
+    /// Starts HAProxy balancing over `nodes` (file address, admin address), checking each
+    /// node's `/healthz`, with or without deploy/haproxy.cfg's retries ([`config_checked`]);
+    /// `None` (locally) when it is not installed.
+    ///
+    /// # Panics
+    /// As [`Haproxy::start`].
+    pub fn start_checked(nodes: &[(SocketAddr, SocketAddr)], retry: bool) -> Option<Self> {
+        Self::launch(|port| config_checked(port, nodes, retry))
+    }
+
+    fn launch(config: impl FnOnce(u16) -> String) -> Option<Self> {
         let haproxy = binary()?;
         let dir = tempfile::tempdir().expect("tempdir for haproxy");
         // HAProxy cannot listen on port 0 and report it: take a free port and hand it over.
@@ -97,7 +149,7 @@ impl Haproxy {
             .expect("free port")
             .port();
         let cfg = dir.path().join("haproxy.cfg");
-        std::fs::write(&cfg, config_with(port, nodes, server_options)).expect("write haproxy.cfg");
+        std::fs::write(&cfg, config(port)).expect("write haproxy.cfg");
         let log = std::fs::File::create(dir.path().join("haproxy.log")).expect("haproxy.log");
         let mut child = Command::new(haproxy)
             .arg("-db")
@@ -209,7 +261,8 @@ impl Access {
 }
 
 /// Collects access-log lines from every node until `done` holds for what was collected, or
-/// [`WAIT`] passes; returns them per node (index in `nodes`), health checks (`HEAD /`) left out.
+/// [`WAIT`] passes; returns them per node (index in `nodes`), file-port health checks
+/// (`HEAD /`) left out.
 pub fn collect_access(
     nodes: &[&crate::Server],
     mut done: impl FnMut(&[Vec<Access>]) -> bool,

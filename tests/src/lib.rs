@@ -102,7 +102,9 @@ pub fn bin_path(name: &str) -> PathBuf {
 pub struct Server {
     child: Child,
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
     lines: mpsc::Receiver<String>,
+    errors: mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -112,23 +114,43 @@ impl Server {
     /// # Panics
     /// When the server does not start or print its address within [`WAIT`].
     pub fn start(root: &Path, extra: &[&str]) -> Self {
+        Self::start_on(0, root, extra)
+    }
+
+    /// Starts `satchel-server PORT ROOT --bind 127.0.0.1 EXTRA...` (a restart on a port
+    /// known to be free) and waits as [`Server::start`] does. With `--admin`, the admin's
+    /// address (its `admin on ADDR` line, printed before `listening on`) is in
+    /// [`Server::admin`].
+    ///
+    /// # Panics
+    /// When the server does not start or print its address within [`WAIT`].
+    pub fn start_on(port: u16, root: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(bin_path("satchel-server"))
-            .arg("0")
+            .arg(port.to_string())
             .arg(root)
             .args(["--bind", "127.0.0.1"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn satchel-server");
         let stdout = child.stdout.take().expect("piped stdout");
         let lines = spawn_line_reader(stdout);
+        let errors = spawn_stderr_reader(child.stderr.take().expect("piped stderr"));
+        let mut admin = None;
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match lines.recv_timeout(left) {
                 Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("admin on ") {
+                        admin = Some(
+                            addr.trim()
+                                .parse()
+                                .expect("admin line holds a socket address"),
+                        );
+                    }
                     if let Some(addr) = line.strip_prefix("listening on ") {
                         let addr = addr
                             .trim()
@@ -136,7 +158,13 @@ impl Server {
                             .trim_end_matches('/')
                             .parse()
                             .expect("listening line holds a socket address");
-                        return Self { child, addr, lines };
+                        return Self {
+                            child,
+                            addr,
+                            admin,
+                            lines,
+                            errors,
+                        };
                     }
                 }
                 Err(_) => {
@@ -151,6 +179,17 @@ impl Server {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin listener's address, when started with `--admin`.
+    pub fn admin(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// The next line the server printed on stderr (also echoed to the test's stderr), waiting
+    /// at most `timeout`.
+    pub fn next_error(&self, timeout: Duration) -> Option<String> {
+        self.errors.recv_timeout(timeout).ok()
     }
 
     /// `http://ADDR` for building URLs.
@@ -212,7 +251,53 @@ fn spawn_line_reader<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
     rx
 }
 
+/// Sends signal `sig` (`-TERM`, `-INT`, `-KILL`, `-STOP`...) to process `pid` with `kill`.
+///
+/// # Panics
+/// When `kill` fails (no such process).
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+/// Reads a child's stderr lines in the background: each is echoed on our stderr (as an
+/// inherited stderr would show it) and kept for [`Server::next_error`].
+fn spawn_stderr_reader<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{line}");
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 /// Reads a child's stdout lines in the background (helper for other peers).
 pub fn line_reader(stdout: ChildStdout) -> mpsc::Receiver<String> {
     spawn_line_reader(stdout)
+}
+
+/// `promtool` (Debian package `prometheus`), or `None` (locally) with a message when it is not
+/// installed.
+///
+/// # Panics
+/// When it is missing under `SATCHEL_REQUIRE_PEERS=1`.
+pub fn promtool() -> Option<PathBuf> {
+    let found = peers::find("promtool", &["/usr/bin", "/usr/local/bin"]);
+    if found.is_none() {
+        assert!(
+            !peers::required(),
+            "promtool is not installed, and SATCHEL_REQUIRE_PEERS=1 requires it"
+        );
+        eprintln!(
+            "skipping the promtool check: promtool is not installed (apt-get install prometheus)"
+        );
+    }
+    found
 }
