@@ -471,7 +471,8 @@ fn hash_from<F: FileSource>(
     version: &FileVersion,
 ) -> Result<ContentDigest, SourceError> {
     let mut hasher = ContentHasher::new();
-    let mut buf = [0u8; 8192];
+    // Small, as it lives on a board's stack too (a host reads a few more times).
+    let mut buf = [0u8; 2048];
     let mut done = 0u64;
     while done < version.len {
         let want = usize::try_from(version.len - done).map_or(buf.len(), |n| n.min(buf.len()));
