@@ -15,23 +15,42 @@ use satchel_core::cache::{
 use satchel_core::http::digest::ContentDigest;
 use satchel_core::source::{FileVersion, SourceError};
 
+use crate::memfd::Sealed;
+
 /// Bytes charged per entry on top of key and content: the allocation's own bookkeeping.
-const ENTRY_OVERHEAD: usize = 64;
+pub(crate) const ENTRY_OVERHEAD: usize = 64;
 /// Most shards; each must still hold a few of the largest cacheable files.
 const MAX_SHARDS: usize = 64;
 
 /// A cached file's bytes: key then content, immutable, shared by the index and every response
-/// sending it.
+/// sending it. A large entry's content lives in a sealed memfd instead ([`crate::memfd`]), and
+/// `bytes` holds the key alone.
 #[derive(Debug, Clone)]
 pub(crate) struct CachedBytes {
     bytes: Arc<[u8]>,
     key_len: usize,
+    sealed: Option<Arc<Sealed>>,
 }
 
 impl CachedBytes {
-    /// The file's content.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        self.bytes.get(self.key_len..).unwrap_or_default()
+    /// The file's content, when it is on the heap (`None`: see [`CachedBytes::sealed`]).
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        match self.sealed {
+            Some(_) => None,
+            None => Some(self.bytes.get(self.key_len..).unwrap_or_default()),
+        }
+    }
+
+    /// The file's content, when it is in a sealed memfd.
+    pub(crate) fn sealed(&self) -> Option<&Sealed> {
+        self.sealed.as_deref()
+    }
+
+    fn content_len(&self) -> usize {
+        match &self.sealed {
+            Some(s) => s.len(),
+            None => self.bytes.len() - self.key_len,
+        }
     }
 }
 
@@ -69,6 +88,16 @@ impl Store for ArcStore {
         if self.used.saturating_add(charge) > self.capacity {
             return Err(StoreError::Full);
         }
+        // A large entry goes into a sealed memfd (charged the same); the heap keeps its key.
+        if let Some(sealed) = Sealed::filled(len, fill) {
+            let sealed = sealed.map_err(StoreError::Fill)?;
+            self.used += charge;
+            return Ok(CachedBytes {
+                bytes: Arc::from(key),
+                key_len: key.len(),
+                sealed: Some(Arc::new(sealed)),
+            });
+        }
         // One allocation, written in place: collect into the Arc, then fill it while unshared.
         let mut bytes: Arc<[u8]> = std::iter::repeat_n(0u8, key.len() + len).collect();
         let Some(buf) = Arc::get_mut(&mut bytes) else {
@@ -80,6 +109,7 @@ impl Store for ArcStore {
         Ok(CachedBytes {
             bytes,
             key_len: key.len(),
+            sealed: None,
         })
     }
 
@@ -98,7 +128,7 @@ impl Store for ArcStore {
     fn release(&mut self, _handle: CachedBytes) {}
 
     fn free(&mut self, entry: CachedBytes) {
-        let charge = self.charge(entry.key_len, entry.bytes.len() - entry.key_len);
+        let charge = self.charge(entry.key_len, entry.content_len());
         self.used = self.used.saturating_sub(charge);
     }
 }
@@ -197,11 +227,14 @@ impl ContentCache for ShardedCache {
     }
 
     fn content_len(&self, h: &CachedBytes) -> usize {
-        h.bytes().len()
+        h.content_len()
     }
 
     fn copy_out(&self, h: &CachedBytes, offset: usize, dst: &mut [u8]) -> usize {
-        let src = h.bytes().get(offset..).unwrap_or_default();
+        let Some(bytes) = h.bytes() else {
+            return h.sealed().map_or(0, |s| s.read_at(offset, dst));
+        };
+        let src = bytes.get(offset..).unwrap_or_default();
         let n = src.len().min(dst.len());
         dst[..n].copy_from_slice(&src[..n]);
         n

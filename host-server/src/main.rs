@@ -8,6 +8,7 @@ mod admin;
 mod cache;
 mod clock;
 mod fs;
+mod memfd;
 mod metrics;
 mod probes;
 mod readside;
@@ -54,9 +55,10 @@ struct Args {
     #[arg(default_value = ".")]
     root: PathBuf,
 
-    /// Address to bind (default: all interfaces, IPv6 and IPv4).
+    /// Address to bind: an IP address or a host name such as `localhost` (default: all
+    /// interfaces, IPv6 and IPv4).
     #[arg(long, value_name = "ADDR")]
-    bind: Option<IpAddr>,
+    bind: Option<String>,
 
     /// Bytes of file content the cache may hold (KiB, MiB, GiB are powers of 1024; K/KB, M/MB,
     /// G/GB powers of 1000).
@@ -64,20 +66,20 @@ struct Args {
     cache_size: u64,
 
     /// Files the cache may hold at once (at most one per 64 bytes of --cache-size: each entry
-    /// is charged 64 bytes of bookkeeping).
-    #[arg(long, default_value_t = 16384)]
-    cache_entries: usize,
+    /// is charged 64 bytes of bookkeeping) [default: 16384, or what --cache-size holds].
+    #[arg(long, value_name = "N")]
+    cache_entries: Option<usize>,
 
     /// Files larger than this are streamed from disk, never cached.
     #[arg(long, default_value = "8MiB", value_parser = parse_size)]
     max_cached_file: u64,
 
     /// Worker threads, each with its own event loop (default: the CPUs this process may use).
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     workers: Option<usize>,
 
     /// Open connections at most; past it a new client gets 503 with Retry-After.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = at_least_one)]
     max_connections: usize,
 
     /// Close a kept-alive connection idle this long (e.g. 15s, 500ms, 2m).
@@ -108,6 +110,11 @@ struct Args {
     /// Answer 404 for folders without index.html instead of listing them.
     #[arg(long)]
     no_listing: bool,
+
+    /// Never send a precompressed sibling (name.br, name.zst, name.gz) in place of a file whose
+    /// request accepts that coding.
+    #[arg(long)]
+    no_precompressed: bool,
 
     /// Serve files and folders whose names start with a dot.
     #[arg(long)]
@@ -189,19 +196,18 @@ fn run(args: Args) -> Result<()> {
             args.cache_control
         )));
     }
+    let cache_entries = cache_entries(args.cache_entries, args.cache_size)?;
+    let bind = match &args.bind {
+        Some(spec) => resolve_bind(spec, args.port)?,
+        None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
     if let Some(admin) = args.admin {
-        let file = SocketAddr::new(
-            args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-            args.port,
-        );
+        let file = SocketAddr::new(bind, args.port);
         if overlaps(admin, file) {
             return Err(usage(format!(
                 "--admin {admin} is the file port's address ({file}): give the admin listener a port of its own"
             )));
         }
-    }
-    if args.cache_entries == 0 && args.cache_size > 0 {
-        return Err(usage("--cache-entries must be at least 1".into()));
     }
     let source = fs::FsSource::open(&args.root, args.hidden)
         .map_err(|e| usage(format!("root {}: {e}", args.root.display())))?
@@ -215,11 +221,12 @@ fn run(args: Args) -> Result<()> {
 
     let cache = cache::ShardedCache::new(
         usize::try_from(args.cache_size).context("--cache-size too large")?,
-        args.cache_entries,
+        cache_entries,
         args.max_cached_file,
     );
     let mut config = satchel_core::serve::Config::host();
     config.listings = !args.no_listing;
+    config.precompressed = !args.no_precompressed;
     config.path.allow_hidden = args.hidden;
     config.idle_timeout = core_duration(args.idle_timeout);
     config.head_timeout = core_duration(args.head_timeout);
@@ -228,7 +235,6 @@ fn run(args: Args) -> Result<()> {
     config.cache_control = Some(Box::leak(args.cache_control.into_boxed_str()));
     let site = HostSite::new(source, cache, config);
 
-    let bind = args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     let defer_accept = !args.no_defer_accept;
     // A connection must bring its PROXY header within the head timeout.
     let proxy_protocol = args.proxy_protocol.then_some(args.head_timeout);
@@ -269,6 +275,9 @@ fn run(args: Args) -> Result<()> {
         ));
     }
     flush_stdout();
+    if !args.quiet {
+        print_urls(addr);
+    }
 
     std::thread::scope(|scope| -> Result<()> {
         let mut handles = Vec::new();
@@ -379,6 +388,113 @@ fn flush_stdout() {
     let _ = std::io::stdout().flush();
 }
 
+/// `--cache-entries`, checked against `--cache-size`: each entry is charged
+/// [`cache::ENTRY_OVERHEAD`] bytes, so a count the size cannot hold is refused (saying what it
+/// would hold, and what size the count needs); unset, it is 16384 or what the size holds.
+fn cache_entries(entries: Option<usize>, cache_size: u64) -> Result<usize> {
+    const DEFAULT: usize = 16384;
+    let per = cache::ENTRY_OVERHEAD as u64;
+    let holds = usize::try_from(cache_size / per).unwrap_or(usize::MAX);
+    match entries {
+        None => Ok(DEFAULT.min(holds).max(1)),
+        Some(0) if cache_size > 0 => Err(usage("--cache-entries must be at least 1".into())),
+        Some(n) if cache_size > 0 && n > holds => Err(usage(format!(
+            "--cache-entries {n} does not fit in --cache-size {cache_size} bytes: each entry takes \
+             at least {per} bytes, so that size holds at most {holds} entries \
+             (--cache-entries {n} needs --cache-size {} or more)",
+            (n as u64).saturating_mul(per)
+        ))),
+        Some(n) => Ok(n.max(1)),
+    }
+}
+
+/// `--bind`: an IP address (`127.0.0.1`, `::1`, `[::1]`) as is, or a host name resolved; of
+/// its addresses the first IPv4 one is taken (an IPv4 address also serves clients that try a
+/// name's IPv6 address first and fall back, not the other way round), and the choice is said.
+fn resolve_bind(spec: &str, port: u16) -> Result<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let bare = spec.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let found: Vec<IpAddr> = (spec, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            usage(format!(
+                "--bind {spec}: not an IP address, and resolving it failed: {e}"
+            ))
+        })?
+        .map(|a| a.ip())
+        .collect();
+    let Some(&ip) = found.iter().find(|ip| ip.is_ipv4()).or(found.first()) else {
+        return Err(usage(format!("--bind {spec}: the name has no address")));
+    };
+    let others: Vec<String> = found
+        .iter()
+        .filter(|&&a| a != ip)
+        .map(ToString::to_string)
+        .collect();
+    match others.is_empty() {
+        true => eprintln!("satchel-server: --bind {spec}: resolved to {ip}"),
+        false => eprintln!(
+            "satchel-server: --bind {spec}: resolved to {ip} (not {})",
+            others.join(", ")
+        ),
+    }
+    Ok(ip)
+}
+
+/// Prints where a browser can reach the server, one clickable URL a line (on stderr: stdout
+/// carries the lines scripts read, `listening on` and the access log). Bound to all interfaces,
+/// that is loopback and each of this machine's network addresses, as `python -m http.server`
+/// and miniserve show them.
+fn print_urls(addr: SocketAddr) {
+    for (label, ip) in url_addresses(addr.ip()) {
+        eprintln!("  {label} http://{}/", SocketAddr::new(ip, addr.port()));
+    }
+}
+
+/// The addresses worth showing for a listener bound to `bound`, labelled `local:` or
+/// `network:`.
+fn url_addresses(bound: IpAddr) -> Vec<(&'static str, IpAddr)> {
+    use std::net::Ipv4Addr;
+    if !bound.is_unspecified() {
+        let label = if bound.is_loopback() {
+            "local:  "
+        } else {
+            "network:"
+        };
+        return vec![(label, bound)];
+    }
+    // [::] is dual stack (IPv4 too); 0.0.0.0 is IPv4 only.
+    let v6 = bound.is_ipv6();
+    let mut out = vec![("local:  ", IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    if v6 {
+        out.push(("local:  ", IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    }
+    let mut lan: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| !ip.is_loopback() && (v6 || ip.is_ipv4()))
+        // A link-local IPv6 address needs a zone (`%eth0`) that browsers do not take in URLs.
+        .filter(|ip| !matches!(ip, IpAddr::V6(a) if a.is_unicast_link_local()))
+        .collect();
+    lan.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+    lan.dedup();
+    out.extend(lan.into_iter().map(|ip| ("network:", ip)));
+    out
+}
+
+/// A count that must be at least 1 (`--workers`, `--max-connections`).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
 fn core_duration(d: Duration) -> satchel_core::time::Duration {
     satchel_core::time::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
@@ -387,8 +503,9 @@ fn core_duration(d: Duration) -> satchel_core::time::Duration {
 /// lower, says so and returns the number of connections that can really be held.
 fn raise_fd_limit(max_connections: usize, workers: usize) -> Result<usize> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    // Per worker: epoll, waker, listener; plus stdio, the root and files being streamed.
-    let reserve = 64 + 4 * workers as u64;
+    // Per worker: epoll, waker, listener; plus stdio, the root, files being streamed and the
+    // cache's sealed memfds.
+    let reserve = 64 + 4 * workers as u64 + memfd::MAX_SEALED as u64;
     let want = max_connections as u64 + reserve;
     let current = getrlimit(Resource::Nofile);
     let hard = current.maximum.unwrap_or(u64::MAX);
@@ -467,6 +584,54 @@ mod tests {
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn counts_of_at_least_one() {
+        assert_eq!(at_least_one("1"), Ok(1));
+        assert_eq!(at_least_one("64"), Ok(64));
+        assert!(at_least_one("0").unwrap_err().contains("at least 1"));
+        assert!(at_least_one("-1").is_err());
+        assert!(at_least_one("many").is_err());
+    }
+
+    #[test]
+    fn cache_entries_must_fit_the_size() {
+        assert_eq!(cache_entries(None, 64 << 20).unwrap(), 16384);
+        // Unset, the count shrinks to what a small cache holds.
+        assert_eq!(cache_entries(None, 6400).unwrap(), 100);
+        assert_eq!(cache_entries(Some(100), 6400).unwrap(), 100);
+        let e = cache_entries(Some(101), 6400).unwrap_err().to_string();
+        assert!(e.contains("holds at most 100 entries"), "{e}");
+        assert!(e.contains("needs --cache-size 6464"), "{e}");
+        assert!(cache_entries(Some(0), 6400).is_err());
+        // No cache at all: the count does not matter.
+        assert_eq!(cache_entries(Some(5), 0).unwrap(), 5);
+    }
+
+    #[test]
+    fn bind_takes_addresses_and_names() {
+        assert_eq!(
+            resolve_bind("127.0.0.1", 0).unwrap().to_string(),
+            "127.0.0.1"
+        );
+        assert_eq!(resolve_bind("::1", 0).unwrap().to_string(), "::1");
+        assert_eq!(resolve_bind("[::1]", 0).unwrap().to_string(), "::1");
+        assert!(resolve_bind("localhost", 0).unwrap().is_loopback());
+        // Refused before any lookup (no DNS query leaves the machine in a test).
+        assert!(resolve_bind("bad\0name", 0).is_err());
+    }
+
+    #[test]
+    fn urls_for_one_address_or_all() {
+        let one: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(url_addresses(one), [("local:  ", one)]);
+        let all = url_addresses(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(all[0].1.to_string(), "127.0.0.1");
+        assert_eq!(all[1].1.to_string(), "::1");
+        assert!(all[2..].iter().all(|(_, ip)| !ip.is_loopback()));
+        let v4 = url_addresses("0.0.0.0".parse().unwrap());
+        assert!(v4.iter().all(|(_, ip)| ip.is_ipv4()));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! Per request on a kept-alive connection the loop makes two system calls in the common case:
 //! one `read` (a short read means the socket is drained, so no second read to see `EAGAIN`) and
-//! one `send` of the response head together with the cached body. Bodies of uncached files
-//! go out by `pread` + `send` through the worker's buffer, in bounded chunks. Each turn of the
-//! loop first reads every ready socket, then handles what came, so that one `stat` per path
+//! one `send` of the response head together with the cached body (a cached body of 16 KiB or
+//! more: the head by `send`, the body by `sendfile` from its sealed memfd, [`crate::memfd`]).
+//! Bodies of uncached files go out by `pread` + `send` through the worker's buffer, in bounded
+//! chunks. Each turn of the loop first reads every ready socket, then handles what came, so that one `stat` per path
 //! validates the cache for all the turn's requests ([`crate::probes`]). Timeouts are checked by a sweep
 //! every [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
 
@@ -779,10 +780,18 @@ impl Slot<'_> {
                         handle,
                         offset,
                         len,
-                    } => {
-                        let body = handle.bytes().get(offset..offset + len).unwrap_or(&[]);
-                        send_two(&self.sock, t.head, body, flags)
-                    }
+                    } => match handle.sealed() {
+                        // A large entry: its sealed pages handed to the socket (`sendfile`).
+                        Some(sealed) => {
+                            flags = SendFlags::empty();
+                            sealed.send_to(&self.sock, t.head, offset, len)
+                        }
+                        None => {
+                            let bytes = handle.bytes().unwrap_or_default();
+                            let body = bytes.get(offset..offset + len).unwrap_or(&[]);
+                            send_two(&self.sock, t.head, body, flags)
+                        }
+                    },
                     BodyRef::Listing {
                         listing,
                         offset,
@@ -876,7 +885,7 @@ fn log_event(
     match event {
         Event::Response(info) => {
             let mut line = String::with_capacity(64);
-            let _ = write!(line, "{} ", peer.ip());
+            let _ = write!(line, "{} ", peer.ip().to_canonical());
             match info.method {
                 Some(Method::Get) => line.push_str("GET"),
                 Some(Method::Head) => line.push_str("HEAD"),

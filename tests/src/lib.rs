@@ -6,6 +6,7 @@
 //! pass for the current code.
 
 pub mod board;
+pub mod browser;
 pub mod faulty;
 pub mod haproxy;
 pub mod peers;
@@ -15,7 +16,7 @@ pub mod smol;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
@@ -278,9 +279,27 @@ fn spawn_stderr_reader<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String>
     rx
 }
 
-/// Reads a child's stdout lines in the background (helper for other peers).
-pub fn line_reader(stdout: ChildStdout) -> mpsc::Receiver<String> {
-    spawn_line_reader(stdout)
+/// Reads a child's stdout (or stderr) lines in the background (helper for other peers).
+pub fn line_reader<R: Read + Send + 'static>(pipe: R) -> mpsc::Receiver<String> {
+    spawn_line_reader(pipe)
+}
+
+/// The first of `names` found on `PATH`, or `None` (locally) with a message naming the Debian
+/// `package` to install.
+///
+/// # Panics
+/// When none is found under `SATCHEL_REQUIRE_PEERS=1` (CI): a missing tool fails the test.
+pub fn required_tool(names: &[&str], package: &str) -> Option<PathBuf> {
+    let found = names.iter().find_map(|name| peers::find(name, &[]));
+    if found.is_none() {
+        let name = names.first().copied().unwrap_or_default();
+        assert!(
+            !peers::required(),
+            "{name} is not installed, and SATCHEL_REQUIRE_PEERS=1 requires it"
+        );
+        eprintln!("skipping: {name} is not installed (Debian package `{package}`)");
+    }
+    found
 }
 
 /// `promtool` (Debian package `prometheus`), or `None` (locally) with a message when it is not

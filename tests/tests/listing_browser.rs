@@ -10,85 +10,11 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
+use satchel_tests::browser::{chromium, dump_dom, run_chromium};
 use satchel_tests::{raw, Server};
-
-/// How long one Chromium run may take (a loaded machine starts it slowly).
-const BROWSER_WAIT: Duration = Duration::from_secs(90);
-
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = ["chromium", "chromium-browser"].iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let required = std::env::var("SATCHEL_REQUIRE_PEERS").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "chromium is not installed, and SATCHEL_REQUIRE_PEERS=1 requires it"
-        );
-        eprintln!("skipping: chromium is not installed (Debian package `chromium`)");
-    }
-    found
-}
-
-/// Runs headless Chromium with `args` and a fresh profile; its stdout. Killed by its PID (and
-/// its process group, which it leads) when it overruns [`BROWSER_WAIT`].
-fn run_chromium(chromium: &Path, args: &[&OsStr]) -> Vec<u8> {
-    use std::os::unix::process::CommandExt;
-    let profile = tempfile::tempdir().unwrap();
-    let mut user_data = std::ffi::OsString::from("--user-data-dir=");
-    user_data.push(profile.path());
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(&user_data)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out.reopen().unwrap())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("spawn chromium");
-    let deadline = Instant::now() + BROWSER_WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "chromium failed: {status}");
-            break;
-        }
-        if Instant::now() > deadline {
-            // The group's id is the child's PID (process_group(0)).
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within {BROWSER_WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    fs::read(out.path()).unwrap()
-}
-
-fn dump_dom(chromium: &Path, url: &str) -> String {
-    let dom = run_chromium(chromium, &["--dump-dom".as_ref(), url.as_ref()]);
-    String::from_utf8(dom).expect("the DOM is UTF-8")
-}
 
 /// One file or folder of the test tree.
 #[derive(Debug, Clone)]

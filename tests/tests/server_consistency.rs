@@ -132,8 +132,10 @@ fn replaced_file_is_never_served_torn_or_mislabelled() {
     }
 }
 
-/// Rewriting a file in place (not atomic: readers may see a mix while it is written) must not
+/// Rewriting a file in place (not atomic: a reader may land between two writes) must not
 /// leave a mixed version in the cache: once the writes stop, every response is the new content.
+/// A response streamed while the file changes is cut short (the connection ends: see
+/// server_mixed.rs); the reader then connects again.
 #[test]
 fn in_place_rewrites_never_leave_a_mix_in_the_cache() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,7 +150,10 @@ fn in_place_rewrites_never_leave_a_mix_in_the_cache() {
             let mut conn = Conn::open(addr);
             while !stop.load(Ordering::Relaxed) {
                 conn.get("/w.bin", "");
-                assert_eq!(conn.response(false).unwrap().status, 200);
+                match conn.response(false) {
+                    Some(r) if r.body.len() == SIZE => assert_eq!(r.status, 200),
+                    _ => conn = Conn::open(addr),
+                }
             }
         })
     };

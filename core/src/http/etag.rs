@@ -9,13 +9,15 @@
 //! ```
 
 use super::digest::{ContentDigest, BASE64_LEN};
+use super::encoding::Coding;
 use super::{trim_ows, trim_ows_start};
 use crate::source::FileVersion;
 
 /// The longest tag built here: a content tag, two quotes around the 44-character base64 of a
-/// SHA-256 ([`ETag::from_digest`]); a version tag ([`ETag::from_version`]) is at most two
-/// quotes, two 16-digit hex numbers and a dash.
-pub const MAX_ETAG_LEN: usize = 2 + BASE64_LEN;
+/// SHA-256 ([`ETag::from_digest`]), with a coding's suffix of up to 4 bytes
+/// ([`ETag::for_coding`]); a version tag ([`ETag::from_version`]) is at most two quotes, two
+/// 16-digit hex numbers and a dash, plus the same suffix.
+pub const MAX_ETAG_LEN: usize = 2 + BASE64_LEN + 4;
 
 /// A strong entity-tag, quotes included: a file's content or its version as every copy of it
 /// shares it.
@@ -83,6 +85,24 @@ impl ETag {
     /// Whether this is [`ETag::unknown`].
     pub const fn is_unknown(&self) -> bool {
         self.len == 0
+    }
+
+    /// The tag of the precompressed representation of a resource whose sibling file has this
+    /// tag: the coding's suffix inside the quotes (`"5f3a-1c-br"`), so it never equals the
+    /// tag of an identity representation (RFC 9110 §8.8.3: each representation its own tag).
+    #[must_use]
+    pub fn for_coding(mut self, coding: Coding) -> Self {
+        if self.is_unknown() {
+            // No tag stays no tag.
+            return self;
+        }
+        // A tag ends with a quote; the suffix goes before it.
+        self.len = self.len.saturating_sub(1);
+        for &b in coding.etag_suffix() {
+            self.push(b);
+        }
+        self.push(b'"');
+        self
     }
 
     /// The tag as sent in the `ETag` field, quotes included.
@@ -223,6 +243,34 @@ mod tests {
             id: u64::MAX,
         });
         assert_eq!(max.as_bytes().len(), 2 + 2 * 16 + 1);
+        // The longest suffix still fits, whole, on the longest tag.
+        let coded = max.for_coding(Coding::Zstd);
+        assert!(coded.as_str().ends_with("-zst\""));
+        let content = ETag::from_digest(&ContentDigest::of(b"x")).for_coding(Coding::Zstd);
+        assert_eq!(content.as_bytes().len(), MAX_ETAG_LEN);
+        assert!(content.as_str().ends_with("=-zst\""));
+        assert!(ETag::unknown().for_coding(Coding::Br).is_unknown());
+    }
+
+    #[test]
+    fn each_coding_has_its_own_tag() {
+        let plain = tag();
+        let tags = [
+            plain,
+            plain.for_coding(Coding::Br),
+            plain.for_coding(Coding::Zstd),
+            plain.for_coding(Coding::Gzip),
+        ];
+        assert_eq!(tags[1].as_str(), "\"17f0000000000001-1234-br\"");
+        assert_eq!(tags[3].as_str(), "\"17f0000000000001-1234-gz\"");
+        for (i, a) in tags.iter().enumerate() {
+            for b in &tags[i + 1..] {
+                assert_ne!(a, b);
+                assert!(!matches_if_none_match(a.as_bytes(), b));
+            }
+            // A coded tag is a valid strong entity-tag: it validates itself.
+            assert!(strong_eq(a.as_bytes(), a));
+        }
     }
 
     #[test]
@@ -268,7 +316,7 @@ mod tests {
             t.as_str(),
             "\"qUiQTy8PR5uPgZdpSzAYSw0u0cHNKh7A+4XSmaGSpEc=\""
         );
-        assert_eq!(t.as_bytes().len(), MAX_ETAG_LEN);
+        assert_eq!(t.as_bytes().len(), 2 + BASE64_LEN);
         assert!(strong_eq(t.as_bytes(), &t));
         assert!(matches_if_none_match(t.as_bytes(), &t));
         assert_ne!(t, ETag::from_digest(&ContentDigest::of(b"hello world!")));

@@ -2,7 +2,7 @@
 //! [`Transmit::copy_to`] every copying driver uses.
 
 use crate::cache::ContentCache;
-use crate::source::FileSource;
+use crate::source::{FileSource, FileVersion};
 
 use super::Site;
 
@@ -18,6 +18,8 @@ pub(super) enum Body<H, F, L> {
         file: F,
         offset: u64,
         len: u64,
+        /// The version `open` reported, which every piece sent must still be read from.
+        version: FileVersion,
     },
     Listing {
         listing: L,
@@ -66,10 +68,16 @@ impl<H, F, L> Body<H, F, L> {
                 offset: *offset,
                 len: *len,
             },
-            Self::File { file, offset, len } => BodyRef::File {
+            Self::File {
+                file,
+                offset,
+                len,
+                version,
+            } => BodyRef::File {
                 file,
                 offset: *offset,
                 len: *len,
+                version: *version,
             },
             Self::Listing {
                 listing,
@@ -112,9 +120,11 @@ pub enum BodyRef<'a, H, F, L> {
         /// Bytes to send.
         len: usize,
     },
-    /// `len` bytes at `offset` of an open file. A file that ends early has changed under us:
-    /// the driver must [`Connection::abort`](super::Connection::abort) rather than send
-    /// anything else.
+    /// `len` bytes at `offset` of an open file, which must still be at `version`. A file that
+    /// ends early, or whose version changed, has changed under us: the driver must
+    /// [`Connection::abort`](super::Connection::abort) rather than send anything else (a driver
+    /// that reads pieces itself checks [`FileSource::file_metadata`] after each read, as
+    /// [`Transmit::copy_to`] does).
     File {
         /// The open file.
         file: &'a F,
@@ -122,6 +132,8 @@ pub enum BodyRef<'a, H, F, L> {
         offset: u64,
         /// Bytes to send.
         len: u64,
+        /// The version the response's head announced (what `open` reported).
+        version: FileVersion,
     },
     /// `len` bytes at `offset` of a rendered listing.
     Listing {
@@ -150,8 +162,8 @@ impl<H, F, L> BodyRef<'_, H, F, L> {
     }
 }
 
-/// The body's source came up short: a file ended before its announced length (it changed on
-/// disk) or could not be read. Nothing truthful can follow; the driver must
+/// The body's source came up short or changed: a file ended before its announced length, was
+/// rewritten (its version is not the one announced), or could not be read. Nothing truthful can follow; the driver must
 /// [`Connection::abort`](super::Connection::abort).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceChanged;
@@ -183,6 +195,13 @@ impl<H, F, L: AsRef<[u8]>> Transmit<'_, H, F, L> {
     /// while bytes are owed is `Err(SourceChanged)` when no head byte was copied either (with a
     /// head copied, the head goes out and the next call reports it).
     ///
+    /// A piece of a file is checked after it is read: if the file's size or modification time
+    /// ([`FileSource::file_metadata`]) is no longer the one the head announced, the piece may
+    /// mix two versions and is `Err(SourceChanged)`, so the response ends short instead of
+    /// completing with a body that is part old, part new. A writer changes the version before
+    /// it changes the bytes (the kernel updates mtime and ctime before copying a `write`'s
+    /// data), so a piece read before a check that passes holds only the announced version.
+    ///
     /// # Errors
     /// [`SourceChanged`]: the driver must abort the connection.
     pub fn copy_to<S>(&self, site: &S, buf: &mut [u8]) -> Result<usize, SourceChanged>
@@ -205,8 +224,24 @@ impl<H, F, L: AsRef<[u8]>> Transmit<'_, H, F, L> {
             BodyRef::None => 0,
             BodyRef::Cached { handle, offset, .. } => site.cache().copy_out(handle, *offset, dst),
             // A read error is a short read: either way nothing truthful can follow.
-            BodyRef::File { file, offset, .. } => {
-                site.source().read_at(file, *offset, dst).unwrap_or(0)
+            BodyRef::File {
+                file,
+                offset,
+                version,
+                ..
+            } => {
+                let got = site.source().read_at(file, *offset, dst).unwrap_or(0);
+                // Size and modification time: what a write changes. Not the rest of the
+                // version: the ctime also moves when the file is only renamed over or unlinked,
+                // and the bytes of the inode being sent are then still the announced ones.
+                match site.source().file_metadata(file) {
+                    Ok(now)
+                        if (now.version.len, now.version.stamp) == (version.len, version.stamp) =>
+                    {
+                        got
+                    }
+                    _ => return Err(SourceChanged),
+                }
             }
             BodyRef::Listing {
                 listing, offset, ..

@@ -57,6 +57,8 @@ mod connection;
 mod respond;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_encoded;
 
 pub use body::{BodyRef, SourceChanged, Transmit};
 pub use connection::{Completion, Connection, Event, ResponseInfo, Span};
@@ -79,6 +81,10 @@ pub struct Config {
     pub path: PathOptions,
     /// Whether folders without `index.html` are listed.
     pub listings: bool,
+    /// Whether a precompressed sibling (`name.br`, `name.zst`, `name.gz`) is sent in place of
+    /// `name` when the request's `Accept-Encoding` accepts its coding and it is not older than
+    /// `name`. When on, every file response carries `Vary: Accept-Encoding`.
+    pub precompressed: bool,
     /// A kept-alive connection with no new request for this long is closed silently.
     pub idle_timeout: Duration,
     /// A request head not complete this long after its first byte is answered 408.
@@ -91,9 +97,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// The host defaults of PROTOCOL.md: 15 s idle, 10 s head, 30 s send, listings on,
-    /// `Cache-Control: no-cache` (caches in front revalidate every time, so the server's
-    /// never-stale promise reaches them).
+    /// The host defaults of PROTOCOL.md: 15 s idle, 10 s head, 30 s send, listings and
+    /// precompressed siblings on, `Cache-Control: no-cache` (caches in front revalidate every
+    /// time, so the server's never-stale promise reaches them).
     pub const fn host() -> Self {
         Self {
             limits: Limits::host(),
@@ -101,6 +107,7 @@ impl Config {
                 allow_hidden: false,
             },
             listings: true,
+            precompressed: true,
             idle_timeout: Duration::from_secs(15),
             head_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),

@@ -4,6 +4,7 @@
 use crate::cache::ContentCache;
 use crate::http::conditional::{self, Conditions, Decision, Validators};
 use crate::http::digest::{ContentDigest, ContentHasher};
+use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::etag::ETag;
 use crate::http::method::Method;
 use crate::http::request::Request;
@@ -26,6 +27,41 @@ enum Found<H, F> {
     /// A folder.
     Dir,
 }
+
+/// Which representation of a file is sent: the file itself, or a precompressed sibling of it.
+#[derive(Clone, Copy)]
+struct Representation {
+    /// The original file's media type (a sibling `page.html.br` is still `text/html`).
+    content_type: &'static str,
+    /// The sibling's coding; `None` for the file itself.
+    coding: Option<Coding>,
+}
+
+/// A file to answer with: which representation, where its bytes come from, and the metadata
+/// of the file those bytes are read from.
+struct Selected<H, F> {
+    repr: Representation,
+    content: Content<H, F>,
+    meta: Metadata,
+}
+
+impl<H, F> Selected<H, F> {
+    /// The file at `path` itself.
+    fn identity(path: &SafePath<'_>, content: Content<H, F>, meta: Metadata) -> Self {
+        let repr = Representation {
+            content_type: mime::content_type(path.extension()),
+            coding: None,
+        };
+        Self {
+            repr,
+            content,
+            meta,
+        }
+    }
+}
+
+/// A [`Selected`] file of site `S`.
+type SiteFile<S> = Selected<Handle<S>, File<S>>;
 
 /// Where the bytes of a file response come from.
 enum Content<H, F> {
@@ -73,9 +109,14 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 )
             }
         };
+        let mut sibling = [0u8; MAX_PATH];
+        if let Some((path, file)) = self.encoded(request, &path, &mut sibling) {
+            return self.respond_file(now, request, &path, file, close);
+        }
         match self.lookup(&path) {
             Ok(Found::File(content, meta)) => {
-                self.respond_file(now, request, &path, meta, content, close)
+                let file = Selected::identity(&path, content, meta);
+                self.respond_file(now, request, &path, file, close)
             }
             Ok(Found::Dir) if !path.trailing_slash() && !path.is_root() => {
                 self.respond_redirect(now, method, &path, close)
@@ -126,6 +167,76 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         }
     }
 
+    /// Precompressed: the sibling (`path.br`, `.zst`, `.gz`) to send instead of the file at
+    /// `path`, when the precompressed switch is on, the request's `Accept-Encoding` accepts its
+    /// coding (best first, see [`AcceptEncoding::ranked`]), and it is a regular file no older
+    /// than the original (see [`not_older`]; a stale sibling is never sent).
+    ///
+    /// Costs nothing without an accepted coding; else one probe of the original and one per
+    /// coding tried, then the sibling's lookup (so it is cached under its own name like any
+    /// file, and opened with the same containment checks).
+    ///
+    /// The original is only probed (its time judges the sibling's freshness), never opened: the
+    /// bytes sent are the sibling's, which its own lookup checks. So an original that the open
+    /// would refuse (a link out of the root) does not stop a sibling inside the root, which is
+    /// servable under its own name anyway, from being sent (nginx's `gzip_static` does not look
+    /// at the original at all).
+    fn encoded<'b>(
+        &self,
+        request: &Request<'_>,
+        path: &SafePath<'_>,
+        buf: &'b mut [u8; MAX_PATH],
+    ) -> Option<(SafePath<'b>, SiteFile<S>)> {
+        if !self.site.config().precompressed || path.trailing_slash() || path.is_root() {
+            return None;
+        }
+        let accept = AcceptEncoding::parse(
+            request
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(b"accept-encoding"))
+                .map(|h| h.value),
+        );
+        let ranked = accept.ranked();
+        if ranked.as_slice().is_empty() {
+            return None;
+        }
+        let source = self.site.source();
+        let original = source.probe(path, self.arrived).ok()?;
+        if original.kind != FileKind::File {
+            return None;
+        }
+        let fresh = |m: &Metadata| m.kind == FileKind::File && not_older(m, &original);
+        let coding = ranked.into_iter().find(|&c| {
+            sibling_path(path, c, buf)
+                .and_then(|s| source.probe(&s, self.arrived).ok())
+                .is_some_and(|m| fresh(&m))
+        })?;
+        let sibling = sibling_path(path, coding, buf)?;
+        // The lookup's metadata is that of the bytes sent: check freshness on it again.
+        match self.lookup(&sibling) {
+            Ok(Found::File(content, meta)) if fresh(&meta) => {
+                let repr = Representation {
+                    content_type: mime::content_type(path.extension()),
+                    coding: Some(coding),
+                };
+                Some((
+                    sibling,
+                    Selected {
+                        repr,
+                        content,
+                        meta,
+                    },
+                ))
+            }
+            Ok(Found::File(content, _)) => {
+                self.drop_content(content);
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// A folder: its `index.html` if present, else a listing when listings are on, else 404.
     fn respond_folder(
         &mut self,
@@ -137,8 +248,13 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let method = request.method;
         let mut joined = [0u8; MAX_PATH];
         if let Some(index) = join(dir, INDEX_FILE, &mut joined) {
+            let mut sibling = [0u8; MAX_PATH];
+            if let Some((path, file)) = self.encoded(request, &index, &mut sibling) {
+                return self.respond_file(now, request, &path, file, close);
+            }
             if let Ok(Found::File(content, meta)) = self.lookup(&index) {
-                return self.respond_file(now, request, &index, meta, content, close);
+                let file = Selected::identity(&index, content, meta);
+                return self.respond_file(now, request, &index, file, close);
             }
         }
         if !self.site.config().listings {
@@ -183,10 +299,14 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         now: Instant,
         request: &Request<'_>,
         path: &SafePath<'_>,
-        meta: Metadata,
-        content: Content<Handle<S>, File<S>>,
+        file: SiteFile<S>,
         close: bool,
     ) {
+        let Selected {
+            repr,
+            content,
+            meta,
+        } = file;
         let method = request.method;
         let size = meta.version.len;
         // Fill before deciding: a file the cache admits is labelled by its content, known once
@@ -199,6 +319,12 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             None if cache_status == CacheStatus::Bypass => ETag::from_version(&meta.version),
             // Admitted but not hashed (a read failed): no validator, so no false match.
             None => ETag::unknown(),
+        };
+        // A precompressed sibling: its own bytes' tag, marked with the coding (a file whose
+        // bytes equal its `.br` sibling's must not share a tag with it).
+        let etag = match repr.coding {
+            Some(coding) => etag.for_coding(coding),
+            None => etag,
         };
         // What to send: `None` for a 304, else (first byte, length, Content-Range).
         let part = match decide(request, &meta, &etag) {
@@ -226,19 +352,28 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         head.date = self.site.unix_time();
         head.cache_status = Some(cache_status);
         head.connection_close = close;
+        // With precompressed siblings on, what a file's URL sends depends on Accept-Encoding,
+        // whether a sibling exists now or appears later: every file response says so (as
+        // nginx's gzip_static with gzip_vary), 304s included (RFC 9110 §15.4.5).
+        if self.site.config().precompressed {
+            head.vary = Some("Accept-Encoding");
+        }
         if let Some((_, len, content_range)) = part {
             head.status = match content_range {
                 Some(_) => StatusCode::PARTIAL_CONTENT,
                 None => StatusCode::OK,
             };
             head.content_range = content_range;
-            head.content_type = Some(mime::content_type(path.extension()));
+            head.content_type = Some(repr.content_type);
+            head.content_encoding = repr.coding.map(Coding::token);
             head.content_length = Some(len);
             head.accept_ranges = true;
             head.repr_digest = digest.as_ref();
         }
         let body = match part {
-            Some((first, len, _)) if method == Method::Get => content_body(content, first, len),
+            Some((first, len, _)) if method == Method::Get => {
+                content_body(content, meta.version, first, len)
+            }
             _ => {
                 self.drop_content(content);
                 Body::None
@@ -316,7 +451,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     }
 
     fn drop_content(&self, content: Content<Handle<S>, File<S>>) {
-        self.drop_body(content_body(content, 0, 0));
+        self.drop_body(content_body(content, FileVersion::default(), 0, 0));
     }
 
     fn respond_redirect(&mut self, now: Instant, method: Method, path: &SafePath<'_>, close: bool) {
@@ -421,8 +556,13 @@ fn decide(request: &Request<'_>, meta: &Metadata, etag: &ETag) -> Decision {
     conditional::evaluate(&conditions, &validators, meta.version.len, true)
 }
 
-/// The body for `len` bytes at `first` of `content`.
-fn content_body<H, F, L>(content: Content<H, F>, first: u64, len: u64) -> Body<H, F, L> {
+/// The body for `len` bytes at `first` of `content`, a file opened at `version`.
+fn content_body<H, F, L>(
+    content: Content<H, F>,
+    version: FileVersion,
+    first: u64,
+    len: u64,
+) -> Body<H, F, L> {
     match content {
         // Both fit in usize: the entry holds the whole file in memory.
         Content::Cached(handle) => Body::Cached {
@@ -434,6 +574,7 @@ fn content_body<H, F, L>(content: Content<H, F>, first: u64, len: u64) -> Body<H
             file,
             offset: first,
             len,
+            version,
         },
     }
 }
@@ -489,6 +630,31 @@ fn hash_from<F: FileSource>(
         }
         _ => Err(SourceError::Io),
     }
+}
+
+/// Whether a sibling with metadata `sibling` is not older than its `original`: compared in
+/// whole seconds (the resolution of `Last-Modified`) where the source has them, because tools
+/// copy the original's time to seconds only (`brotli -k` does), which must not make a sibling
+/// made from the current original look stale; else by modification stamp.
+fn not_older(sibling: &Metadata, original: &Metadata) -> bool {
+    match (sibling.modified, original.modified) {
+        (Some(s), Some(o)) => s >= o,
+        _ => sibling.version.stamp >= original.version.stamp,
+    }
+}
+
+/// `path` + the coding's extension (`page.html.br`) as a [`SafePath`] in `buf`, if it fits.
+fn sibling_path<'b>(
+    path: &SafePath<'_>,
+    coding: Coding,
+    buf: &'b mut [u8; MAX_PATH],
+) -> Option<SafePath<'b>> {
+    let p = path.as_bytes();
+    let ext = coding.extension();
+    let len = p.len() + ext.len();
+    buf.get_mut(..p.len())?.copy_from_slice(p);
+    buf.get_mut(p.len()..len)?.copy_from_slice(ext);
+    SafePath::from_normalized(&buf[..len]).ok()
 }
 
 /// `dir/name` as a [`SafePath`] in `buf`, if it fits.

@@ -34,27 +34,33 @@ static FILES: &[StaticFile] = &[
     },
 ];
 
-type TestSite = SiteParts<StaticSource, RefCell<Board>>;
+pub(super) type TestSite = SiteParts<StaticSource, RefCell<Board>>;
 
 fn test_site() -> TestSite {
+    site_of(FILES, Config::host())
+}
+
+/// A site serving `files` with `config`, and a cache that stores every file on its first GET.
+pub(super) fn site_of(files: &'static [StaticFile], config: Config) -> TestSite {
+    SiteParts::new(StaticSource::new(files), board_cache(BYTES / 2), config)
+}
+
+/// A board's cache holding files of up to `max_entry_bytes`, each stored on its first GET.
+fn board_cache(max_entry_bytes: usize) -> RefCell<Board> {
     let store = ArenaStore::new([0u8; BYTES], [const { Region::new() }; 8]).unwrap();
     let cache = Cache::new(
         store,
         [const { Slot::new() }; 8],
         [const { Bucket::new() }; 16],
-        // Every test file is stored on its first GET (no large-file deferral here).
+        // No large-file deferral here.
         CacheConfig {
-            max_entry_bytes: BYTES / 2,
+            max_entry_bytes,
             large_bytes: BYTES / 2,
             small_percent: 10,
         },
     )
     .unwrap();
-    SiteParts::new(
-        StaticSource::new(FILES),
-        RefCell::new(cache),
-        Config::host(),
-    )
+    RefCell::new(cache)
 }
 
 type Conn<'s> = Connection<'s, TestSite, 4096>;
@@ -62,7 +68,7 @@ type Conn<'s> = Connection<'s, TestSite, 4096>;
 /// A driver in miniature: feeds `chunks` in turn (keeping what is not consumed, as a real
 /// driver does), sends with write sizes from `sizes` (cycled), then EOF. Returns the bytes
 /// the peer would receive.
-fn drive(site: &TestSite, chunks: &[&[u8]], sizes: &[usize]) -> Vec<u8> {
+pub(super) fn drive(site: &TestSite, chunks: &[&[u8]], sizes: &[usize]) -> Vec<u8> {
     drive_logged(site, chunks, sizes).0
 }
 
@@ -651,4 +657,116 @@ fn linger_after_errors_while_the_peer_may_send() {
     );
     let close = b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     assert_eq!(run(close, false), (false, true));
+}
+
+/// A [`StaticSource`] whose files all take a new version when `generation` moves (a file
+/// rewritten in place, same size, bytes unchanged here: only the version tells).
+struct Rewritten {
+    inner: StaticSource,
+    generation: core::cell::Cell<u64>,
+}
+
+impl Rewritten {
+    fn moved(&self, mut meta: crate::source::Metadata) -> crate::source::Metadata {
+        meta.version.stamp += self.generation.get();
+        meta
+    }
+}
+
+impl crate::source::FileSource for Rewritten {
+    type File = usize;
+    type Listing = &'static [u8];
+
+    fn metadata(
+        &self,
+        path: &crate::path::SafePath<'_>,
+    ) -> Result<crate::source::Metadata, crate::source::SourceError> {
+        self.inner.metadata(path).map(|m| self.moved(m))
+    }
+
+    fn open(
+        &self,
+        path: &crate::path::SafePath<'_>,
+    ) -> Result<(usize, crate::source::Metadata), crate::source::SourceError> {
+        self.inner.open(path).map(|(f, m)| (f, self.moved(m)))
+    }
+
+    fn file_metadata(
+        &self,
+        file: &usize,
+    ) -> Result<crate::source::Metadata, crate::source::SourceError> {
+        self.inner.file_metadata(file).map(|m| self.moved(m))
+    }
+
+    fn read_at(
+        &self,
+        file: &usize,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, crate::source::SourceError> {
+        self.inner.read_at(file, offset, buf)
+    }
+}
+
+/// A streamed body (above the cache's largest entry) is checked against the file's version
+/// after each piece is read: once the file has changed, `copy_to` refuses the piece, the driver
+/// aborts, and the response ends short (logged incomplete), never complete with a mixed body.
+#[test]
+fn a_streamed_file_whose_version_changes_mid_body_ends_short() {
+    type Streaming = SiteParts<Rewritten, RefCell<Board>>;
+    let site = |max_entry_bytes| {
+        let source = Rewritten {
+            inner: StaticSource::new(FILES),
+            generation: core::cell::Cell::new(0),
+        };
+        SiteParts::new(source, board_cache(max_entry_bytes), Config::host())
+    };
+    let t = Instant::from_millis(0);
+    // Sends big.bin (6000 bytes) in 1000-byte pieces, rewriting it after `rewrite_after`
+    // pieces: what was sent and whether the response completed.
+    let run = |site: &Streaming, rewrite_after: usize| {
+        let mut conn = Connection::<'_, Streaming, 4096>::new(site, t);
+        let req = b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+        assert_eq!(conn.handle_input(t, Arrival::UNKNOWN, req), req.len());
+        let mut out = Vec::new();
+        let mut pieces = 0;
+        while let Some(tx) = conn.poll_transmit() {
+            if pieces == rewrite_after {
+                site.source().generation.set(1);
+            }
+            let mut buf = [0u8; 1000];
+            match tx.copy_to(site, &mut buf) {
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    conn.transmitted(t, n);
+                }
+                Err(SourceChanged) => conn.abort(),
+            }
+            pieces += 1;
+        }
+        let mut complete = None;
+        while let Some(event) = conn.poll_event() {
+            if let Event::Done(c) = event {
+                complete = Some(c.complete);
+            }
+        }
+        (out, complete)
+    };
+    let streamed = site(1024);
+    let (out, complete) = run(&streamed, usize::MAX);
+    assert_eq!(complete, Some(true));
+    assert!(out.ends_with(&[7u8; 6000]));
+    streamed.source().generation.set(0);
+    let (out, complete) = run(&streamed, 3);
+    assert_eq!(complete, Some(false), "cut short");
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(out.len() - head_end < 6000, "the body ends short");
+    let head = std::str::from_utf8(&out[..head_end]).unwrap();
+    assert!(head.contains("Content-Length: 6000"), "{head}");
+
+    // A cached body is an immutable copy: the same rewrite mid-body changes nothing sent.
+    let cached = site(BYTES / 2);
+    let (out, complete) = run(&cached, 3);
+    assert_eq!(complete, Some(true));
+    assert!(out.ends_with(&[7u8; 6000]));
 }

@@ -186,8 +186,9 @@ impl<E: core::fmt::Debug> core::error::Error for WriteError<E> {}
 /// A response head: the status line and the fields satchel sends.
 ///
 /// Fields are emitted in this fixed order, each only when set: `Date`, `Content-Type`,
-/// `Content-Length`, `Content-Range`, `Accept-Ranges: bytes`, `ETag`, `Last-Modified`,
-/// `Cache-Control`, `Repr-Digest`, `Cache-Status`, `Location`, `Allow`, `Retry-After`, `Content-Security-Policy`,
+/// `Content-Encoding`, `Content-Length`, `Content-Range`, `Accept-Ranges: bytes`, `ETag`,
+/// `Last-Modified`, `Vary`, `Cache-Control`, `Repr-Digest`, `Cache-Status`, `Location`, `Allow`,
+/// `Retry-After`, `Content-Security-Policy`,
 /// `Connection: close`. The status line is
 /// always `HTTP/1.1 <code> <reason>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,12 +197,16 @@ pub struct ResponseHead<'a> {
     pub status: StatusCode,
     /// The full `Content-Type` value, parameters included (`text/html; charset=utf-8`).
     pub content_type: Option<&'a str>,
+    /// `Content-Encoding` (a precompressed representation: `br`, `zstd`, `gzip`).
+    pub content_encoding: Option<&'a str>,
     /// `Content-Length`; `None` for a 304 (RFC 9110 §15.4.5 lets it be omitted).
     pub content_length: Option<u64>,
     /// The selected representation's `ETag`.
     pub etag: Option<&'a ETag>,
     /// `Last-Modified`, in seconds since the Unix epoch.
     pub last_modified: Option<u64>,
+    /// `Vary` (`Accept-Encoding` where a precompressed sibling may be chosen).
+    pub vary: Option<&'a str>,
     /// `Cache-Control`, the whole field value (e.g. `no-cache`).
     pub cache_control: Option<&'a str>,
     /// `Repr-Digest: sha-256=:<base64>:` (RFC 9530) of the selected representation.
@@ -233,9 +238,11 @@ impl<'a> ResponseHead<'a> {
         Self {
             status,
             content_type: None,
+            content_encoding: None,
             content_length: None,
             etag: None,
             last_modified: None,
+            vary: None,
             cache_control: None,
             repr_digest: None,
             date: None,
@@ -264,7 +271,8 @@ impl<'a> ResponseHead<'a> {
     /// # Errors
     /// [`EncodeError::BufferTooSmall`] when `buf` is shorter than
     /// [`ResponseHead::encoded_len`]; [`EncodeError::InvalidFieldValue`] when `content_type`,
-    /// `location`, `allow` or `content_security_policy` holds a control character. `buf` may be partly written on error.
+    /// `content_encoding`, `vary`, `location`, `allow` or `content_security_policy` holds a
+    /// control character. `buf` may be partly written on error.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         self.check_values()?;
         let mut cursor = BufSink { buf, pos: 0 };
@@ -287,6 +295,10 @@ impl<'a> ResponseHead<'a> {
     fn check_values(&self) -> Result<(), EncodeError> {
         let ok = self.content_type.is_none_or(|v| valid_value(v.as_bytes()))
             && self.cache_control.is_none_or(|v| valid_value(v.as_bytes()))
+            && self
+                .content_encoding
+                .is_none_or(|v| valid_value(v.as_bytes()))
+            && self.vary.is_none_or(|v| valid_value(v.as_bytes()))
             && self.location.is_none_or(valid_value)
             && self.allow.is_none_or(|v| valid_value(v.as_bytes()))
             && self
@@ -312,6 +324,9 @@ impl<'a> ResponseHead<'a> {
         if let Some(ct) = self.content_type {
             field(s, b"Content-Type: ", ct.as_bytes(), b"")?;
         }
+        if let Some(ce) = self.content_encoding {
+            field(s, b"Content-Encoding: ", ce.as_bytes(), b"")?;
+        }
         if let Some(len) = self.content_length {
             field_u64(s, b"Content-Length: ", len)?;
         }
@@ -328,6 +343,9 @@ impl<'a> ResponseHead<'a> {
         }
         if let Some(lm) = self.last_modified {
             field_date(s, b"Last-Modified: ", lm)?;
+        }
+        if let Some(vary) = self.vary {
+            field(s, b"Vary: ", vary.as_bytes(), b"")?;
         }
         if let Some(cc) = self.cache_control {
             field(s, b"Cache-Control: ", cc.as_bytes(), b"")?;
@@ -659,6 +677,34 @@ mod tests {
     }
 
     #[test]
+    fn content_encoding_after_type_and_vary_after_last_modified() {
+        let tag = etag();
+        let head = ResponseHead {
+            content_type: Some("text/html"),
+            content_encoding: Some("br"),
+            content_length: Some(3),
+            etag: Some(&tag),
+            vary: Some("Accept-Encoding"),
+            cache_status: Some(CacheStatus::Hit),
+            ..ResponseHead::new(StatusCode::OK)
+        };
+        assert_eq!(
+            String::from_utf8(encode_vec(&head)).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: br\r\n\
+             Content-Length: 3\r\nETag: \"6-5\"\r\nVary: Accept-Encoding\r\n\
+             Cache-Status: satchel; hit\r\n\r\n"
+        );
+        let head = ResponseHead {
+            vary: Some("a\nb"),
+            ..ResponseHead::new(StatusCode::OK)
+        };
+        assert_eq!(
+            head.encode(&mut [0; 64]),
+            Err(EncodeError::InvalidFieldValue)
+        );
+    }
+
+    #[test]
     fn content_security_policy_before_connection_and_checked() {
         let head = ResponseHead {
             content_security_policy: Some("default-src 'none'"),
@@ -944,9 +990,11 @@ mod tests {
             ResponseHead {
                 status: self.status,
                 content_type: self.content_type.as_deref(),
+                content_encoding: None,
                 content_length: self.content_length,
                 etag: self.etag.as_ref(),
                 last_modified: self.last_modified,
+                vary: None,
                 date: self.date,
                 accept_ranges: self.accept_ranges,
                 content_range: self.content_range,
