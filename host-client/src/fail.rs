@@ -5,10 +5,11 @@
 //! | 0 | every download succeeded |
 //! | 2 | usage: bad arguments, a NAME or URL that cannot be saved safely |
 //! | 3 | not found: the server answered 404 or 410 |
-//! | 4 | other HTTP error: any other non-success status, too many or off-server redirects |
+//! | 4 | other HTTP error: any other non-success status, too many or off-server redirects, a NAME that is a folder |
 //! | 5 | network or timeout: cannot connect, reset, cut short, no progress within `--timeout` (after `--retries`, which never retry a refused connection) |
 //! | 6 | local I/O: cannot write, disk full, file exists without `--force` |
 //! | 7 | integrity: malformed or lying response (bad head, bad framing, length or digest mismatch, 206 with the wrong range) |
+//! | 8 | some entries skipped: `-r` saved everything else, but skipped names it cannot save safely |
 
 use std::fmt;
 
@@ -27,16 +28,20 @@ pub(crate) const EXIT_LOCAL_IO: u8 = 6;
 /// A malformed or lying response: bad head or framing, length mismatch, wrong range.
 pub(crate) const EXIT_INTEGRITY: u8 = 7;
 
+/// `-r` skipped listing entries whose names cannot be saved safely; nothing else failed.
+pub(crate) const EXIT_SKIPPED: u8 = 8;
+
 /// The exit-code table for `--help`.
 pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
   2  usage error (bad arguments, a name that cannot be saved safely)
   3  not found (404, 410)
-  4  other HTTP error (other 4xx/5xx, too many or off-server redirects)
+  4  other HTTP error (other 4xx/5xx, too many or off-server redirects, a NAME that is a folder)
   5  network error or timeout (after --retries; a refused connection is not retried)
   6  local I/O error (cannot write, disk full, file exists without --force)
-  7  integrity error (malformed or lying response, length or digest mismatch, wrong range)";
+  7  integrity error (malformed or lying response, length or digest mismatch, wrong range)
+  8  some entries skipped (-r: names that cannot be saved safely; everything else saved)";
 
 /// A failed operation: the exit code it maps to and what happened.
 #[derive(Debug)]

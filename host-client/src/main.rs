@@ -6,7 +6,7 @@
 //! satchel-client HOST PORT NAME DEST_DIR          (the seed's order)
 //! satchel-client URL... [-d DEST_DIR]             (URL = http://HOST[:PORT]/PATH)
 //! satchel-client HOST PORT --list PATH            (or --list URL)
-//! satchel-client HOST PORT -r FOLDER... [-d DEST_DIR]
+//! satchel-client HOST PORT -r FOLDER... [-d DEST_DIR] [--delete]
 //! ```
 //!
 //! The protocol logic (request, response parsing, framing, redirects, retries, resume
@@ -14,6 +14,7 @@
 //! binary supplies sockets, files, the command line and the progress bar.
 
 mod fail;
+mod mirror;
 mod net;
 mod progress;
 mod session;
@@ -22,25 +23,27 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use satchel_core::client::target::{encode_name, local_name, MAX_TARGET};
+use satchel_core::client::target::{encode_typed, local_name, Typed, MAX_TARGET};
 use satchel_core::client::Url;
 use satchel_core::time::Duration;
 
 use fail::{Fail, EXIT_CODES_HELP, EXIT_OK};
-use session::{Options, Session};
+use mirror::MirrorOptions;
+use session::{Options, Save, Session};
 
 /// Download files over HTTP/1.1, atomically: the final file holds the whole content or is
 /// untouched.
 #[derive(Debug, Parser)]
 #[command(name = "satchel-client", version, after_help = EXIT_CODES_HELP)]
 struct Cli {
-    /// `HOST PORT NAME...`, or `URL...` (http://HOST[:PORT]/PATH); the seed's
-    /// `HOST PORT NAME DEST_DIR` and `URL DEST_DIR` work when DEST_DIR is an existing folder
-    /// (or ends with `/`)
+    /// `HOST PORT NAME...`, or `URL...` (http://HOST[:PORT]/PATH). Spaces and non-ASCII
+    /// characters are percent-encoded; a `%XX` escape is kept as written. The seed's
+    /// `HOST PORT NAME DEST_DIR` (exactly four, without -d) and `URL... DEST_DIR` always take
+    /// DEST_DIR as a folder, created if missing
     #[arg(value_name = "ARGS")]
     args: Vec<String>,
 
-    /// Folder to save into (default: the current folder)
+    /// Folder to save into (default: the current folder), created at the first byte
     #[arg(short = 'd', long = "dest", value_name = "DEST_DIR")]
     dest: Option<PathBuf>,
 
@@ -52,7 +55,9 @@ struct Cli {
     #[arg(long)]
     force: bool,
 
-    /// Resume a .part file left by an earlier run (Range + If-Range)
+    /// Resume a .part file left by an earlier run (Range + If-Range; a rerun does so anyway,
+    /// and says so); on a file that exists, check it against the server: unchanged is
+    /// success ("already complete")
     #[arg(short = 'c', long = "continue")]
     resume: bool,
 
@@ -67,7 +72,7 @@ struct Cli {
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
 
-    /// No progress bar and no retry notices
+    /// No progress bar, no notices, no mirror summary
     #[arg(short, long)]
     quiet: bool,
 
@@ -75,9 +80,24 @@ struct Cli {
     #[arg(long, value_name = "PATH", conflicts_with = "recursive")]
     list: Option<String>,
 
-    /// Mirror the folders named into DEST_DIR
+    /// Mirror the folders named into DEST_DIR; a folder mirrored before is updated: only
+    /// what changed is fetched (If-None-Match / If-Modified-Since, from its .satchel-mirror
+    /// record), saved files get the server's Last-Modified time
     #[arg(short, long)]
     recursive: bool,
+
+    /// With -r: remove files in DEST_DIR's mirrored folders that the server no longer lists
+    #[arg(long, requires = "recursive")]
+    delete: bool,
+
+    /// Do not flush files to disk before renaming them (as wget and curl): a crash of the
+    /// machine (not of the client) may then leave a final name with missing bytes
+    #[arg(long)]
+    no_sync: bool,
+
+    /// With -r: connections used at once for the files
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    connections: u16,
 }
 
 /// One thing to fetch.
@@ -114,12 +134,15 @@ fn plan_jobs(cli: &Cli) -> Result<(Vec<Job>, PathBuf), Fail> {
 
     let url_form = args.first().is_some_and(|a| is_url(a));
     let names_from = if url_form { 0 } else { 2 };
-    // The seed's trailing DEST_DIR: only without -d, and only when it is clearly a folder.
+    // The seed's trailing DEST_DIR, only without -d: after URLs, any argument that is not a
+    // URL; in the seed's own form `HOST PORT NAME DIR`, always; with more names, only when it
+    // is clearly a folder.
     if dest.is_none() && cli.output.is_none() && args.len() > names_from + 1 {
+        let seed = !url_form && args.len() == 4;
         if let Some(last) = args
             .last()
             .copied()
-            .filter(|l| !is_url(l) && looks_like_dir(l))
+            .filter(|l| !is_url(l) && (url_form || seed || looks_like_dir(l)))
         {
             dest = Some(PathBuf::from(last));
             args.pop();
@@ -130,12 +153,7 @@ fn plan_jobs(cli: &Cli) -> Result<(Vec<Job>, PathBuf), Fail> {
     let mut jobs = Vec::new();
     if url_form {
         for a in &args {
-            let url = Url::parse(a).map_err(|e| Fail::usage(format!("{a}: {e}")))?;
-            jobs.push(Job {
-                host: url.host.to_owned(),
-                port: url.port,
-                target: url.target.to_owned(),
-            });
+            jobs.push(url_job(a)?);
         }
     } else {
         let [host, port, names @ ..] = args.as_slice() else {
@@ -155,9 +173,7 @@ fn plan_jobs(cli: &Cli) -> Result<(Vec<Job>, PathBuf), Fail> {
                     "{name}: mix of URL and HOST PORT forms"
                 )));
             }
-            let mut buf = [0u8; MAX_TARGET];
-            let target =
-                encode_name(name, &mut buf).map_err(|e| Fail::usage(format!("{name}: {e}")))?;
+            let target = typed_target(name, Typed::Name)?;
             jobs.push(Job {
                 host: (*host).to_owned(),
                 port,
@@ -176,14 +192,38 @@ fn plan_jobs(cli: &Cli) -> Result<(Vec<Job>, PathBuf), Fail> {
     Ok((jobs, dest))
 }
 
+/// What the user typed, percent-encoded as browsers and wget do (see [`encode_typed`]).
+fn typed_target(typed: &str, kind: Typed) -> Result<String, Fail> {
+    let mut buf = [0u8; MAX_TARGET];
+    encode_typed(typed, kind, &mut buf)
+        .map(str::to_owned)
+        .map_err(|e| Fail::usage(format!("{typed}: {e}")))
+}
+
+/// A job from a URL, its path and query percent-encoded.
+fn url_job(text: &str) -> Result<Job, Fail> {
+    let url = Url::parse(text).map_err(|e| Fail::usage(format!("{text}: {e}")))?;
+    Ok(Job {
+        host: url.host.to_owned(),
+        port: url.port,
+        target: typed_target(url.target, Typed::Url)?,
+    })
+}
+
 fn run(cli: &Cli) -> Result<u8, Fail> {
     let opts = Options {
         force: cli.force,
         resume: cli.resume,
         retries: cli.retries,
         timeout: Duration::from_secs(cli.timeout.max(1)),
-        progress: !cli.quiet,
+        // Several files at once on several connections: a summary instead of a bar.
+        progress: !cli.quiet && !cli.recursive,
         verbose: !cli.quiet,
+        sync: !cli.no_sync,
+    };
+    let mirror_opts = MirrorOptions {
+        delete: cli.delete,
+        connections: usize::from(cli.connections),
     };
 
     if let Some(path) = &cli.list {
@@ -223,11 +263,11 @@ fn run(cli: &Cli) -> Result<u8, Fail> {
         dests.push(dest);
     }
 
-    if cli.output.is_none() {
-        std::fs::create_dir_all(&dest_dir).map_err(|e| Fail::local(dest_dir.display(), &e))?;
-    }
+    // DEST_DIR is created when the first byte of a file arrives, never for a failure.
+    let make_dir = cli.output.is_none().then_some(dest_dir.as_path());
     let mut session: Option<Session> = None;
     let mut first_failure: Option<Fail> = None;
+    let mut skipped = false;
     for (job, dest) in jobs.iter().zip(&dests) {
         let s = match &mut session {
             Some(s) if s.is_for(&job.host, job.port) => s,
@@ -237,34 +277,45 @@ fn run(cli: &Cli) -> Result<u8, Fail> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let result = if cli.recursive {
-            s.mirror(&job.target, dest, 0)
-        } else {
-            s.download(&job.target, dest, &label)
+        if cli.recursive {
+            let summary = mirror::mirror(s, &job.target, dest, &opts, mirror_opts);
+            match summary.first {
+                Some(fail) => {
+                    first_failure.get_or_insert(fail);
+                }
+                None if summary.skipped > 0 => skipped = true,
+                None => {}
+            }
+            continue;
+        }
+        let save = Save {
+            make_dir,
+            ..Save::default()
         };
-        if let Err(fail) = result {
+        if let Err(fail) = s.download(&job.target, dest, &label, save) {
             eprintln!("satchel-client: {fail}");
             first_failure.get_or_insert(fail);
         }
     }
-    Ok(first_failure.map_or(EXIT_OK, |f| f.code))
+    Ok(match first_failure {
+        Some(f) => f.code,
+        None if skipped => fail::EXIT_SKIPPED,
+        None => EXIT_OK,
+    })
 }
 
 /// `--list PATH`: PATH is a URL, or a path on the server named by HOST PORT (or by a URL among
 /// the positionals).
 fn list(cli: &Cli, path: &str, opts: Options) -> Result<u8, Fail> {
     let (host, port, target) = if is_url(path) {
-        let url = Url::parse(path).map_err(|e| Fail::usage(format!("{path}: {e}")))?;
-        (url.host.to_owned(), url.port, url.target.to_owned())
+        let job = url_job(path)?;
+        (job.host, job.port, job.target)
     } else {
         let (jobs, _) = plan_jobs(cli)?;
         let job = jobs
             .first()
             .ok_or_else(|| Fail::usage("--list PATH needs HOST PORT or a URL"))?;
-        let mut buf = [0u8; MAX_TARGET];
-        let target =
-            encode_name(path, &mut buf).map_err(|e| Fail::usage(format!("{path}: {e}")))?;
-        (job.host.clone(), job.port, target.to_owned())
+        (job.host.clone(), job.port, typed_target(path, Typed::Name)?)
     };
     Session::new(&host, port, opts).list(&target)?;
     Ok(EXIT_OK)
@@ -287,10 +338,15 @@ mod tests {
 
     #[test]
     fn host_port_names() {
-        let (jobs, dest) = plan_jobs(&cli(&["h", "8080", "a b", "dir/c"])).expect("plans");
+        let args = ["h", "8080", "a b", "dir/c", "e%41é"];
+        let (jobs, dest) = plan_jobs(&cli(&args)).expect("plans");
         assert_eq!(
             targets(&jobs),
-            [("h", 8080, "/a%20b"), ("h", 8080, "/dir/c")]
+            [
+                ("h", 8080, "/a%20b"),
+                ("h", 8080, "/dir/c"),
+                ("h", 8080, "/e%41%C3%A9")
+            ]
         );
         assert_eq!(dest, Path::new("."));
     }
@@ -302,6 +358,13 @@ mod tests {
         assert_eq!(dest, Path::new("out/"));
         let (_, dest) = plan_jobs(&cli(&["http://h/x", "/"])).expect("plans");
         assert_eq!(dest, Path::new("/"));
+        // The seed's own form: the fourth is a folder even if it does not exist yet.
+        let (jobs, dest) = plan_jobs(&cli(&["h", "8080", "a", "not-yet"])).expect("plans");
+        assert_eq!(targets(&jobs), [("h", 8080, "/a")]);
+        assert_eq!(dest, Path::new("not-yet"));
+        let (jobs, dest) = plan_jobs(&cli(&["http://h/a b", "out"])).expect("plans");
+        assert_eq!(targets(&jobs), [("h", 80, "/a%20b")]);
+        assert_eq!(dest, Path::new("out"));
         // With -d, the last positional is a name like the others.
         let (jobs, dest) = plan_jobs(&cli(&["h", "1", "a", "b/", "-d", "d"])).expect("plans");
         assert_eq!(jobs.len(), 2);

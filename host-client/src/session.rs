@@ -10,17 +10,23 @@
 //!    fsynced, renamed over `NAME`, and the folder is fsynced;
 //! 3. so `NAME` holds the whole file or is untouched, whatever happens before the rename
 //!    (server death, reset, disk full, kill -9).
+//!
+//! A mirror ([`crate::mirror`]) batches step 2: many parts are written, one `syncfs` makes them
+//! all durable, then each is renamed (the same promise for a fraction of the `fsync`s), on a
+//! thread of its own while the downloads go on.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration as StdDuration, SystemTime};
 
 use satchel_core::client::digest::Sha256 as Digest256;
 use satchel_core::client::nal::{Buffers, DownloadError, Sink};
 use satchel_core::client::session::{self, Config, Download, Resume, Retry, Saved, Start};
 use satchel_core::client::target::decode_name;
 use satchel_core::client::{ListingEntry, Plan, Url};
+use satchel_core::http::date::{format_http_date, parse_http_date};
 use satchel_core::time::Duration;
 use sha2::{Digest as _, Sha256};
 
@@ -34,8 +40,6 @@ const RX: usize = 256 * 1024;
 const TX: usize = 8 * 1024;
 /// Largest folder listing read into memory.
 const MAX_LISTING: usize = 16 << 20;
-/// Deepest folder nesting `--recursive` descends into (PROTOCOL.md's 32 path segments).
-const MAX_DEPTH: u32 = 32;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -52,6 +56,105 @@ pub(crate) struct Options {
     pub(crate) progress: bool,
     /// Print retry notices.
     pub(crate) verbose: bool,
+    /// Flush each file to disk before its rename (`--no-sync` turns it off).
+    pub(crate) sync: bool,
+}
+
+/// How one file is saved, beyond [`Options`].
+#[derive(Default)]
+pub(crate) struct Save<'a> {
+    /// Create this folder (and its parents) when the first byte arrives, not before.
+    pub(crate) make_dir: Option<&'a Path>,
+    /// A file a mirror saved before: its `ETag` and `Last-Modified` (when it is still the copy
+    /// saved), sent as `If-None-Match` / `If-Modified-Since`; it may be replaced without `--force`.
+    pub(crate) copy: Option<(Option<&'a str>, Option<&'a str>)>,
+    /// Defer the durability step to a batch (a mirror); `None` fsyncs this file on its own.
+    pub(crate) batch: Option<&'a mut Batch>,
+}
+
+/// What a successful [`Session::download`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Got {
+    /// The server answered 304: the copy on disk is current and was kept.
+    pub(crate) kept: bool,
+    /// The response's strong `ETag`, if any (for the mirror's record).
+    pub(crate) etag: Option<String>,
+    /// The response's `Last-Modified`, if any.
+    pub(crate) last_modified: Option<String>,
+}
+
+/// Bodies up to this size get no `.part.meta`: a part this small is fetched again rather than
+/// resumed, which saves a mirror of small files two file operations each.
+const NOT_WORTH_RESUMING: u64 = 64 * 1024;
+
+/// Parts written but not yet renamed: made durable together by one `syncfs`, then renamed.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// Part, its meta if one may exist, final name, and the caller's tag.
+    pending: Vec<(PathBuf, Option<PathBuf>, PathBuf, usize)>,
+    /// The tag the next pushed part gets (a mirror: the job's index).
+    pub(crate) tag: usize,
+}
+
+impl Batch {
+    /// How many parts wait.
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Moves every part of `other` into this batch.
+    pub(crate) fn append(&mut self, other: &mut Self) {
+        self.pending.append(&mut other.pending);
+    }
+
+    /// Makes every pending part durable with one `syncfs`, renames each over its name, and
+    /// fsyncs the folders that changed.
+    ///
+    /// # Errors
+    /// The first file system error, with the tags of the parts not renamed (they stay parts).
+    pub(crate) fn flush(&mut self, sync: bool) -> Result<(), (Fail, Vec<usize>)> {
+        let Some((part, _, _, _)) = self.pending.first() else {
+            return Ok(());
+        };
+        let synced = if sync {
+            File::open(part).and_then(|any| syncfs(&any))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = synced {
+            let tags = self.pending.drain(..).map(|p| p.3).collect();
+            return Err((Fail::local("syncfs", &e), tags));
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut failed: Option<(Fail, Vec<usize>)> = None;
+        for (part, meta, dest, tag) in self.pending.drain(..) {
+            if let Err(e) = fs::rename(&part, &dest) {
+                failed
+                    .get_or_insert_with(|| (Fail::local(dest.display(), &e), Vec::new()))
+                    .1
+                    .push(tag);
+                continue;
+            }
+            if let Some(meta) = meta {
+                let _ = remove_if_present(&meta);
+            }
+            let dir = parent_dir(&dest).to_path_buf();
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        for dir in dirs.iter().filter(|_| sync) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// `syncfs(2)` on the file system holding `file`: every dirty page of it reaches the disk.
+fn syncfs(file: &File) -> std::io::Result<()> {
+    rustix::fs::syncfs(file).map_err(std::io::Error::from)
 }
 
 /// A server and the connection to it.
@@ -81,7 +184,9 @@ impl Check {
             let copied = std::io::copy(&mut std::io::Read::take(file, offset), &mut hasher)
                 .map_err(|e| Fail::local(part.display(), &e))?;
             if copied != offset {
-                return Err(Fail::integrity("the part file shrank while resuming"));
+                return Err(Fail::integrity(
+                    "the partly saved file shrank while resuming",
+                ));
             }
         }
         Ok(Self { hasher, expected })
@@ -92,11 +197,47 @@ impl Check {
 struct PartFile<'a> {
     part: &'a Path,
     meta: &'a Path,
+    /// What the user asked for, for messages.
     label: &'a str,
     verbose: bool,
     progress: Progress,
     file: Option<File>,
     check: Option<Check>,
+    /// Created at the first byte (see [`Save::make_dir`]).
+    make_dir: Option<&'a Path>,
+    /// Bytes of an earlier run's part that this run resumes from (0: none).
+    resumed_from: u64,
+    /// Only asking whether the saved file is current: a body is not wanted.
+    probe: bool,
+    /// A part or its meta may exist (left by an earlier run, or written by this one).
+    meta_maybe: bool,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+impl<'a> PartFile<'a> {
+    /// A sink for `part` (and its `meta`) with nothing written yet and no progress bar.
+    fn new(part: &'a Path, meta: &'a Path, label: &'a str, opts: &Options) -> Self {
+        Self {
+            part,
+            meta,
+            label,
+            verbose: opts.verbose,
+            progress: Progress::new(label, false),
+            file: None,
+            check: None,
+            make_dir: None,
+            resumed_from: 0,
+            probe: false,
+            meta_maybe: false,
+            etag: None,
+            last_modified: None,
+        }
+    }
+
+    fn local(&self, e: &std::io::Error) -> Fail {
+        Fail::local(self.label, e)
+    }
 }
 
 impl Sink for PartFile<'_> {
@@ -104,27 +245,52 @@ impl Sink for PartFile<'_> {
 
     fn start(&mut self, s: &Start<'_>) -> Result<(), Fail> {
         self.check = None;
+        let text = |v: Option<&[u8]>| {
+            v.and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned)
+        };
+        self.etag = text(s.response.etag.filter(|e| !e.starts_with(b"W/")));
+        self.last_modified = text(s.response.last_modified);
+        if self.probe && !matches!(s.plan, Plan::Complete) {
+            return Err(Fail::local(
+                self.label,
+                &std::io::Error::other(
+                    "already exists and is not the server's current version (use --force to replace it)",
+                ),
+            ));
+        }
+        if let (Some(dir), Plan::Write { .. } | Plan::Append { .. }) = (self.make_dir, s.plan) {
+            fs::create_dir_all(dir).map_err(|e| Fail::local(dir.display(), &e))?;
+        }
         let (offset, total) = match s.plan {
             Plan::Write { total } => {
-                match s.validator {
-                    Some(v) => fs::write(self.meta, v),
-                    None => remove_if_present(self.meta),
+                if self.resumed_from > 0 && self.verbose {
+                    eprintln!(
+                        "satchel-client: {}: changed on the server since the earlier run; starting over",
+                        self.label
+                    );
                 }
-                .map_err(|e| Fail::local(self.meta.display(), &e))?;
-                self.file = Some(open_part(self.part, true)?);
+                self.resumed_from = 0;
+                let small = total.is_some_and(|t| t <= NOT_WORTH_RESUMING);
+                match s.validator.filter(|_| !small) {
+                    Some(v) => {
+                        self.meta_maybe = true;
+                        fs::write(self.meta, v)
+                    }
+                    None if self.meta_maybe => remove_if_present(self.meta),
+                    None => Ok(()),
+                }
+                .map_err(|e| self.local(&e))?;
+                self.file = Some(open_part(self.part, true).map_err(|e| self.local(&e))?);
                 (0, total)
             }
             Plan::Append { offset, total } => {
-                let file = open_part(self.part, false)?;
-                let len = file
-                    .metadata()
-                    .map_err(|e| Fail::local(self.part.display(), &e))?
-                    .len();
+                let file = open_part(self.part, false).map_err(|e| self.local(&e))?;
+                let len = file.metadata().map_err(|e| self.local(&e))?.len();
                 if len != offset {
-                    return Err(Fail::local(
-                        self.part.display(),
-                        &std::io::Error::other("changed while resuming"),
-                    ));
+                    return Err(self.local(&std::io::Error::other(
+                        "the part file changed while resuming",
+                    )));
                 }
                 self.file = Some(file);
                 (offset, total)
@@ -144,7 +310,7 @@ impl Sink for PartFile<'_> {
     fn body(&mut self, data: &[u8]) -> Result<(), Fail> {
         if let Some(file) = &mut self.file {
             file.write_all(data)
-                .map_err(|e| Fail::local(self.part.display(), &e))?;
+                .map_err(|e| Fail::local(self.label, &e))?;
             if let Some(check) = &mut self.check {
                 check.hasher.update(data);
             }
@@ -196,7 +362,7 @@ impl Sink for Collect {
 
 /// Server-sent bytes made safe to print: invalid UTF-8 becomes U+FFFD and control characters
 /// (C0 and C1, which terminals may act on) become `?`.
-fn printable(bytes: &[u8]) -> String {
+pub(crate) fn printable(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })
@@ -204,7 +370,7 @@ fn printable(bytes: &[u8]) -> String {
 }
 
 /// Opens the part file without following a symbolic link planted in its place.
-fn open_part(part: &Path, truncate: bool) -> Result<File, Fail> {
+fn open_part(part: &Path, truncate: bool) -> std::io::Result<File> {
     let mut o = OpenOptions::new();
     o.write(true).custom_flags(libc::O_NOFOLLOW);
     if truncate {
@@ -212,7 +378,7 @@ fn open_part(part: &Path, truncate: bool) -> Result<File, Fail> {
     } else {
         o.append(true);
     }
-    o.open(part).map_err(|e| Fail::local(part.display(), &e))
+    o.open(part)
 }
 
 fn remove_if_present(path: &Path) -> std::io::Result<()> {
@@ -248,6 +414,11 @@ impl Session {
         }
     }
 
+    /// Another session with the same server, on its own connection.
+    pub(crate) fn sibling(&self, opts: Options) -> Self {
+        Self::new(&self.host, self.port, opts)
+    }
+
     /// Whether this session talks to `host:port`.
     pub(crate) fn is_for(&self, host: &str, port: u16) -> bool {
         self.host.eq_ignore_ascii_case(host) && self.port == port
@@ -260,7 +431,8 @@ impl Session {
         accept: Option<&str>,
         resume: Option<Resume<'_>>,
         sink: &mut K,
-    ) -> Result<Saved, Fail> {
+        copy: Option<(Option<&str>, Option<&str>)>,
+    ) -> Result<(Saved, bool), Fail> {
         let net = match &mut self.net {
             Some(net) => net,
             None => self
@@ -282,6 +454,9 @@ impl Session {
         let mut download =
             Download::new(url, &self.host_header, config, resume, connected, net.now())
                 .map_err(|e| Fail::usage(format!("{target}: {e}")))?;
+        if let Some((etag, date)) = copy {
+            download.set_conditional(etag, date);
+        }
         let buffers = Buffers {
             tx: &mut self.tx,
             rx: &mut self.rx,
@@ -290,34 +465,54 @@ impl Session {
             .map_err(|e| match e {
                 DownloadError::Sink(fail) => fail,
                 DownloadError::Encode(e) => Fail::usage(format!("{target}: {e}")),
-                DownloadError::Session(e) => session_fail(&e, &download, net, self.port),
+                DownloadError::Session(e) => {
+                    session_fail(&e, &download, net, self.port, self.opts.timeout)
+                }
                 _ => Fail::new(EXIT_NETWORK, "download failed"),
             })
+            .map(|saved| (saved, download.not_modified()))
     }
 
     /// Downloads `target` into `dest` (see the module doc for the file protocol).
     ///
+    /// A `.part` (with its validator) left by an earlier run is resumed, with or without
+    /// `--continue`, and said so; a part that cannot be resumed is started over, and said so.
+    /// With `--continue`, an existing `dest` is checked against the server
+    /// (`If-Modified-Since` its modification time): unchanged is success, "already complete".
+    ///
     /// # Errors
     /// A [`Fail`] with the exit code of what went wrong; `dest` is then untouched.
-    pub(crate) fn download(&mut self, target: &str, dest: &Path, label: &str) -> Result<(), Fail> {
+    pub(crate) fn download(
+        &mut self,
+        target: &str,
+        dest: &Path,
+        label: &str,
+        save: Save<'_>,
+    ) -> Result<Got, Fail> {
+        let mut probe = false;
         match fs::symlink_metadata(dest) {
             Ok(m) if m.is_dir() => {
                 return Err(Fail::local(
-                    dest.display(),
-                    &std::io::Error::other("is a folder"),
+                    label,
+                    &std::io::Error::other("is a folder here"),
                 ))
             }
-            Ok(_) if !self.opts.force => {
+            Ok(_) if self.opts.force || save.copy.is_some() => {}
+            Ok(m) if self.opts.resume && m.is_file() => probe = true,
+            Ok(_) => {
                 return Err(Fail::local(
-                    dest.display(),
+                    label,
                     &std::io::Error::other("already exists (use --force to replace it)"),
                 ))
             }
-            _ => {}
+            Err(_) => {}
         }
         let part = with_suffix(dest, ".part");
         let meta = with_suffix(dest, ".part.meta");
-        let result = self.download_into(target, dest, &part, &meta, label);
+        if probe {
+            return self.check_complete(target, dest, label);
+        }
+        let result = self.download_into(target, dest, &part, &meta, label, save);
         match &result {
             Err(f) if f.code == EXIT_INTEGRITY => {
                 // Bytes we cannot trust must not be resumed from later.
@@ -330,7 +525,7 @@ impl Session {
                     return Err(Fail::new(
                         f.code,
                         format!(
-                            "{f}; {} keeps {kept} bytes, and --continue resumes it",
+                            "{f}; {} keeps {kept} bytes, and a rerun (or --continue) resumes it",
                             part.display()
                         ),
                     ));
@@ -341,6 +536,36 @@ impl Session {
         result
     }
 
+    /// `--continue` on a file that exists: a conditional request on its modification time
+    /// (which the client set from `Last-Modified` when it saved it); 304 is success.
+    fn check_complete(&mut self, target: &str, dest: &Path, label: &str) -> Result<Got, Fail> {
+        let date = fs::metadata(dest)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| format_http_date(d.as_secs()))
+            .and_then(|d| String::from_utf8(d.to_vec()).ok());
+        let unused = Path::new("");
+        let mut sink = PartFile {
+            probe: true,
+            ..PartFile::new(unused, unused, label, &self.opts)
+        };
+        let (_, kept) = self.run(target, None, None, &mut sink, Some((None, date.as_deref())))?;
+        if !kept {
+            return Err(Fail::local(
+                label,
+                &std::io::Error::other("already exists (use --force to replace it)"),
+            ));
+        }
+        if self.opts.verbose {
+            eprintln!("satchel-client: {label}: already complete");
+        }
+        Ok(Got {
+            kept: true,
+            ..Got::default()
+        })
+    }
+
     fn download_into(
         &mut self,
         target: &str,
@@ -348,46 +573,81 @@ impl Session {
         part: &Path,
         meta: &Path,
         label: &str,
-    ) -> Result<(), Fail> {
+        save: Save<'_>,
+    ) -> Result<Got, Fail> {
         let mut validator = None;
         let mut offset = 0;
-        if self.opts.resume {
-            if let (Ok(m), Ok(v)) = (fs::symlink_metadata(part), fs::read_to_string(meta)) {
-                let v = v.trim();
-                if m.is_file() && !v.is_empty() {
-                    validator = Some(v.to_owned());
-                    offset = m.len();
+        let part_left = fs::symlink_metadata(part);
+        if let Ok(m) = &part_left {
+            let v = fs::read_to_string(meta).unwrap_or_default();
+            let v = v.trim();
+            if m.is_file() && !v.is_empty() && m.len() > 0 {
+                validator = Some(v.to_owned());
+                offset = m.len();
+                if !self.opts.resume && self.opts.verbose {
+                    eprintln!(
+                        "satchel-client: {label}: resuming from byte {offset} of the part an earlier run left ({})",
+                        part.display()
+                    );
                 }
+            } else if self.opts.verbose {
+                eprintln!(
+                    "satchel-client: {label}: starting over: the part an earlier run left ({}) cannot be resumed",
+                    part.display()
+                );
             }
         }
         let resume = validator
             .as_deref()
             .map(|validator| Resume { offset, validator });
         let mut sink = PartFile {
-            part,
-            meta,
-            label,
-            verbose: self.opts.verbose,
             progress: Progress::new(label, self.opts.progress),
-            file: None,
-            check: None,
+            make_dir: save.make_dir,
+            resumed_from: offset,
+            meta_maybe: part_left.is_ok(),
+            ..PartFile::new(part, meta, label, &self.opts)
         };
-        let result = self.run(target, None, resume, &mut sink);
+        // A resumed part asks with If-Range; the copy's validators would contradict it.
+        let copy = save.copy.filter(|_| resume.is_none());
+        let result = self.run(target, None, resume, &mut sink, copy);
         sink.progress.finish();
-        let saved = result?;
+        let (saved, kept) = result?;
+        let got = Got {
+            kept,
+            etag: sink.etag.take(),
+            last_modified: sink.last_modified.take(),
+        };
+        if kept {
+            return Ok(got);
+        }
         if let Some(check) = sink.check.take() {
             if check.hasher.finalize().as_slice() != check.expected {
                 return Err(Fail::integrity(format!(
-                    "{}: SHA-256 differs from the digest the server announced",
-                    dest.display()
+                    "{label}: SHA-256 differs from the digest the server announced"
                 )));
             }
         }
         let file = match sink.file.take() {
             Some(file) => file,
-            None => open_part(part, false)?,
+            None => open_part(part, false).map_err(|e| Fail::local(label, &e))?,
         };
-        finish(file, saved.len, part, meta, dest)
+        let mtime = got
+            .last_modified
+            .as_deref()
+            .and_then(|d| parse_http_date(d.as_bytes()))
+            .map(|secs| SystemTime::UNIX_EPOCH + StdDuration::from_secs(secs));
+        let meta = sink.meta_maybe.then_some(meta);
+        let batch = save.batch;
+        finish(
+            file,
+            saved.len,
+            mtime,
+            label,
+            (part, meta, dest),
+            batch,
+            self.opts.sync,
+        )?;
+        Ok(got)
     }
 
     /// Fetches a small text resource (a listing), following redirects; returns its body.
@@ -396,7 +656,7 @@ impl Session {
     /// A [`Fail`] for network trouble, an error status, or a body that is not `text/plain`.
     pub(crate) fn fetch_listing(&mut self, target: &str) -> Result<Vec<u8>, Fail> {
         let mut collect = Collect::default();
-        self.run(target, Some("text/plain"), None, &mut collect)?;
+        self.run(target, Some("text/plain"), None, &mut collect, None)?;
         Ok(collect.body)
     }
 
@@ -421,63 +681,10 @@ impl Session {
         }
         Ok(())
     }
-
-    /// Mirrors the folder `target` into `dest_dir`, recursively. Every entry name is decoded and
-    /// checked to be one plain path component before it touches the file system.
-    ///
-    /// # Errors
-    /// The first failure; the other entries are still attempted.
-    pub(crate) fn mirror(&mut self, target: &str, dest_dir: &Path, depth: u32) -> Result<(), Fail> {
-        if depth > MAX_DEPTH {
-            return Err(Fail::integrity(format!(
-                "{target}: folders nested too deep"
-            )));
-        }
-        let target = folder_target(target);
-        let body = self.fetch_listing(&target)?;
-        fs::create_dir_all(dest_dir).map_err(|e| Fail::local(dest_dir.display(), &e))?;
-        let text = String::from_utf8_lossy(&body);
-        let mut first: Option<Fail> = None;
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            let result = self.mirror_entry(&target, line, dest_dir, depth);
-            if let Err(fail) = result {
-                eprintln!("satchel-client: {fail}");
-                first.get_or_insert(fail);
-            }
-        }
-        first.map_or(Ok(()), Err)
-    }
-
-    fn mirror_entry(
-        &mut self,
-        folder: &str,
-        line: &str,
-        dest_dir: &Path,
-        depth: u32,
-    ) -> Result<(), Fail> {
-        let entry = ListingEntry::parse(line)
-            .map_err(|e| Fail::integrity(format!("listing line {line:?}: {e}")))?;
-        let mut buf = [0u8; satchel_core::client::target::MAX_TARGET];
-        let name = decode_name(entry.encoded_name, &mut buf)
-            .map_err(|e| Fail::integrity(format!("listing entry {:?}: {e}", entry.encoded_name)))?;
-        let dest = dest_dir.join(name);
-        let child = format!("{folder}{}", entry.encoded_name);
-        if entry.is_dir {
-            if fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink()) {
-                return Err(Fail::local(
-                    dest.display(),
-                    &std::io::Error::other("is a symbolic link"),
-                ));
-            }
-            self.mirror(&child, &dest, depth + 1)
-        } else {
-            self.download(&child, &dest, name)
-        }
-    }
 }
 
 /// `target` with a trailing `/` (a folder).
-fn folder_target(target: &str) -> String {
+pub(crate) fn folder_target(target: &str) -> String {
     if target.ends_with('/') {
         target.to_owned()
     } else {
@@ -486,9 +693,31 @@ fn folder_target(target: &str) -> String {
 }
 
 /// What a session's failure means for the user, and its exit code.
-fn session_fail(e: &session::Error, download: &Download<'_>, net: &Net, port: u16) -> Fail {
+fn session_fail(
+    e: &session::Error,
+    download: &Download<'_>,
+    net: &Net,
+    port: u16,
+    timeout: Duration,
+) -> Fail {
     let target = download.target();
     match e {
+        session::Error::Timeout => {
+            let what = download
+                .waiting()
+                .map_or_else(|| "the server".to_owned(), |w| w.to_string());
+            Fail::new(
+                EXIT_NETWORK,
+                format!(
+                    "{target}: timed out after {} s waiting for {what}",
+                    timeout.as_millis() / 1000
+                ),
+            )
+        }
+        session::Error::Folder => Fail::new(
+            EXIT_HTTP,
+            format!("{target}: is a folder on the server (use -r to mirror it)"),
+        ),
         session::Error::Connect(_) => {
             let why = match net.last_connect_error() {
                 "" => e.to_string(),
@@ -523,36 +752,58 @@ fn status_fail(status: u16, reason: &str, target: &str) -> Fail {
     Fail::new(code, format!("{target}: {status} {reason}"))
 }
 
-/// Checks the byte count, flushes the part to disk and renames it over `dest`.
-fn finish(file: File, total: u64, part: &Path, meta: &Path, dest: &Path) -> Result<(), Fail> {
-    let len = file
-        .metadata()
-        .map_err(|e| Fail::local(part.display(), &e))?
-        .len();
+/// Checks the byte count, sets the modification time, flushes the part to disk and renames
+/// it over `dest` (or leaves the last two steps to `batch`).
+fn finish(
+    file: File,
+    total: u64,
+    mtime: Option<SystemTime>,
+    label: &str,
+    (part, meta, dest): (&Path, Option<&Path>, &Path),
+    batch: Option<&mut Batch>,
+    sync: bool,
+) -> Result<(), Fail> {
+    let local = |e: std::io::Error| Fail::local(label, &e);
+    let len = file.metadata().map_err(local)?.len();
     if len != total {
         return Err(Fail::integrity(format!(
-            "{}: saved {len} bytes, the server announced {total}",
-            dest.display()
+            "{label}: saved {len} bytes, the server announced {total}"
         )));
     }
-    file.sync_all()
-        .map_err(|e| Fail::local(part.display(), &e))?;
+    if let Some(t) = mtime {
+        file.set_modified(t).map_err(local)?;
+    }
+    if let Some(batch) = batch {
+        drop(file);
+        batch.pending.push((
+            part.to_path_buf(),
+            meta.map(Path::to_path_buf),
+            dest.to_path_buf(),
+            batch.tag,
+        ));
+        return Ok(());
+    }
+    if sync {
+        file.sync_all().map_err(local)?;
+    }
     drop(file);
-    fs::rename(part, dest).map_err(|e| Fail::local(dest.display(), &e))?;
-    let _ = remove_if_present(meta);
+    fs::rename(part, dest).map_err(local)?;
+    if let Some(meta) = meta {
+        let _ = remove_if_present(meta);
+    }
     // Make the rename itself durable.
-    if let Some(dir) = dest.parent().map(|d| {
-        if d.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            d
-        }
-    }) {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if let Some(d) = sync.then(|| File::open(parent_dir(dest)).ok()).flatten() {
+        let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The folder holding `path` (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ mod admin;
 mod cache;
 mod clock;
 mod fs;
+mod listen;
+mod malloc;
 mod memfd;
 mod metrics;
 mod probes;
@@ -149,6 +151,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    malloc::return_large_blocks();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -238,7 +241,7 @@ fn run(args: Args) -> Result<()> {
     let defer_accept = !args.no_defer_accept;
     // A connection must bring its PROXY header within the head timeout.
     let proxy_protocol = args.proxy_protocol.then_some(args.head_timeout);
-    let listeners = worker::bind_listeners(SocketAddr::new(bind, args.port), workers, defer_accept)
+    let listeners = listen::bind_exclusive(SocketAddr::new(bind, args.port), workers, defer_accept)
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
     let shared = Arc::new(Shared::new(max_connections, args.quiet));

@@ -96,8 +96,8 @@ pub(crate) fn bind_listeners(
 /// slot. Apache httpd does the same by default on Linux (`AcceptFilter http data`). A client
 /// silent for `secs` is handed over anyway (and then meets the usual timeouts).
 ///
-/// Neither std (unstable), socket2, rustix nor nix offers this option, hence the one `unsafe`
-/// call of the workspace, on a descriptor borrowed for the call.
+/// Neither std (unstable), socket2, rustix nor nix offers this option, hence an `unsafe`
+/// call (one of two in the workspace, with `malloc.rs`), on a descriptor borrowed for the call.
 #[allow(unsafe_code)]
 fn set_defer_accept(socket: &socket2::Socket, secs: libc::c_int) -> io::Result<()> {
     use std::os::fd::AsRawFd;

@@ -2,7 +2,7 @@
 //! and never in a final file that is not the whole, right content.
 //!
 //! Exit codes: 0 ok, 2 usage, 3 not found, 4 other HTTP error, 5 network/timeout,
-//! 6 local I/O, 7 integrity.
+//! 6 local I/O, 7 integrity, 8 some entries skipped (-r).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -424,14 +424,20 @@ fn hostile_names_stay_inside_the_destination() {
             &port,
             "../../x",
             "/etc/passwd-copy",
-            "a%2fb",
+            "100%",
             "-d",
             ".",
         ],
     );
     run.assert_code(0);
-    assert_eq!(names(&dest), ["a%2fb", "passwd-copy", "x"]);
+    assert_eq!(names(&dest), ["100%", "passwd-copy", "x"]);
     assert_eq!(names(&root.path().join("a/b")), ["dest"]);
+    // A %XX escape in a NAME is kept as written: %2f is a slash, so the name is refused
+    // before anything is fetched.
+    let before = server.connections();
+    let run = client(&dest, &["127.0.0.1", &port, "a%2fb", "-d", "."]);
+    run.assert_code(2);
+    assert_eq!(server.connections(), before);
     // In a URL, %2f decodes to a slash: refused before anything is fetched.
     let before = server.connections();
     let run = client(&dest, &[&server.url("/a/..%2f..%2fevil")]);
@@ -448,8 +454,18 @@ fn mirror_skips_hostile_listing_entries() {
     let root = tempfile::tempdir().expect("tempdir");
     let port = server.addr().port().to_string();
     let run = client(root.path(), &["127.0.0.1", &port, "-r", "/", "-d", "m"]);
-    run.assert_code(7);
-    assert_eq!(names(&root.path().join("m")), ["file.bin"]);
+    // Skipped and counted, not an integrity error: exit 8, "some entries skipped".
+    run.assert_code(8);
+    assert!(run.stderr.contains("2 skipped"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("skipped /..%2f..%2fescaped"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        names(&root.path().join("m")),
+        [".satchel-mirror", "file.bin"]
+    );
     assert_eq!(names(root.path()), ["m"], "nothing escaped the mirror");
     let run = client(root.path(), &["127.0.0.1", &port, "--list", "/"]);
     run.assert_code(0);
@@ -584,7 +600,16 @@ fn idle_keep_alive_closed_by_the_server_is_reopened() {
     let port = server.addr().port().to_string();
     let run = client(
         dir.path(),
-        &["127.0.0.1", &port, "a.bin", "b.bin", "--retries", "0"],
+        &[
+            "127.0.0.1",
+            &port,
+            "a.bin",
+            "b.bin",
+            "-d",
+            ".",
+            "--retries",
+            "0",
+        ],
     );
     run.assert_code(0);
     assert_eq!(std::fs::read(dir.path().join("a.bin")).expect("a"), body);

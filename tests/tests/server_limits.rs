@@ -48,6 +48,31 @@ fn read_rest(s: &mut TcpStream, mut got: Vec<u8>) -> Vec<u8> {
     got.split_off(head_end)
 }
 
+/// Waits at most `timeout` for `child` to exit by itself and returns its status and stderr;
+/// past it, kills it and fails.
+fn exit_of(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("satchel-server (pid {}) did not exit in time", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    (status, err)
+}
+
 #[test]
 fn past_the_cap_a_client_gets_503_with_retry_after() {
     let dir = root_with(&[("a.txt", b"a\n".to_vec())]);
@@ -276,6 +301,45 @@ fn command_line_errors_have_distinct_exit_codes() {
     }
 }
 
+/// A second satchel-server on the port of a running one (same user, so `SO_REUSEPORT` would let
+/// it join the listeners) exits 1 naming the address "in use", instead of taking half the
+/// connections and serving them from its own root; the first keeps serving all of them.
+#[test]
+fn a_second_server_on_a_port_in_use_exits_1() {
+    let first_root = root_with(&[("a.txt", b"first\n".to_vec())]);
+    let second_root = root_with(&[("a.txt", b"second\n".to_vec())]);
+    let first = Server::start(first_root.path(), &["--quiet", "--workers", "2"]);
+    let port = first.addr().port().to_string();
+    let mut second = Command::new(bin_path("satchel-server"))
+        .arg(&port)
+        .arg(second_root.path())
+        .args(["--bind", "127.0.0.1", "--workers", "2", "--quiet"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, err) = exit_of(&mut second, Duration::from_secs(10));
+    let mut out = String::new();
+    second
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("in use"),
+        "{err}"
+    );
+    assert!(!out.contains("listening on"), "{out}");
+    // Every new connection still reaches the first server.
+    for _ in 0..20 {
+        let r = raw::get(first.addr(), "/a.txt");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"first\n"[..]));
+    }
+}
+
 /// SIGTERM: new connections are refused, the response in flight completes, exit code 0.
 #[test]
 fn sigterm_finishes_in_flight_then_exits_zero() {
@@ -367,21 +431,7 @@ fn closed_stdout_is_not_fatal() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "server did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = exit_of(&mut child, Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }

@@ -42,7 +42,7 @@ pub use body::{BodyDecoder, FramingError};
 pub use head::{parse_response, ContentRange, Framing, HeadError, Response};
 pub use request::{EncodeError, Request};
 pub use resume::{plan, Plan, ResumeError};
-pub use target::{local_name, resolve_location, ListingEntry, TargetError, Url};
+pub use target::{local_name, resolve_location, ListingEntry, TargetError, Typed, Url};
 
 /// What one call to [`Exchange::handle_input`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

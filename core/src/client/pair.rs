@@ -95,7 +95,11 @@ impl Server {
             out.extend(full(body.len()));
             out.extend_from_slice(&body[..n.min(body.len())]);
         };
+        let unchanged = header("If-None-Match:").is_some_and(|v| v == etag);
         match conn.act.clone() {
+            Act::Serve if unchanged => conn
+                .out
+                .extend(format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\n\r\n").bytes()),
             Act::Serve => match range {
                 Some(from) if from >= body.len() => conn.out.extend(
                     format!(
@@ -665,4 +669,68 @@ fn a_chunked_partial_that_ends_off_its_content_range_is_refused() {
             announced: 10
         }))
     );
+}
+
+#[test]
+fn a_conditional_request_keeps_an_unchanged_copy_and_fetches_a_changed_one() {
+    let body = file(3000, 16);
+    let mut srv = server(vec![("\"v\"", body.clone())], vec![(Act::Serve, 0)]);
+    let mut s = session(0, None);
+    s.set_conditional(Some("\"v\""), Some("Sun, 06 Nov 1994 08:49:37 GMT"));
+    let r = run(&mut srv, &mut s, b"old".to_vec(), 64);
+    assert_eq!(r.result, Ok(Saved { len: 0 }));
+    assert!(s.not_modified(), "304 means the copy is current");
+    assert_eq!(r.part, b"old", "nothing written");
+    assert!(srv.requests[0].contains("\r\nIf-None-Match: \"v\"\r\n"));
+    assert!(srv.requests[0].contains("\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+
+    let mut s = session(0, None);
+    s.set_conditional(Some("\"old\""), None);
+    let r = run(&mut srv, &mut s, Vec::new(), 64);
+    assert_eq!(r.result, Ok(Saved { len: 3000 }));
+    assert!(!s.not_modified());
+    assert_eq!(r.part, body);
+
+    // A 304 nobody asked for is never a success (this one also has bytes after its head).
+    let mut srv = server(vec![("\"v\"", body)], vec![(Act::Status(304, None), 0)]);
+    let mut s = session(0, None);
+    let r = run(&mut srv, &mut s, Vec::new(), 64);
+    assert!(r.result.is_err(), "{:?}", r.result);
+    assert!(!s.not_modified());
+}
+
+#[test]
+fn a_file_name_that_is_a_folder_is_an_error_not_a_saved_page() {
+    let mut srv = server(
+        vec![("\"v\"", file(10, 17))],
+        vec![(Act::Redirect("/f/"), 0)],
+    );
+    let r = run(&mut srv, &mut session(0, None), Vec::new(), 64);
+    assert_eq!(r.result, Err(Error::Folder));
+    assert!(r.part.is_empty());
+    // Another redirect is followed as before (this server redirects forever).
+    let mut srv = server(
+        vec![("\"v\"", file(10, 17))],
+        vec![(Act::Redirect("/f/x"), 0)],
+    );
+    let r = run(&mut srv, &mut session(0, None), Vec::new(), 64);
+    assert_eq!(r.result, Err(Error::TooManyRedirects));
+}
+
+#[test]
+fn a_timeout_says_what_it_waited_for() {
+    let mut srv = server(vec![("\"v\"", file(5000, 18))], vec![(Act::Mute, 0)]);
+    let mut s = session(0, None);
+    assert_eq!(
+        run(&mut srv, &mut s, Vec::new(), 64).result,
+        Err(Error::Timeout)
+    );
+    assert_eq!(s.waiting(), Some(super::session::Waiting::Head));
+    let mut srv = server(vec![("\"v\"", file(5000, 18))], vec![(Act::Stall(10), 0)]);
+    let mut s = session(0, None);
+    assert_eq!(
+        run(&mut srv, &mut s, Vec::new(), 64).result,
+        Err(Error::Timeout)
+    );
+    assert_eq!(s.waiting(), Some(super::session::Waiting::Body));
 }

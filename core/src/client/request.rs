@@ -7,6 +7,8 @@
 //! Accept: */*
 //! Range: bytes=N-            (resuming)
 //! If-Range: "etag" | date    (resuming, when the validator is known)
+//! If-None-Match: "etag"      (mirroring: the copy already saved)
+//! If-Modified-Since: date    (mirroring: the copy already saved)
 //! Connection: close          (last request on this connection)
 //! ```
 //!
@@ -31,6 +33,10 @@ pub struct Request<'a> {
     pub range_from: Option<u64>,
     /// `If-Range` validator (an `ETag` or a `Last-Modified` date), only sent with a range.
     pub if_range: Option<&'a str>,
+    /// `If-None-Match`: the `ETag` of a copy already saved (a mirror asking what changed).
+    pub if_none_match: Option<&'a str>,
+    /// `If-Modified-Since`: the `Last-Modified` of a copy already saved.
+    pub if_modified_since: Option<&'a str>,
     /// Whether to ask the server to keep the connection open.
     pub keep_alive: bool,
 }
@@ -66,6 +72,8 @@ impl Request<'_> {
             accept: None,
             range_from: None,
             if_range: None,
+            if_none_match: None,
+            if_modified_since: None,
             keep_alive: true,
         }
     }
@@ -105,6 +113,8 @@ impl Request<'_> {
             || !target_ok
             || !self.accept.is_none_or(value_ok)
             || !self.if_range.is_none_or(value_ok)
+            || !self.if_none_match.is_none_or(value_ok)
+            || !self.if_modified_since.is_none_or(value_ok)
         {
             return Err(EncodeError::Invalid);
         }
@@ -122,6 +132,12 @@ impl Request<'_> {
             if let Some(v) = self.if_range {
                 write!(w, "If-Range: {v}\r\n").map_err(full)?;
             }
+        }
+        if let Some(v) = self.if_none_match {
+            write!(w, "If-None-Match: {v}\r\n").map_err(full)?;
+        }
+        if let Some(v) = self.if_modified_since {
+            write!(w, "If-Modified-Since: {v}\r\n").map_err(full)?;
         }
         if !self.keep_alive {
             w.write_str("Connection: close\r\n").map_err(full)?;
@@ -198,6 +214,19 @@ mod tests {
     }
 
     #[test]
+    fn conditional_get() {
+        let r = Request {
+            if_none_match: Some("\"v1\""),
+            if_modified_since: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+            ..Request::get("h", "/f")
+        };
+        let head = encode(&r).expect("encodes");
+        assert!(head.contains(
+            "\r\nIf-None-Match: \"v1\"\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+        ));
+    }
+
+    #[test]
     fn refuses_injection() {
         for r in [
             Request::get("h\r\nX: y", "/f"),
@@ -207,6 +236,14 @@ mod tests {
             Request {
                 range_from: Some(1),
                 if_range: Some("\"x\"\r\nEvil: 1"),
+                ..Request::get("h", "/f")
+            },
+            Request {
+                if_none_match: Some("\"x\"\nEvil: 1"),
+                ..Request::get("h", "/f")
+            },
+            Request {
+                if_modified_since: Some("Sun\r"),
                 ..Request::get("h", "/f")
             },
         ] {

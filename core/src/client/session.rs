@@ -58,6 +58,9 @@ pub const MAX_RESTARTS: u32 = 2;
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// The longest validator kept for `If-Range` (a longer one is not resumable).
 pub const MAX_VALIDATOR: usize = 256;
+/// The longest `If-Modified-Since` date sent (an IMF-fixdate is 29 bytes; the obsolete forms
+/// a server may have sent in `Last-Modified` are shorter than this).
+const MAX_DATE: usize = 40;
 /// The first backoff; each retry doubles it, five times at most.
 const BACKOFF: Duration = Duration::from_millis(250);
 /// The reason phrase kept for an error status.
@@ -121,6 +124,8 @@ pub enum Error {
     Redirect(TargetError),
     /// More than [`MAX_REDIRECTS`] redirects.
     TooManyRedirects,
+    /// A file download redirected to the same path with a `/` added: the name is a folder.
+    Folder,
     /// The file changed more than [`MAX_RESTARTS`] times during the download.
     KeepsChanging,
     /// Not a 200 of the media type asked for in [`Config::accept`].
@@ -175,6 +180,7 @@ impl fmt::Display for Error {
             Self::Status(s) => write!(f, "status {s}"),
             Self::Redirect(e) => write!(f, "redirect not followed: {e}"),
             Self::TooManyRedirects => f.write_str("more than 5 redirects"),
+            Self::Folder => f.write_str("is a folder on the server"),
             Self::KeepsChanging => f.write_str("the file keeps changing on the server"),
             Self::NotAccepted => f.write_str("not the media type asked for"),
             Self::Length { saved, announced } => {
@@ -185,6 +191,24 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+/// What the last [`Error::Timeout`] was waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// The whole response head, within `timeout` of the request.
+    Head,
+    /// Body progress: [`MIN_PROGRESS`] bytes within each `timeout` window.
+    Body,
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Head => "the response head",
+            Self::Body => "body progress (at least 1 KiB per window)",
+        })
+    }
+}
 
 /// A download that ended well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +400,16 @@ pub struct Download<'a> {
     redirects: u32,
     restarts: u32,
     pending_retry: Option<Retry>,
+    /// `If-None-Match` to send (the `ETag` of a copy already saved), when nonzero.
+    cond_etag: [u8; MAX_VALIDATOR],
+    cond_etag_len: usize,
+    /// `If-Modified-Since` to send (an HTTP date), when nonzero.
+    cond_date: [u8; MAX_DATE],
+    cond_date_len: usize,
+    /// The server answered `304 Not Modified` to the conditional request.
+    not_modified: bool,
+    /// What the last timeout was waiting for.
+    waiting: Option<Waiting>,
 }
 
 impl<'a> Download<'a> {
@@ -419,6 +453,12 @@ impl<'a> Download<'a> {
             redirects: 0,
             restarts: 0,
             pending_retry: None,
+            cond_etag: [0; MAX_VALIDATOR],
+            cond_etag_len: 0,
+            cond_date: [0; MAX_DATE],
+            cond_date_len: 0,
+            not_modified: false,
+            waiting: None,
         };
         if let Some(r) = resume {
             if session.keep_validator(r.validator.as_bytes()) {
@@ -432,6 +472,26 @@ impl<'a> Download<'a> {
     pub fn target(&self) -> &str {
         let bytes = self.target.get(..self.target_len).unwrap_or_default();
         core::str::from_utf8(bytes).unwrap_or_default()
+    }
+
+    /// Makes the request conditional on a copy already saved (a mirror asking only for what
+    /// changed): `etag` goes in `If-None-Match`, `date` in `If-Modified-Since`. A `304` then
+    /// ends the download with nothing saved and [`not_modified`](Self::not_modified) true.
+    /// A value that cannot appear in a header, or is too long (an `ETag` over
+    /// [`MAX_VALIDATOR`] bytes, a date over 40), is not sent.
+    pub fn set_conditional(&mut self, etag: Option<&str>, date: Option<&str>) {
+        self.cond_etag_len = copy_value(&mut self.cond_etag, etag);
+        self.cond_date_len = copy_value(&mut self.cond_date, date);
+    }
+
+    /// What the last [`Error::Timeout`] (retried or final) was waiting for.
+    pub fn waiting(&self) -> Option<Waiting> {
+        self.waiting
+    }
+
+    /// Whether the server answered `304 Not Modified`: the saved copy is current.
+    pub fn not_modified(&self) -> bool {
+        self.not_modified
     }
 
     /// The reason phrase of the last error status (at most 64 bytes, as sent).
@@ -512,6 +572,11 @@ impl<'a> Download<'a> {
             State::Receiving(r) => {
                 let late = r.timer.check(now, &r.exchange).is_err();
                 if late {
+                    self.waiting = Some(if r.exchange.head_received() {
+                        Waiting::Body
+                    } else {
+                        Waiting::Head
+                    });
                     self.fail(now, Error::Timeout, None);
                 }
             }
@@ -593,7 +658,12 @@ impl<'a> Download<'a> {
     /// Decides what a final response head means (the exchange then reads its body, and
     /// [`end_exchange`](Self::end_exchange) acts on the role); returns the start of a save.
     fn head<'d>(&mut self, r: &Response<'d>, raw: &[u8]) -> Option<Start<'d>> {
+        let conditional = self.cond_etag_len > 0 || self.cond_date_len > 0;
         let role = match r.status {
+            304 if conditional && self.asked_from.is_none() => {
+                self.not_modified = true;
+                Role::Complete
+            }
             301 | 302 | 303 | 307 | 308 if r.location.is_some() => {
                 self.redirect(r.location.unwrap_or_default())
             }
@@ -682,6 +752,10 @@ impl<'a> Download<'a> {
             ..self.url
         };
         match resolve_location(&base, location, &mut next) {
+            // A file asked for that is a folder: never save its listing page as the file.
+            Ok(t) if self.config.accept.is_none() && is_folder_of(t, self.target()) => {
+                Role::Fail(Error::Folder, None)
+            }
             Ok(t) => {
                 let len = t.len();
                 self.target = next;
@@ -789,9 +863,45 @@ impl<'a> Download<'a> {
             accept: self.config.accept,
             range_from,
             if_range: validator.filter(|_| range_from.is_some()),
+            // A resumed request carries If-Range instead: both would be ambiguous.
+            if_none_match: value(&self.cond_etag, self.cond_etag_len)
+                .filter(|_| range_from.is_none()),
+            if_modified_since: value(&self.cond_date, self.cond_date_len)
+                .filter(|_| range_from.is_none()),
             keep_alive: true,
         }
     }
+}
+
+/// Whether `to` is `from`'s path with a `/` added (the server's answer to a folder's name).
+fn is_folder_of(to: &str, from: &str) -> bool {
+    let path = |t: &str| t.split('?').next().unwrap_or_default().len();
+    let (to_path, from_path) = (path(to), path(from));
+    to_path == from_path + 1
+        && to.get(..from_path) == from.get(..from_path)
+        && to.as_bytes().get(from_path) == Some(&b'/')
+}
+
+/// Copies a header value into `dst`, returning its length; 0 (not sent) when it is absent,
+/// too long, or holds a byte a header cannot carry.
+fn copy_value(dst: &mut [u8], v: Option<&str>) -> usize {
+    let Some(v) = v.map(str::as_bytes) else {
+        return 0;
+    };
+    let ok = v.iter().all(|&b| b == b' ' || b.is_ascii_graphic());
+    match dst.get_mut(..v.len()).filter(|_| ok) {
+        Some(d) => {
+            d.copy_from_slice(v);
+            v.len()
+        }
+        None => 0,
+    }
+}
+
+/// The first `len` bytes of `buf` as a header value (`None` when `len` is 0).
+fn value(buf: &[u8], len: usize) -> Option<&str> {
+    let v = buf.get(..len).filter(|v| !v.is_empty())?;
+    core::str::from_utf8(v).ok()
 }
 
 /// The validator to resume with: a strong `ETag`, else `Last-Modified` (RFC 9110 §13.1.5:

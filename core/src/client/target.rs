@@ -125,6 +125,51 @@ pub fn encode_name<'o>(name: &str, out: &'o mut [u8]) -> Result<&'o str, TargetE
     w.into_str()
 }
 
+/// What [`encode_typed`] reads: a NAME (its `?` and `#` are part of the name) or the path
+/// and query of a URL (its first `?` starts the query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Typed {
+    /// A NAME as in `HOST PORT NAME`.
+    Name,
+    /// The target of `http://host/TARGET`, as [`Url::parse`] returns it.
+    Url,
+}
+
+/// Turns what a user typed (a NAME, or a URL's path and query) into an origin-form target as
+/// browsers and wget do: a `%` followed by two hex digits is an escape and is kept as written;
+/// every other byte that cannot stand in a target (space, non-ASCII, controls, `"<>\^`{|}`, a
+/// lone `%`, and for a NAME `?` and `#`) is percent-encoded; a leading `/` is added.
+///
+/// # Errors
+/// [`TargetError::TooLong`] when `out` cannot hold the result.
+pub fn encode_typed<'o>(
+    typed: &str,
+    kind: Typed,
+    out: &'o mut [u8],
+) -> Result<&'o str, TargetError> {
+    let mut w = Out { buf: out, len: 0 };
+    if !typed.starts_with('/') {
+        w.push(b'/')?;
+    }
+    let bytes = typed.as_bytes();
+    let mut in_query = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = b == b'%'
+            && bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        let query_mark = kind == Typed::Url && b == b'?' && !in_query;
+        in_query |= query_mark;
+        let keep = escape || query_mark || Keep::Path.keeps(b) || (in_query && b == b'?');
+        if keep {
+            w.push(b)?;
+        } else {
+            percent::escape(b).iter().try_for_each(|&e| w.push(e))?;
+        }
+    }
+    w.into_str()
+}
+
 /// The last segment of a target's path, percent-decoded and checked to be a safe file name.
 ///
 /// The query is ignored. `out` receives the decoded name. This is the only way the client
@@ -353,6 +398,27 @@ mod tests {
         assert_eq!(encode_name("/abs", &mut buf), Ok("/abs"));
         let mut tiny = [0u8; 3];
         assert_eq!(encode_name("abcd", &mut tiny), Err(TargetError::TooLong));
+    }
+
+    #[test]
+    fn typed_names_and_urls_keep_escapes_and_encode_the_rest() {
+        let mut buf = [0u8; 128];
+        let mut enc = |s: &str, k| encode_typed(s, k, &mut buf).map(std::string::String::from);
+        assert_eq!(
+            enc("dir/a b%20c%zz?#é.txt", Typed::Name).as_deref(),
+            Ok("/dir/a%20b%20c%25zz%3F%23%C3%A9.txt")
+        );
+        assert_eq!(
+            enc("/a b/ü.txt?q=1 2&r=?", Typed::Url).as_deref(),
+            Ok("/a%20b/%C3%BC.txt?q=1%202&r=?")
+        );
+        assert_eq!(enc("/x%2Fy", Typed::Url).as_deref(), Ok("/x%2Fy"));
+        assert_eq!(enc("a\"<>\\", Typed::Name).as_deref(), Ok("/a%22%3C%3E%5C"));
+        let mut tiny = [0u8; 3];
+        assert_eq!(
+            encode_typed("abcd", Typed::Name, &mut tiny),
+            Err(TargetError::TooLong)
+        );
     }
 
     #[test]

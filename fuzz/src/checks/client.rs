@@ -96,8 +96,26 @@ pub fn check(data: &[u8]) {
     // The session asks for a range only from a non-empty part within the file.
     let resumable = asked_from.is_none_or(|a| a > 0 && a as usize <= len);
     let session = resumable
-        .then(|| run_session(&wire, capacity, &reads, asked_from, &file))
+        .then(|| run_session(&wire, capacity, &reads, asked_from, &file, false).0)
         .flatten();
+    // The same answer to a conditional request (a mirror's If-None-Match): a 304 ends it with
+    // nothing saved and "not modified"; any other answer does exactly what it did before.
+    if asked_from.is_none() {
+        let (conditional, not_modified) = run_session(&wire, capacity, &reads, None, &file, true);
+        if not_modified {
+            let status = match parse_response(skip_interim(&wire), false) {
+                Ok(Status::Complete((r, _))) => Some(r.status),
+                _ => None,
+            };
+            assert_eq!(status, Some(304), "\"not modified\" without a 304");
+            assert_eq!(conditional, Some(Vec::new()), "a 304 saved bytes");
+        } else {
+            assert_eq!(
+                conditional, session,
+                "a conditional request changed the outcome"
+            );
+        }
+    }
     let expected = if got.done {
         complete_download(&wire, &file, asked_from, &got, honest)
     } else {
@@ -171,14 +189,16 @@ fn complete_download(
 
 /// Runs a download session on the answer, read in the same sizes, from a part holding the
 /// file's first `asked_from` bytes; returns the part if the session saved it (`None` when it
-/// failed or would go elsewhere: a redirect, a retry).
+/// failed or would go elsewhere: a redirect, a retry), and whether it ended "not modified".
+/// `conditional` asks with `If-None-Match`, as a mirror does for a copy it has.
 fn run_session(
     wire: &[u8],
     capacity: usize,
     reads: &[usize],
     asked_from: Option<u64>,
     file: &[u8],
-) -> Option<Vec<u8>> {
+    conditional: bool,
+) -> (Option<Vec<u8>>, bool) {
     let url = Url {
         host: "h",
         port: 80,
@@ -195,18 +215,25 @@ fn run_session(
         validator: "\"v\"",
     });
     let now = Instant::from_millis(0);
-    let mut s = Download::new(url, "h", config, resume, false, now).ok()?;
+    let Ok(mut s) = Download::new(url, "h", config, resume, false, now) else {
+        return (None, false);
+    };
+    if conditional {
+        s.set_conditional(Some("\"v\""), None);
+    }
     let mut part = file[..asked_from.map_or(0, |a| a as usize)].to_vec();
     let (mut buf, mut fed, mut requests) = (Vec::new(), 0, 0);
     let mut sizes = reads.iter().copied().cycle();
     loop {
         match s.poll(now) {
             // A second request (a redirect, a restart) would need another answer.
-            Action::Connect | Action::Send(_) if requests > 0 => return None,
+            Action::Connect | Action::Send(_) if requests > 0 => return (None, s.not_modified()),
             Action::Connect => s.handle_connected(now),
             Action::Send(request) => {
                 requests += 1;
                 assert_eq!(request.range_from, asked_from, "the range asked for");
+                let expected = conditional.then_some("\"v\"");
+                assert_eq!(request.if_none_match, expected, "If-None-Match");
             }
             Action::Receive if fed == wire.len() => s.handle_eof(now),
             Action::Receive => {
@@ -232,16 +259,16 @@ fn run_session(
                 }
                 buf.drain(..used);
             }
-            Action::Retry(_) | Action::Wait(_) => return None,
+            Action::Retry(_) | Action::Wait(_) => return (None, s.not_modified()),
             Action::Done(Ok(saved)) => {
                 assert_eq!(
                     saved.len,
                     part.len() as u64,
                     "the length the session counted"
                 );
-                return Some(part);
+                return (Some(part), s.not_modified());
             }
-            Action::Done(Err(_)) => return None,
+            Action::Done(Err(_)) => return (None, s.not_modified()),
         }
     }
 }
