@@ -4,6 +4,9 @@
 //! in tests over in-memory streams, or on the host through `embedded-io-adapters`' `FromStd`
 //! with socket timeouts set. The host server's event loop and the smoltcp driver do not use it;
 //! they drive [`Connection`] themselves.
+//!
+//! Its source must answer at once (it has nothing to wait on but the stream): a request whose
+//! source answers `Pending` would never be resumed here.
 
 use embedded_io::{Read, Write};
 

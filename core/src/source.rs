@@ -78,6 +78,15 @@ pub enum SourceError {
     Forbidden,
     /// An I/O failure on the server's side.
     Io,
+    /// Not answered yet: the source started the work (an open on a thread pool, a fetch from an
+    /// upstream server) under this ticket, and the connection waits for it (see
+    /// [`Ticket`]). Only the `_waiting` methods answer it.
+    Pending(Ticket),
+    /// Answering would mean waiting, and the source started nothing: from
+    /// [`FileSource::probe`] only, where it sends the connection straight on to
+    /// [`FileSource::open_waiting`] (the probe only validates a cached entry, and a source
+    /// that knows the cache holds nothing under the path need not look).
+    WouldBlock,
 }
 
 impl core::fmt::Display for SourceError {
@@ -86,6 +95,8 @@ impl core::fmt::Display for SourceError {
             Self::NotFound => "not found",
             Self::Forbidden => "forbidden",
             Self::Io => "i/o error",
+            Self::Pending(_) => "pending",
+            Self::WouldBlock => "would block",
         })
     }
 }
@@ -108,6 +119,21 @@ impl Arrival {
     /// Arrival not known: every probe looks again.
     pub const UNKNOWN: Self = Self(u64::MAX);
 }
+
+/// The work a source does for one waiting request, named by the source.
+///
+/// A source that cannot answer [`FileSource::open_waiting`] (or
+/// [`FileSource::listing_waiting`]) at once starts the work and answers
+/// [`SourceError::Pending`] with a ticket. The connection parks the request (its bytes stay
+/// unconsumed in the driver's buffer) and reports the ticket through
+/// [`Connection::waiting_for`](crate::serve::Connection::waiting_for); when the work is done
+/// the driver calls [`Connection::handle_ready`](crate::serve::Connection::handle_ready),
+/// and the connection answers the request again from its start, passing the ticket back to
+/// every `_waiting` call. The source answers what it completed under the ticket and adds any
+/// further work (a folder's `index.html` after the folder) to the same ticket, until the
+/// request is answered. What the numbers mean is the source's and its driver's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticket(pub u64);
 
 /// A tree of files under a root.
 ///
@@ -136,8 +162,12 @@ pub trait FileSource {
     /// `arrived` says when the request being answered had arrived: a source may answer with a
     /// result it looked up after that point (see [`Arrival`]); the default looks every time.
     ///
+    /// A slow source may answer [`SourceError::WouldBlock`] instead of looking (when the cache
+    /// holds nothing under the path, say): the connection then goes straight on to
+    /// [`FileSource::open_waiting`], which judges files, folders and errors alike.
+    ///
     /// # Errors
-    /// As [`FileSource::metadata`].
+    /// As [`FileSource::metadata`], and [`SourceError::WouldBlock`].
     fn probe(&self, path: &SafePath<'_>, arrived: Arrival) -> Result<Metadata, SourceError> {
         let _ = arrived;
         self.metadata(path)
@@ -148,6 +178,25 @@ pub trait FileSource {
     /// # Errors
     /// As [`FileSource::metadata`]; also when `path` is not a regular file.
     fn open(&self, path: &SafePath<'_>) -> Result<(Self::File, Metadata), SourceError>;
+
+    /// [`FileSource::open`] for a request that can wait: the connection calls this one. A
+    /// source that is always fast keeps the default (the sync `open`, nothing more). A slow one
+    /// may start the open elsewhere and answer [`SourceError::Pending`]; `wait` is the
+    /// request's ticket once it has one (see [`Ticket`]), under which the source answers
+    /// what it completed. What it answers follows `open`'s rules (a folder may be "opened":
+    /// its metadata says so), and a file it returns must be readable without waiting for the
+    /// bytes the cache fill needs (read ahead into memory, or a fast medium).
+    ///
+    /// # Errors
+    /// As [`FileSource::open`], and [`SourceError::Pending`].
+    fn open_waiting(
+        &self,
+        path: &SafePath<'_>,
+        wait: Option<Ticket>,
+    ) -> Result<(Self::File, Metadata), SourceError> {
+        let _ = wait;
+        self.open(path)
+    }
 
     /// The metadata of an open file as it is now (`fstat` on the host).
     ///
@@ -177,6 +226,21 @@ pub trait FileSource {
     ) -> Result<Self::Listing, SourceError> {
         let _ = (path, view);
         Err(SourceError::NotFound)
+    }
+
+    /// [`FileSource::listing`] for a request that can wait, as
+    /// [`FileSource::open_waiting`] is for `open`; the default renders at once.
+    ///
+    /// # Errors
+    /// As [`FileSource::listing`], and [`SourceError::Pending`].
+    fn listing_waiting(
+        &self,
+        path: &SafePath<'_>,
+        view: ListingView,
+        wait: Option<Ticket>,
+    ) -> Result<Self::Listing, SourceError> {
+        let _ = wait;
+        self.listing(path, view)
     }
 }
 

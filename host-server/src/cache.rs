@@ -189,6 +189,12 @@ impl ShardedCache {
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the cache holds an entry (of any version) under `key`: when it does not, a miss
+    /// needs no `stat` to validate anything and goes straight to the I/O pool.
+    pub(crate) fn may_hold(&self, key: &[u8]) -> bool {
+        self.shard(key).contains(key)
+    }
+
     /// How many shards there are.
     pub(crate) fn shard_count(&self) -> usize {
         self.shards.len()

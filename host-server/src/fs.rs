@@ -5,14 +5,74 @@
 //! RESOLVE_NO_MAGICLINKS`, so `..`, absolute symbolic links and links that lead outside ROOT
 //! fail with `EXDEV` whenever they are swapped in. A link that stays inside is followed.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 use satchel_core::listing::{Entry, ListingView, ListingWriter};
 use satchel_core::path::SafePath;
 use satchel_core::source::{Arrival, FileKind, FileSource, FileVersion, Metadata, SourceError};
+
+/// An open file: its descriptor, shared by every request that waited for the same open
+/// ([`crate::iopool`]), and, for a file the cache may take, its bytes read ahead by the I/O
+/// pool with the metadata checked after that read, so that the cache fill on the worker's loop
+/// reads memory, not the disk.
+#[derive(Clone)]
+pub(crate) struct HostFile {
+    fd: Arc<OwnedFd>,
+    ahead: Option<Arc<ReadAhead>>,
+}
+
+/// A whole file read ahead, and its metadata after the read (equal to what the open reported).
+pub(crate) struct ReadAhead {
+    bytes: Vec<u8>,
+    after: Metadata,
+}
+
+impl HostFile {
+    fn new(fd: OwnedFd) -> Self {
+        Self {
+            fd: Arc::new(fd),
+            ahead: None,
+        }
+    }
+
+    /// Whether the file's bytes were read ahead.
+    pub(crate) fn is_read_ahead(&self) -> bool {
+        self.ahead.is_some()
+    }
+
+    /// Reads the whole file (`meta.version.len` bytes) into memory and keeps it if the file
+    /// was the version `meta` names all along (`fstat` after the read); otherwise the file
+    /// stays without read-ahead (its bytes cannot be trusted to be one version).
+    pub(crate) fn read_ahead(&mut self, source: &FsSource, meta: &Metadata) {
+        let Ok(len) = usize::try_from(meta.version.len) else {
+            return;
+        };
+        let mut bytes = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            match source.read_at(self, done as u64, &mut bytes[done..]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => done += n,
+            }
+        }
+        match source.file_metadata(self) {
+            Ok(after) if after.version == meta.version => {
+                self.ahead = Some(Arc::new(ReadAhead { bytes, after }));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl AsFd for HostFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
 
 /// Files under one root folder.
 pub(crate) struct FsSource {
@@ -105,7 +165,7 @@ fn map_errno(e: Errno) -> SourceError {
 }
 
 impl FileSource for FsSource {
-    type File = OwnedFd;
+    type File = HostFile;
     type Listing = Vec<u8>;
 
     fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
@@ -129,22 +189,36 @@ impl FileSource for FsSource {
             .map_err(map_errno)
     }
 
-    fn open(&self, path: &SafePath<'_>) -> Result<(OwnedFd, Metadata), SourceError> {
+    fn open(&self, path: &SafePath<'_>) -> Result<(HostFile, Metadata), SourceError> {
         // O_NONBLOCK: opening a fifo must not block the worker; regular files ignore it.
         let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
         let meta = rustix::fs::fstat(&fd)
             .map(|st| metadata_from(&st))
             .map_err(map_errno)?;
-        Ok((fd, meta))
+        Ok((HostFile::new(fd), meta))
     }
 
-    fn file_metadata(&self, file: &OwnedFd) -> Result<Metadata, SourceError> {
+    /// The metadata checked after the read-ahead for a file read ahead (its bytes are what
+    /// `read_at` gives), else `fstat`.
+    fn file_metadata(&self, file: &HostFile) -> Result<Metadata, SourceError> {
+        if let Some(ahead) = &file.ahead {
+            return Ok(ahead.after);
+        }
         rustix::fs::fstat(file)
             .map(|st| metadata_from(&st))
             .map_err(map_errno)
     }
 
-    fn read_at(&self, file: &OwnedFd, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {
+    fn read_at(&self, file: &HostFile, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {
+        if let Some(ahead) = &file.ahead {
+            let src = usize::try_from(offset)
+                .ok()
+                .and_then(|o| ahead.bytes.get(o..))
+                .unwrap_or_default();
+            let n = src.len().min(buf.len());
+            buf[..n].copy_from_slice(&src[..n]);
+            return Ok(n);
+        }
         loop {
             match rustix::io::pread(file, &mut *buf, offset) {
                 Ok(n) => return Ok(n),

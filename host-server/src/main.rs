@@ -8,6 +8,7 @@ mod admin;
 mod cache;
 mod clock;
 mod fs;
+mod iopool;
 mod listen;
 mod malloc;
 mod memfd;
@@ -236,7 +237,8 @@ fn run(args: Args) -> Result<()> {
     config.send_timeout = core_duration(args.send_timeout);
     // Fixed for the process's lifetime, as the core's Config wants it.
     config.cache_control = Some(Box::leak(args.cache_control.into_boxed_str()));
-    let site = HostSite::new(source, cache, config);
+    let pool = iopool::IoPool::new(workers, args.max_cached_file);
+    let site = HostSite::new(source, cache, config, pool);
 
     let defer_accept = !args.no_defer_accept;
     // A connection must bring its PROXY header within the head timeout.
@@ -283,6 +285,15 @@ fn run(args: Args) -> Result<()> {
     }
 
     std::thread::scope(|scope| -> Result<()> {
+        // However this closure ends, the I/O threads end with it (the scope waits for them).
+        let _stop = iopool::StopOnDrop(&site.pool);
+        for i in 0..iopool::IO_THREADS {
+            let host = &site;
+            std::thread::Builder::new()
+                .name(format!("io-{i}"))
+                .spawn_scoped(scope, move || host.pool.run(&host.source))
+                .context("spawning I/O thread")?;
+        }
         let mut handles = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let host = &site;
@@ -291,11 +302,12 @@ fn run(args: Args) -> Result<()> {
             let counters = metrics.worker(i);
             let grace = args.shutdown_grace;
             signals.add_waker(io.waker());
+            site.pool.set_waker(i, io.waker());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
                     .spawn_scoped(scope, move || {
-                        let site = WorkerSite::new(host);
+                        let site = WorkerSite::new(host, i);
                         worker::Worker::new(
                             &site,
                             shared,

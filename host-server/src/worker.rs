@@ -10,6 +10,7 @@
 //! validates the cache for all the turn's requests ([`crate::probes`]). Timeouts are checked by a sweep
 //! every [`SWEEP`], which costs a few nanoseconds per connection and needs no timer structure.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -23,7 +24,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rustix::net::SendFlags;
 use satchel_core::http::method::Method;
 use satchel_core::serve::{BodyRef, Connection, Event};
-use satchel_core::source::Arrival;
+use satchel_core::source::{Arrival, Ticket};
 
 use crate::metrics::WorkerCounters;
 use crate::readside::{ReadSide, Received};
@@ -202,6 +203,8 @@ struct Slot<'s> {
     /// The last write went with `MSG_MORE`: its tail may still wait in the kernel for our FIN.
     held: bool,
     log: Option<PendingLog>,
+    /// The ticket its request waits under in the I/O pool (see [`crate::iopool`]).
+    ticket: Option<Ticket>,
 }
 
 /// What the loop should do with a connection after driving it.
@@ -229,6 +232,8 @@ pub(crate) struct Worker<'s> {
     buf: Box<[u8]>,
     /// Connections with something to do in this turn of the loop.
     ready: Vec<usize>,
+    /// The connection whose request waits under each ticket of this worker.
+    tickets: HashMap<u64, usize>,
     lingering: Vec<(TcpStream, std::time::Instant)>,
     /// Accepting stopped on EMFILE/ENFILE; retried at each sweep.
     accept_stalled: bool,
@@ -294,6 +299,7 @@ impl<'s> Worker<'s> {
             open: 0,
             buf: vec![0; READ_CHUNK.max(STREAM_CHUNK)].into_boxed_slice(),
             ready: Vec::new(),
+            tickets: HashMap::new(),
             lingering: Vec::new(),
             accept_stalled: false,
             eager_read: defer_accept,
@@ -325,7 +331,7 @@ impl<'s> Worker<'s> {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    WAKER => {}
+                    WAKER => self.collect_done(),
                     Token(id) => {
                         if let Some(Some(slot)) = self.slots.get_mut(id) {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -384,6 +390,47 @@ impl<'s> Worker<'s> {
         }
         ready.clear();
         self.ready = ready;
+    }
+
+    /// File work finished in the I/O pool: each connection waiting for it is made ready and
+    /// driven in this turn (its request is answered from the start, see `Connection::handle_ready`).
+    fn collect_done(&mut self) {
+        for ticket in self.site.collect_done() {
+            let slot = self.tickets.get(&ticket.0).copied().and_then(|id| {
+                let slot = self.slots.get_mut(id)?.as_mut()?;
+                Some((id, slot))
+            });
+            match slot {
+                Some((id, slot)) => {
+                    slot.conn.handle_ready(ticket);
+                    self.ready.push(id);
+                }
+                // Its connection closed while it waited.
+                None => self.site.forget(ticket),
+            }
+        }
+    }
+
+    /// Keeps the map from tickets to connections right after `id` was driven: a request that
+    /// now waits is found by its ticket; one that was answered frees what was kept for it.
+    fn track_ticket(&mut self, id: usize) {
+        let Some(Some(slot)) = self.slots.get_mut(id) else {
+            return;
+        };
+        if slot.conn.is_waiting() {
+            if let Some(t) = slot.conn.waiting_for() {
+                if slot.ticket != Some(t) {
+                    if let Some(old) = slot.ticket.replace(t) {
+                        self.tickets.remove(&old.0);
+                        self.site.forget(old);
+                    }
+                    self.tickets.insert(t.0, id);
+                }
+            }
+        } else if let Some(old) = slot.ticket.take() {
+            self.tickets.remove(&old.0);
+            self.site.forget(old);
+        }
     }
 
     fn begin_shutdown(&mut self) {
@@ -445,6 +492,7 @@ impl<'s> Worker<'s> {
             received: Arrival::UNKNOWN,
             held: false,
             log: None,
+            ticket: None,
         }));
         self.ready.push(id);
     }
@@ -460,7 +508,12 @@ impl<'s> Worker<'s> {
             log: &mut self.log,
             counters: self.counters,
         };
-        match slot.pump(&mut self.buf, ctx) {
+        let flow = slot.pump(&mut self.buf, ctx);
+        self.track_ticket(id);
+        let Some(Some(slot)) = self.slots.get_mut(id) else {
+            return;
+        };
+        match flow {
             Flow::Wait { write } => {
                 // Writability is asked for only once a write has blocked (then kept: a
                 // connection that streamed once may well stream again), so that short exchanges
@@ -502,6 +555,10 @@ impl<'s> Worker<'s> {
         // connection reports it so, with the bytes that did go out.
         slot.conn.abort();
         slot.drain_events(&[], &mut self.log, self.shared.quiet, self.counters);
+        if let Some(t) = slot.ticket.take() {
+            self.tickets.remove(&t.0);
+            self.site.forget(t);
+        }
         self.free.push(id);
         self.open -= 1;
         self.shared.release();
@@ -693,6 +750,12 @@ impl Slot<'_> {
                 if consumed > 0 {
                     continue;
                 }
+            }
+            if self.conn.is_waiting() {
+                // Its request waits for the I/O pool: no more reading until it is answered
+                // (the requests behind it wait in the peer's socket buffer, as when a response
+                // is being sent).
+                return Flow::Wait { write: false };
             }
             if self.read.take_eof_notice() {
                 self.conn.handle_eof(ctx.site.clock.now());

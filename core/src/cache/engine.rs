@@ -354,6 +354,12 @@ where
         (slot.version == *version).then_some(slot.digest)
     }
 
+    /// Whether an entry (of any version) is held under `key`. Changes nothing, counts nothing:
+    /// for a source deciding whether a cheap validation is worth making before a slow open.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.find(key, hash_key(key)).is_some()
+    }
+
     /// Whether a file of `len` bytes may be cached at all (the per-entry limit); when not,
     /// counts a bypass: the server streams it.
     pub fn admits(&mut self, len: u64) -> bool {

@@ -6,7 +6,7 @@ use crate::http::method::Method;
 use crate::http::request::parse_request;
 use crate::http::response::{CacheStatus, ResponseHead};
 use crate::http::status::StatusCode;
-use crate::source::Arrival;
+use crate::source::{Arrival, Ticket};
 use crate::time::Instant;
 
 use super::body::{Body, Transmit};
@@ -99,6 +99,9 @@ impl Span {
 pub(super) enum State {
     /// Waiting for (more of) a request head.
     Reading,
+    /// A request waits for its file source (see [`Ticket`]): its bytes stay unconsumed in the
+    /// driver's buffer, and it is answered from its start once `ready`.
+    Waiting { ticket: Ticket, ready: bool },
     /// Sending a response; `close` says whether the connection ends after it.
     Sending { close: bool },
     /// Done: the driver should close the socket.
@@ -126,6 +129,13 @@ pub struct Connection<'s, S: Site, const TX: usize> {
     ///
     /// [`FileSource::probe`]: crate::source::FileSource::probe
     pub(super) arrived: Arrival,
+    /// The ticket the request being answered waits under, once its source answered
+    /// [`SourceError::Pending`](crate::source::SourceError::Pending): passed back to the
+    /// source's `_waiting` calls until the request is answered.
+    pub(super) wait: Option<Ticket>,
+    /// The response to the waiting request must close the connection (shutdown, or the peer
+    /// closed its side while the request waited).
+    pub(super) closing: bool,
     /// Head plus body bytes sent of the response in flight.
     sent: u64,
     /// The status of the last response planned (for [`Connection::should_linger`]).
@@ -149,6 +159,8 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             last_activity: now,
             peer_closed: false,
             arrived: Arrival::UNKNOWN,
+            wait: None,
+            closing: false,
             sent: 0,
             last_status: None,
             started: None,
@@ -177,25 +189,47 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     /// `arrived` says when the newest of these bytes had arrived, in the driver's count of its
     /// reads; it lets a source reuse a recent lookup soundly (see [`Arrival`]). A driver that
     /// does not count passes [`Arrival::UNKNOWN`].
+    ///
+    /// While a request waits for its source ([`waiting_for`](Self::waiting_for)), nothing is
+    /// consumed; after [`handle_ready`](Self::handle_ready), the same bytes (the driver keeps
+    /// them) are answered from the start.
     pub fn handle_input(&mut self, now: Instant, arrived: Arrival, data: &[u8]) -> usize {
-        if self.state != State::Reading || data.is_empty() || self.has_events() {
+        let resuming = match self.state {
+            State::Reading => false,
+            State::Waiting { ready: true, .. } => true,
+            _ => return 0,
+        };
+        if data.is_empty() || self.has_events() {
             return 0;
         }
         self.arrived = arrived;
         match parse_request(data, &self.site.config().limits) {
-            Ok(crate::Status::Partial) => {
-                self.head_started.get_or_insert(now);
-                0
-            }
             Ok(crate::Status::Complete((request, consumed))) => {
                 self.head_started = None;
-                self.last_activity = now;
+                if !resuming {
+                    self.last_activity = now;
+                }
                 self.respond(now, &request);
+                if matches!(self.state, State::Waiting { .. }) {
+                    return 0;
+                }
+                self.wait = None;
                 if let Some(info) = &mut self.started {
                     info.method_token = Span::within(data, request.method_token);
                     info.target = Span::within(data, request.target);
                 }
                 consumed
+            }
+            // A driver that resumes with other bytes than the request that waited.
+            _ if resuming => {
+                self.wait = None;
+                let reason = "request changed while it waited";
+                self.respond_error(now, None, StatusCode::BAD_REQUEST, reason, true);
+                data.len()
+            }
+            Ok(crate::Status::Partial) => {
+                self.head_started.get_or_insert(now);
+                0
             }
             Err(e) => {
                 self.head_started = None;
@@ -204,6 +238,45 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 data.len()
             }
         }
+    }
+
+    /// The ticket the request in hand waits under, while it waits for its file source (and
+    /// until [`handle_ready`](Self::handle_ready) names it). The driver completes the work
+    /// the source started under it, then calls `handle_ready`.
+    #[must_use]
+    pub fn waiting_for(&self) -> Option<Ticket> {
+        match self.state {
+            State::Waiting {
+                ticket,
+                ready: false,
+            } => Some(ticket),
+            _ => None,
+        }
+    }
+
+    /// The work behind `ticket` is done: the waiting request is answered again from its start
+    /// at the next [`handle_input`](Self::handle_input) (with the same bytes), and the
+    /// source's `_waiting` calls get the ticket back. Another ticket changes nothing.
+    pub fn handle_ready(&mut self, ticket: Ticket) {
+        if self.waiting_for() == Some(ticket) {
+            self.state = State::Waiting {
+                ticket,
+                ready: true,
+            };
+        }
+    }
+
+    /// Parks the request in hand: its source answered `Pending(ticket)`.
+    pub(super) fn park(&mut self, now: Instant, ticket: Ticket) {
+        if self.wait.is_none() {
+            // The first wait of this request: the send timeout runs from here.
+            self.last_activity = now;
+        }
+        self.wait = Some(ticket);
+        self.state = State::Waiting {
+            ticket,
+            ready: false,
+        };
     }
 
     /// The peer closed its sending side (read returned 0).
@@ -219,6 +292,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         self.peer_closed = true;
         match self.state {
             State::Reading => self.close(),
+            State::Waiting { .. } => self.closing = true,
             State::Sending { .. } => self.state = State::Sending { close: true },
             State::Closed => {}
         }
@@ -245,6 +319,13 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 );
             }
             State::Reading | State::Sending { .. } => self.close(),
+            State::Waiting { .. } => {
+                // The source took longer than a stalled peer may: the request gets 503 and
+                // the connection closes (its bytes, and any after them, are left unread).
+                self.wait = None;
+                let reason = "file source did not answer in time";
+                self.respond_error(now, None, StatusCode::SERVICE_UNAVAILABLE, reason, true);
+            }
             State::Closed => {}
         }
     }
@@ -258,7 +339,9 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 Some(t) => t + config.head_timeout,
                 None => self.last_activity + config.idle_timeout,
             }),
-            State::Sending { .. } => Some(self.last_activity + config.send_timeout),
+            State::Sending { .. } | State::Waiting { .. } => {
+                Some(self.last_activity + config.send_timeout)
+            }
             State::Closed => None,
         }
     }
@@ -310,6 +393,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     pub fn shutdown(&mut self) {
         match self.state {
             State::Reading => self.close(),
+            State::Waiting { .. } => self.closing = true,
             State::Sending { .. } => self.state = State::Sending { close: true },
             State::Closed => {}
         }
@@ -363,6 +447,12 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         matches!(self.state, State::Sending { .. })
     }
 
+    /// Whether a request waits for its file source (ready or not): the driver keeps its bytes
+    /// and reads no more from the peer meanwhile.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.state, State::Waiting { .. })
+    }
+
     /// Whether the connection is between requests with no partial head pending.
     pub fn is_idle(&self) -> bool {
         self.state == State::Reading && self.head_started.is_none()
@@ -394,6 +484,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     }
 
     fn close(&mut self) {
+        self.wait = None;
         if self.is_sending() {
             self.done = Some(Completion {
                 sent: self.sent,

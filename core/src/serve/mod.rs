@@ -42,12 +42,65 @@
 //! The `poll_*` outputs are `#[must_use]`, and events cannot be skipped: while one waits,
 //! `handle_input` takes no new request.
 //!
+//! # Sources that answer later
+//!
+//! A file source may be slow: a spinning disk, a network volume, a board fetching a miss from
+//! an upstream HTTP server. The connection can wait for it without blocking its driver, and
+//! without costing anything where the source is always fast.
+//!
+//! * The source's `_waiting` methods ([`FileSource::open_waiting`],
+//!   [`FileSource::listing_waiting`]) may start the work elsewhere and answer
+//!   [`SourceError::Pending`]`(ticket)`; a probe may answer [`SourceError::WouldBlock`] (go
+//!   straight to the open) instead of looking.
+//! * The connection then *parks* the request: it consumes nothing (the request's bytes stay in
+//!   the driver's buffer, where pipelined requests behind it wait their turn as they do behind
+//!   a response being sent), emits no event, and reports the ticket through
+//!   [`Connection::waiting_for`]. Its other duties go on: the send timeout runs from the start
+//!   of the wait (past it the request gets `503` and the connection closes),
+//!   [`Connection::shutdown`] and [`Connection::handle_eof`] make the answer close the
+//!   connection, [`Connection::abort`] drops it.
+//! * The driver completes the work (a thread pool, an upstream socket) and calls
+//!   [`Connection::handle_ready`]`(ticket)`; the next [`Connection::handle_input`] with the same
+//!   bytes answers the request *from its start*, and every `_waiting` call gets the ticket
+//!   back, so the source answers from what it completed under it (or adds more work to it: a
+//!   folder's `index.html` after the folder, a fill after an open).
+//!
+//! Why this shape (readiness with a ticket and a retry, as a non-blocking socket's `EAGAIN`,
+//! rather than quinn-proto's `poll_io`/`handle_io` with the result handed to the connection):
+//!
+//! * The connection keeps no copy of the request: a head borrows the driver's bytes, and
+//!   parking it would otherwise cost a request-sized buffer in every connection (10,000 idle
+//!   connections), or an allocation the core does not have. Parsing the head again after a
+//!   wait costs well under a microsecond against the milliseconds of the wait.
+//! * The result stays where its type lives: an open file descriptor, bytes read ahead, a
+//!   rendered listing, an upstream response are the source's types, and a source can share one
+//!   piece of work among every request that waits for the same file (single flight) by giving
+//!   them tickets under which it answers the same result.
+//! * The sync path is unchanged: a source that never pends (flash, [`StaticSource`], a warm
+//!   cache hit validated by a probe) takes exactly today's steps: the probe, the cache lookup,
+//!   no ticket, no extra copy, call or allocation; the only new work is a match arm on an error
+//!   path.
+//! * It fits a network round trip: a board's source starts an upstream `GET` under a ticket,
+//!   its driver polls that socket with the others and calls `handle_ready` when the body is
+//!   in (or in memory far enough for the cache fill); timeouts and shutdown work as for a disk.
+//!
+//! The bodies of files the cache does not take (larger than it admits) are read while they are
+//! sent ([`Transmit::copy_to`]), by the driver's own reads of the open file: a driver with a
+//! slow medium reads them where it may wait.
+//!
+//! [`FileSource::open_waiting`]: crate::source::FileSource::open_waiting
+//! [`FileSource::listing_waiting`]: crate::source::FileSource::listing_waiting
+//! [`SourceError::Pending`]: crate::source::SourceError::Pending
+//! [`SourceError::WouldBlock`]: crate::source::SourceError::WouldBlock
+//! [`StaticSource`]: crate::source::StaticSource
+//!
 //! Everything the peer controls goes through the parsers in [`crate::http`] and
 //! [`crate::path`]; nothing it sends can panic the connection.
 //!
 //! # Modules
 //!
-//! * `connection`: the state machine (reading, sending, closed; timeouts; accounting);
+//! * `connection`: the state machine (reading, waiting for the source, sending, closed;
+//!   timeouts; accounting);
 //! * `respond`: the response rules, one step per function: lookup → open → decide
 //!   (conditionals, range) → fill the cache → head;
 //! * `body`: what a driver sends ([`Transmit`], [`BodyRef`]) and the one copy loop;
@@ -59,9 +112,14 @@ mod respond;
 mod tests;
 #[cfg(test)]
 mod tests_encoded;
+#[cfg(test)]
+mod tests_waiting;
 
 pub use body::{BodyRef, SourceChanged, Transmit};
 pub use connection::{Completion, Connection, Event, ResponseInfo, Span};
+
+#[cfg(test)]
+use crate::http::response::CacheStatus;
 
 use crate::cache::ContentCache;
 use crate::http::request::Limits;

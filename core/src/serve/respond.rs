@@ -13,7 +13,7 @@ use crate::http::status::StatusCode;
 use crate::listing;
 use crate::mime;
 use crate::path::{SafePath, MAX_PATH};
-use crate::source::{FileKind, FileSource, FileVersion, Metadata, SourceError};
+use crate::source::{FileKind, FileSource, FileVersion, Metadata, SourceError, Ticket};
 use crate::time::Instant;
 
 use super::body::Body;
@@ -75,7 +75,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     /// Plans the answer to a parsed request.
     pub(super) fn respond(&mut self, now: Instant, request: &Request<'_>) {
         let method = request.method;
-        let close = !request.keep_alive;
+        let close = !request.keep_alive || self.closing;
         if method == Method::Other {
             let reason = "method not allowed: use GET or HEAD";
             return self.respond_error(
@@ -110,8 +110,10 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             }
         };
         let mut sibling = [0u8; MAX_PATH];
-        if let Some((path, file)) = self.encoded(request, &path, &mut sibling) {
-            return self.respond_file(now, request, &path, file, close);
+        match self.encoded(request, &path, &mut sibling) {
+            Ok(Some((path, file))) => return self.respond_file(now, request, &path, file, close),
+            Err(ticket) => return self.park(now, ticket),
+            Ok(None) => {}
         }
         match self.lookup(&path) {
             Ok(Found::File(content, meta)) => {
@@ -122,6 +124,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 self.respond_redirect(now, method, &path, close)
             }
             Ok(Found::Dir) => self.respond_folder(now, request, &path, close),
+            Err(SourceError::Pending(ticket)) => self.park(now, ticket),
             Err(e) => self.respond_source_error(now, method, e, close),
         }
     }
@@ -137,29 +140,39 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     fn lookup(&self, path: &SafePath<'_>) -> Result<Found<Handle<S>, File<S>>, SourceError> {
         let source = self.site.source();
         let probed = match path.trailing_slash() {
-            true => None,
-            false => source
-                .probe(path, self.arrived)
-                .ok()
-                .filter(|m| m.kind == FileKind::File),
+            true => Err(SourceError::NotFound),
+            false => source.probe(path, self.arrived),
         };
-        if let Some(meta) = probed {
-            if let Some(handle) = self.site.cache().lookup(path.as_bytes(), &meta.version) {
-                return Ok(Found::File(Content::Cached(handle), meta));
+        let mut unprobed = false;
+        match probed {
+            Ok(meta) if meta.kind == FileKind::File => {
+                if let Some(handle) = self.site.cache().lookup(path.as_bytes(), &meta.version) {
+                    return Ok(Found::File(Content::Cached(handle), meta));
+                }
             }
-        } else {
-            match source.metadata(path)?.kind {
+            // The source would have to wait to look: the open (which may wait) decides.
+            Err(SourceError::WouldBlock) => unprobed = true,
+            _ => match source.metadata(path)?.kind {
                 // "/file.txt/" names no folder: as nginx, not found.
                 FileKind::File if path.trailing_slash() => return Err(SourceError::NotFound),
                 FileKind::File => {}
                 FileKind::Dir => return Ok(Found::Dir),
                 FileKind::Other => return Err(SourceError::NotFound),
-            }
+            },
         }
         // Headers come from the version whose bytes we send: what was opened. HEAD opens too,
         // so that it reports exactly what GET would send, checked the same way.
-        match source.open(path)? {
+        match source.open_waiting(path, self.wait)? {
             (file, meta) if meta.kind == FileKind::File => {
+                // Not looked up before the open: the cache is asked for the version opened (it
+                // counts the miss, and may have been filled by then, by a request that shared
+                // this open).
+                if unprobed {
+                    if let Some(handle) = self.site.cache().lookup(path.as_bytes(), &meta.version) {
+                        drop(file);
+                        return Ok(Found::File(Content::Cached(handle), meta));
+                    }
+                }
                 Ok(Found::File(Content::Opened(file), meta))
             }
             (_, meta) if meta.kind == FileKind::Dir => Ok(Found::Dir),
@@ -181,14 +194,17 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     /// would refuse (a link out of the root) does not stop a sibling inside the root, which is
     /// servable under its own name anyway, from being sent (nginx's `gzip_static` does not look
     /// at the original at all).
+    ///
+    /// A probe that would block is made as [`FileSource::metadata`] (at once), and a sibling
+    /// whose open waits parks the request: `Err(ticket)`.
     fn encoded<'b>(
         &self,
         request: &Request<'_>,
         path: &SafePath<'_>,
         buf: &'b mut [u8; MAX_PATH],
-    ) -> Option<(SafePath<'b>, SiteFile<S>)> {
+    ) -> Result<Option<(SafePath<'b>, SiteFile<S>)>, Ticket> {
         if !self.site.config().precompressed || path.trailing_slash() || path.is_root() {
-            return None;
+            return Ok(None);
         }
         let accept = AcceptEncoding::parse(
             request
@@ -199,20 +215,28 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         );
         let ranked = accept.ranked();
         if ranked.as_slice().is_empty() {
-            return None;
+            return Ok(None);
         }
         let source = self.site.source();
-        let original = source.probe(path, self.arrived).ok()?;
-        if original.kind != FileKind::File {
-            return None;
-        }
+        // A probe that would block (the source holds no cheap answer) is made as a lookup.
+        let look = |p: &SafePath<'_>| match source.probe(p, self.arrived) {
+            Err(SourceError::WouldBlock) => source.metadata(p).ok(),
+            found => found.ok(),
+        };
+        let Some(original) = look(path).filter(|m| m.kind == FileKind::File) else {
+            return Ok(None);
+        };
         let fresh = |m: &Metadata| m.kind == FileKind::File && not_older(m, &original);
-        let coding = ranked.into_iter().find(|&c| {
+        let Some(coding) = ranked.into_iter().find(|&c| {
             sibling_path(path, c, buf)
-                .and_then(|s| source.probe(&s, self.arrived).ok())
+                .and_then(|s| look(&s))
                 .is_some_and(|m| fresh(&m))
-        })?;
-        let sibling = sibling_path(path, coding, buf)?;
+        }) else {
+            return Ok(None);
+        };
+        let Some(sibling) = sibling_path(path, coding, buf) else {
+            return Ok(None);
+        };
         // The lookup's metadata is that of the bytes sent: check freshness on it again.
         match self.lookup(&sibling) {
             Ok(Found::File(content, meta)) if fresh(&meta) => {
@@ -220,20 +244,21 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                     content_type: mime::content_type(path.extension()),
                     coding: Some(coding),
                 };
-                Some((
+                Ok(Some((
                     sibling,
                     Selected {
                         repr,
                         content,
                         meta,
                     },
-                ))
+                )))
             }
             Ok(Found::File(content, _)) => {
                 self.drop_content(content);
-                None
+                Ok(None)
             }
-            _ => None,
+            Err(SourceError::Pending(ticket)) => Err(ticket),
+            _ => Ok(None),
         }
     }
 
@@ -249,12 +274,20 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let mut joined = [0u8; MAX_PATH];
         if let Some(index) = join(dir, INDEX_FILE, &mut joined) {
             let mut sibling = [0u8; MAX_PATH];
-            if let Some((path, file)) = self.encoded(request, &index, &mut sibling) {
-                return self.respond_file(now, request, &path, file, close);
+            match self.encoded(request, &index, &mut sibling) {
+                Ok(Some((path, file))) => {
+                    return self.respond_file(now, request, &path, file, close)
+                }
+                Err(ticket) => return self.park(now, ticket),
+                Ok(None) => {}
             }
-            if let Ok(Found::File(content, meta)) = self.lookup(&index) {
-                let file = Selected::identity(&index, content, meta);
-                return self.respond_file(now, request, &index, file, close);
+            match self.lookup(&index) {
+                Ok(Found::File(content, meta)) => {
+                    let file = Selected::identity(&index, content, meta);
+                    return self.respond_file(now, request, &index, file, close);
+                }
+                Err(SourceError::Pending(ticket)) => return self.park(now, ticket),
+                _ => {}
             }
         }
         if !self.site.config().listings {
@@ -267,8 +300,9 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             );
         }
         let view = listing::negotiate(request.accept, request.target);
-        let listing = match self.site.source().listing(dir, view) {
+        let listing = match self.site.source().listing_waiting(dir, view, self.wait) {
             Ok(listing) => listing,
+            Err(SourceError::Pending(ticket)) => return self.park(now, ticket),
             Err(e) => return self.respond_source_error(now, method, e, close),
         };
         let len = listing.as_ref().len();
@@ -486,6 +520,11 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let (status, reason) = match e {
             SourceError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             SourceError::Io => (StatusCode::INTERNAL_SERVER_ERROR, "file could not be read"),
+            // A source that pends where it may not (outside the `_waiting` methods).
+            SourceError::Pending(_) | SourceError::WouldBlock => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "file source did not answer",
+            ),
             _ => (StatusCode::NOT_FOUND, "not found"),
         };
         self.respond_error(now, Some(method), status, reason, close);

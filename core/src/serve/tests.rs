@@ -14,9 +14,9 @@ use crate::source::{Arrival, StaticFile, StaticSource};
 use crate::time::{Duration, Instant};
 
 const BYTES: usize = 16 * 1024;
-type Board = ArrayCache<8, 16, BYTES>;
+pub(super) type Board = ArrayCache<8, 16, BYTES>;
 
-static FILES: &[StaticFile] = &[
+pub(super) static FILES: &[StaticFile] = &[
     StaticFile {
         path: "hello.txt",
         data: b"hello, satchel\n",
@@ -36,7 +36,7 @@ static FILES: &[StaticFile] = &[
 
 pub(super) type TestSite = SiteParts<StaticSource, RefCell<Board>>;
 
-fn test_site() -> TestSite {
+pub(super) fn test_site() -> TestSite {
     site_of(FILES, Config::host())
 }
 
@@ -157,11 +157,11 @@ fn send_all(conn: &mut Conn<'_>, t: Instant) {
     while conn.poll_event().is_some() {}
 }
 
-fn text(b: &[u8]) -> String {
+pub(super) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn get(path: &str) -> String {
+pub(super) fn get(path: &str) -> String {
     std::format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
 }
 

@@ -278,6 +278,17 @@ impl<'s, S: Site, const N: usize, const TX: usize, const STAGE: usize> Server<'s
         progress
     }
 
+    /// The work a source started under `ticket` is done (see [`crate::source::Ticket`]): the
+    /// request waiting for it is answered at the next [`poll`](Self::poll). A board whose
+    /// source fetches misses from elsewhere (an upstream server) calls this when the fetch is
+    /// in; with sources that answer at once (flash, [`crate::source::StaticSource`]) nothing
+    /// ever waits.
+    pub fn handle_ready(&mut self, ticket: crate::source::Ticket) {
+        for conn in self.slots.iter_mut().filter_map(|s| s.conn.as_mut()) {
+            conn.handle_ready(ticket);
+        }
+    }
+
     /// The earliest instant at which [`poll`](Self::poll) has timed work to do (a connection's
     /// idle, head or send timeout, or a closing socket's deadline); `None` when there is none.
     /// The board may sleep until the earlier of this and `Interface::poll_at`.

@@ -121,11 +121,16 @@ pub fn check(data: &[u8]) {
         };
     }
     let site = new_site(config);
+    // A source that answers later: every miss waits for the driver to hand the answer in.
+    site.source.slow.set(flags & 8 != 0);
+    site.source.probe_blocks.set(flags & 16 != 0);
     // Everything the peer sent, and whether the run had only input and sends (no timeout
     // fired, no EOF, shutdown or file change): then the same bytes sent at once must get
     // exactly the same answer.
     let mut sent_by_peer = Vec::new();
-    let mut calm = true;
+    // A probe that always blocks makes every request a miss (Cache-Status differs from the
+    // run without it); a slow source alone must answer exactly as a fast one.
+    let mut calm = flags & 24 != 24;
     let mut t = Test {
         peer: Peer::new(&site),
         expect: VecDeque::new(),
@@ -133,11 +138,12 @@ pub fn check(data: &[u8]) {
         close_ok: false,
         abandoned: false,
         closing_response_seen: false,
+        close_waiting: false,
     };
 
     while !r.is_empty() {
         let was_closed = t.peer.conn.is_closed();
-        match r.below(10) {
+        match r.below(11) {
             0 => {
                 let bytes = r.bytes();
                 t.peer.pending.extend_from_slice(bytes);
@@ -155,6 +161,7 @@ pub fn check(data: &[u8]) {
             4 => while t.peer.send(usize::MAX).is_some() {},
             5 => calm &= !t.time_passes(&mut r),
             6 => {
+                t.close_waiting |= t.peer.conn.is_waiting();
                 t.peer.conn.handle_eof(t.peer.instant());
                 t.close_ok = true;
                 calm = false;
@@ -176,10 +183,15 @@ pub fn check(data: &[u8]) {
                     assert_eq!(t.observe(), before, "transmitted({n}) with nothing offered");
                 }
             }
-            _ => {
+            9 => {
+                t.close_waiting |= t.peer.conn.is_waiting();
                 t.peer.conn.shutdown();
                 t.close_ok = true;
                 calm = false;
+            }
+            // The source's answer arrives (a slow source only).
+            _ => {
+                t.source_answers();
             }
         }
         t.pump_input();
@@ -193,6 +205,7 @@ pub fn check(data: &[u8]) {
     // request it holds (a connection that is sending takes none, and one told of the EOF
     // closes after its response), then the server finishes what it owes.
     t.drain();
+    t.close_waiting |= t.peer.conn.is_waiting();
     t.peer.conn.handle_eof(t.peer.instant());
     t.close_ok = true;
     t.drain();
@@ -251,6 +264,9 @@ struct Test<'s> {
     abandoned: bool,
     /// A response with `Connection: close` was read: nothing may follow.
     closing_response_seen: bool,
+    /// The peer closed or the server shut down while a request waited for its source: that
+    /// request's response closes the connection.
+    close_waiting: bool,
 }
 
 /// What is visible of a connection from outside, to check that a no-op changed nothing.
@@ -277,10 +293,23 @@ impl Test<'_> {
         }
     }
 
+    /// A slow source's work is done: the waiting request may be answered. Returns whether a
+    /// request was waiting.
+    fn source_answers(&mut self) -> bool {
+        let waiting = self.peer.conn.waiting_for();
+        if let Some(ticket) = waiting {
+            self.peer.conn.handle_ready(ticket);
+        }
+        waiting.is_some()
+    }
+
     /// Sends everything and offers the pending input until neither makes progress.
     fn drain(&mut self) {
         loop {
-            let mut progressed = !self.pump_input_once().is_empty();
+            let answered = self.source_answers();
+            let consumed = !self.pump_input_once().is_empty();
+            // A request that just started waiting is answered in the next round.
+            let mut progressed = answered || consumed || self.peer.conn.waiting_for().is_some();
             while self.peer.send(usize::MAX).is_some() {
                 progressed = true;
             }
@@ -301,6 +330,7 @@ impl Test<'_> {
         if !consumed.is_empty() {
             let expect = self.model(&consumed, offered);
             self.expect.push_back(expect);
+            self.close_waiting = false;
         }
         consumed
     }
@@ -336,7 +366,7 @@ impl Test<'_> {
         let mut expect = Expect {
             status: 0,
             head: request.method == Method::Head,
-            close: !request.keep_alive,
+            close: !request.keep_alive || self.close_waiting,
             file: None,
             name: Vec::new(),
             decision: None,
@@ -452,7 +482,8 @@ impl Test<'_> {
             return false;
         }
         let conn = &self.peer.conn;
-        let partial_head = !conn.is_sending() && !conn.is_closed() && !conn.is_idle();
+        let waiting = conn.is_waiting();
+        let partial_head = !conn.is_sending() && !conn.is_closed() && !conn.is_idle() && !waiting;
         let sending = conn.is_sending();
         self.peer.conn.handle_timeout(now);
         self.close_ok = true;
@@ -465,6 +496,18 @@ impl Test<'_> {
                 name: Vec::new(),
                 decision: None,
                 what: "(slow head)".to_owned(),
+            });
+        }
+        if waiting {
+            // The source took too long: 503, and the connection closes.
+            self.expect.push_back(Expect {
+                status: 503,
+                head: false,
+                close: true,
+                file: None,
+                name: Vec::new(),
+                decision: None,
+                what: "(source too slow)".to_owned(),
             });
         }
         if sending {

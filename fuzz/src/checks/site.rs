@@ -11,7 +11,7 @@ use satchel_core::http::etag::ETag;
 use satchel_core::listing::{Entry, ListingView, ListingWriter};
 use satchel_core::path::SafePath;
 use satchel_core::serve::{Config, Connection, Event, SiteParts};
-use satchel_core::source::{Arrival, SourceError};
+use satchel_core::source::{Arrival, SourceError, Ticket};
 use satchel_core::source::{FileKind, FileSource, FileVersion, Metadata};
 use satchel_core::time::Instant;
 
@@ -53,6 +53,12 @@ impl Snapshot {
 pub struct MemSource {
     files: RefCell<Vec<(Vec<u8>, Rc<Snapshot>)>>,
     next_id: Cell<u64>,
+    /// Opens and listings wait (answer `Pending`) until the connection asks again with its
+    /// ticket, and then answer with the files as they are at that moment.
+    pub slow: Cell<bool>,
+    /// With `slow`, probes answer `WouldBlock` (a miss goes straight to the open).
+    pub probe_blocks: Cell<bool>,
+    next_ticket: Cell<u64>,
 }
 
 impl MemSource {
@@ -78,6 +84,16 @@ impl MemSource {
             None => files.push((path.to_vec(), Rc::clone(&snap))),
         }
         snap
+    }
+
+    /// `Pending` under a new ticket, for a slow source's first answer to a request.
+    fn pend(&self, wait: Option<Ticket>) -> Option<SourceError> {
+        if !self.slow.get() || wait.is_some() {
+            return None;
+        }
+        let t = self.next_ticket.get() + 1;
+        self.next_ticket.set(t);
+        Some(SourceError::Pending(Ticket(t)))
     }
 
     /// The current version of the file at normalised `path`.
@@ -118,10 +134,51 @@ impl FileSource for MemSource {
         Err(SourceError::NotFound)
     }
 
+    fn probe(&self, path: &SafePath<'_>, _arrived: Arrival) -> Result<Metadata, SourceError> {
+        if self.slow.get() && self.probe_blocks.get() {
+            return Err(SourceError::WouldBlock);
+        }
+        self.metadata(path)
+    }
+
     fn open(&self, path: &SafePath<'_>) -> Result<(Rc<Snapshot>, Metadata), SourceError> {
         let snap = self.get(path.as_bytes()).ok_or(SourceError::NotFound)?;
         let meta = snap.meta;
         Ok((snap, meta))
+    }
+
+    /// A slow source reports folders from the open too (a probe that would block sends every
+    /// path here).
+    fn open_waiting(
+        &self,
+        path: &SafePath<'_>,
+        wait: Option<Ticket>,
+    ) -> Result<(Rc<Snapshot>, Metadata), SourceError> {
+        if let Some(pending) = self.pend(wait) {
+            return Err(pending);
+        }
+        match self.metadata(path) {
+            Ok(meta) if meta.kind == FileKind::Dir => Ok((
+                Rc::new(Snapshot {
+                    data: Vec::new(),
+                    meta,
+                }),
+                meta,
+            )),
+            _ => self.open(path),
+        }
+    }
+
+    fn listing_waiting(
+        &self,
+        path: &SafePath<'_>,
+        view: ListingView,
+        wait: Option<Ticket>,
+    ) -> Result<Vec<u8>, SourceError> {
+        match self.pend(wait) {
+            Some(pending) => Err(pending),
+            None => self.listing(path, view),
+        }
     }
 
     fn file_metadata(&self, file: &Rc<Snapshot>) -> Result<Metadata, SourceError> {
