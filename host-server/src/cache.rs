@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use satchel_core::cache::{
     shard_index, Bucket, Cache, CacheStats, Config, ContentCache, Fill, Slot, Store, StoreError,
 };
+use satchel_core::http::digest::ContentDigest;
 use satchel_core::source::{FileVersion, SourceError};
 
 use crate::memfd::Sealed;
@@ -246,6 +247,10 @@ impl ContentCache for ShardedCache {
     }
 
     fn release(&self, _h: CachedBytes) {}
+
+    fn digest(&self, key: &[u8], version: &FileVersion) -> Option<ContentDigest> {
+        self.shard(key).digest(key, version)
+    }
 
     fn stats(&self) -> CacheStats {
         let mut total = CacheStats::default();

@@ -79,6 +79,10 @@ pub(crate) struct FsSource {
     root: OwnedFd,
     root_path: PathBuf,
     allow_hidden: bool,
+    /// Files up to this size are labelled by their content (the cache admits them, see
+    /// `ContentCache::keeps_digests`), which a listing cannot know without reading them: their
+    /// JSON entries carry no `etag`. Larger files' entries carry the version tag a GET sends.
+    content_tagged_up_to: u64,
 }
 
 impl FsSource {
@@ -93,7 +97,15 @@ impl FsSource {
             root: fd,
             root_path: root.to_path_buf(),
             allow_hidden,
+            content_tagged_up_to: u64::MAX,
         })
+    }
+
+    /// The same source, listing no `etag` for files of at most `max` bytes (those the cache
+    /// admits, whose `ETag` is the content's digest).
+    pub(crate) fn with_content_tags_up_to(mut self, max: u64) -> Self {
+        self.content_tagged_up_to = max;
+        self
     }
 
     /// The root folder as given.
@@ -258,7 +270,7 @@ impl FileSource for FsSource {
                     meta.version.len
                 },
                 modified: meta.modified,
-                version: Some(meta.version),
+                version: Some(meta.version).filter(|v| v.len > self.content_tagged_up_to),
             })
             .collect();
         entries.sort_unstable_by(|a, b| view.sort.compare(a, b));

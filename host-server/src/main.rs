@@ -97,6 +97,19 @@ struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     send_timeout: Duration,
 
+    /// The Cache-Control field on file responses (200, 206, 304). The default makes browsers
+    /// and caches in front revalidate every time (a 304 when nothing changed), so they never
+    /// show a stale file; e.g. "max-age=60, stale-if-error=600" lets them reuse it for a while.
+    #[arg(long, default_value = "no-cache", value_name = "VALUE")]
+    cache_control: String,
+
+    /// Require the PROXY protocol v2 header (HAProxy's send-proxy-v2) at the start of every
+    /// connection on the file port; the access log then shows the client it names. A
+    /// connection without a valid header is closed unanswered. Only for a port that nothing
+    /// but the proxy can reach.
+    #[arg(long)]
+    proxy_protocol: bool,
+
     /// Answer 404 for folders without index.html instead of listing them.
     #[arg(long)]
     no_listing: bool,
@@ -180,6 +193,13 @@ fn run(args: Args) -> Result<()> {
             args.root.display()
         )));
     }
+    if !satchel_core::serve::valid_cache_control(&args.cache_control) {
+        return Err(usage(format!(
+            "--cache-control {:?}: not a field value (visible ASCII, spaces and tabs inside \
+             only, not empty)",
+            args.cache_control
+        )));
+    }
     let cache_entries = cache_entries(args.cache_entries, args.cache_size)?;
     let bind = match &args.bind {
         Some(spec) => resolve_bind(spec, args.port)?,
@@ -194,7 +214,8 @@ fn run(args: Args) -> Result<()> {
         }
     }
     let source = fs::FsSource::open(&args.root, args.hidden)
-        .map_err(|e| usage(format!("root {}: {e}", args.root.display())))?;
+        .map_err(|e| usage(format!("root {}: {e}", args.root.display())))?
+        .with_content_tags_up_to(args.max_cached_file);
 
     let workers = args
         .workers
@@ -214,10 +235,14 @@ fn run(args: Args) -> Result<()> {
     config.idle_timeout = core_duration(args.idle_timeout);
     config.head_timeout = core_duration(args.head_timeout);
     config.send_timeout = core_duration(args.send_timeout);
+    // Fixed for the process's lifetime, as the core's Config wants it.
+    config.cache_control = Some(Box::leak(args.cache_control.into_boxed_str()));
     let pool = iopool::IoPool::new(workers, args.max_cached_file);
     let site = HostSite::new(source, cache, config, pool);
 
     let defer_accept = !args.no_defer_accept;
+    // A connection must bring its PROXY header within the head timeout.
+    let proxy_protocol = args.proxy_protocol.then_some(args.head_timeout);
     let listeners = listen::bind_exclusive(SocketAddr::new(bind, args.port), workers, defer_accept)
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
     let addr = listeners[0].local_addr().context("listener address")?;
@@ -283,7 +308,16 @@ fn run(args: Args) -> Result<()> {
                     .name(format!("worker-{i}"))
                     .spawn_scoped(scope, move || {
                         let site = WorkerSite::new(host, i);
-                        worker::Worker::new(&site, shared, io, defer_accept, counters, grace).run()
+                        worker::Worker::new(
+                            &site,
+                            shared,
+                            io,
+                            defer_accept,
+                            counters,
+                            grace,
+                            proxy_protocol,
+                        )
+                        .run()
                     })
                     .context("spawning worker thread")?,
             );

@@ -185,7 +185,11 @@ struct PendingLog {
 /// One client connection of a worker.
 struct Slot<'s> {
     sock: TcpStream,
+    /// The client: the socket's peer, or the one a PROXY header named.
     peer: SocketAddr,
+    /// With `--proxy-protocol`, until the PROXY v2 header has been read: when the connection is
+    /// closed if it has not come whole (the head timeout, from the accept).
+    proxy_until: Option<std::time::Instant>,
     conn: Connection<'s, WorkerSite<'s>, TX>,
     /// Received bytes the connection has not consumed yet (an incomplete head, or pipelined
     /// requests waiting for the response before them). Empty in the common case.
@@ -235,6 +239,8 @@ pub(crate) struct Worker<'s> {
     accept_stalled: bool,
     /// Read a new connection at once (deferred accept: its request is usually there).
     eager_read: bool,
+    /// `--proxy-protocol`: every connection must start with a PROXY v2 header, within this.
+    proxy_protocol: Option<Duration>,
     log: Vec<u8>,
     counters: &'s WorkerCounters,
     /// How long shutdown waits for responses in flight before cutting them off.
@@ -271,6 +277,8 @@ impl WorkerIo {
 
 impl<'s> Worker<'s> {
     /// A worker over its own `site` (made on its thread: it holds the worker's clock and memo).
+    /// With `proxy_protocol`, every connection must begin with a PROXY v2 header, complete
+    /// within that time of the accept, or it is closed unanswered.
     pub(crate) fn new(
         site: &'s WorkerSite<'s>,
         shared: Arc<Shared>,
@@ -278,6 +286,7 @@ impl<'s> Worker<'s> {
         defer_accept: bool,
         counters: &'s WorkerCounters,
         grace: Duration,
+        proxy_protocol: Option<Duration>,
     ) -> Self {
         Self {
             site,
@@ -294,6 +303,7 @@ impl<'s> Worker<'s> {
             lingering: Vec::new(),
             accept_stalled: false,
             eager_read: defer_accept,
+            proxy_protocol,
             log: Vec::with_capacity(64 * 1024),
             counters,
             grace,
@@ -470,6 +480,9 @@ impl<'s> Worker<'s> {
         self.slots[id] = Some(Box::new(Slot {
             sock,
             peer,
+            proxy_until: self
+                .proxy_protocol
+                .map(|limit| std::time::Instant::now() + limit),
             conn: Connection::new(self.site, self.site.clock.now()),
             pending: Vec::new(),
             interest: None,
@@ -606,6 +619,15 @@ impl<'s> Worker<'s> {
     fn sweep(&mut self, now_std: std::time::Instant) {
         let t = self.site.clock.now();
         for id in 0..self.slots.len() {
+            let proxy_late = self.slots[id]
+                .as_ref()
+                .and_then(|slot| slot.proxy_until)
+                .is_some_and(|until| now_std >= until);
+            if proxy_late {
+                // No whole PROXY header within the head timeout: closed, never served.
+                self.close_slot(id, false);
+                continue;
+            }
             if !self.is_due(id, t) {
                 continue;
             }
@@ -711,7 +733,14 @@ impl Slot<'_> {
             if self.conn.is_closed() {
                 return Flow::Close;
             }
-            if !self.pending.is_empty() {
+            if self.proxy_until.is_some() && !self.pending.is_empty() {
+                match self.take_proxy_header() {
+                    Some(true) => continue,
+                    Some(false) => return Flow::Close,
+                    None => {}
+                }
+            }
+            if self.proxy_until.is_none() && !self.pending.is_empty() {
                 let mut pending = std::mem::take(&mut self.pending);
                 let now = ctx.site.clock.now();
                 let consumed = self.conn.handle_input(now, self.received, &pending);
@@ -738,7 +767,7 @@ impl Slot<'_> {
             match self.read_once(ctx.site, &mut buf[..READ_CHUNK]) {
                 Received::Bytes(n) => {
                     let data = &buf[..n];
-                    if self.pending.is_empty() {
+                    if self.pending.is_empty() && self.proxy_until.is_none() {
                         let now = ctx.site.clock.now();
                         let consumed = self.conn.handle_input(now, self.received, data);
                         self.drain_events(&data[..consumed], ctx.log, ctx.quiet, ctx.counters);
@@ -749,6 +778,27 @@ impl Slot<'_> {
                 }
                 Received::Eof | Received::Failed => {}
                 Received::Blocked => return Flow::Wait { write: false },
+            }
+        }
+    }
+
+    /// With `--proxy-protocol`, takes the PROXY v2 header off the front of what was received:
+    /// `Some(true)` when it was whole and valid (the client it names becomes the peer; the bytes
+    /// after it are the first request), `None` while it is still incomplete, `Some(false)` when
+    /// it is not a valid header: the connection is then closed without a response (the bytes are
+    /// dropped, so nothing of them is ever served or lingered over).
+    fn take_proxy_header(&mut self) -> Option<bool> {
+        match satchel_core::proxy::parse(&self.pending) {
+            Ok(satchel_core::Status::Complete((header, len))) => {
+                self.peer = header.client_or(self.peer);
+                self.pending.drain(..len);
+                self.proxy_until = None;
+                Some(true)
+            }
+            Ok(satchel_core::Status::Partial) => None,
+            Err(_) => {
+                self.pending.clear();
+                Some(false)
             }
         }
     }

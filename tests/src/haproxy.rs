@@ -42,9 +42,14 @@ pub fn binary() -> Option<PathBuf> {
 /// The config for a frontend on `port` balancing over `nodes`, health-checked on their file
 /// port.
 pub fn config(port: u16, nodes: &[SocketAddr]) -> String {
+    config_with(port, nodes, "")
+}
+
+/// [`config`] with `server_options` added to every server (e.g. `send-proxy-v2`).
+pub fn config_with(port: u16, nodes: &[SocketAddr], server_options: &str) -> String {
     let mut servers = String::new();
     for (i, node) in nodes.iter().enumerate() {
-        servers.push_str(&format!("    server node{i} {node}\n"));
+        servers.push_str(&format!("    server node{i} {node} {server_options}\n"));
     }
     render(
         port,
@@ -115,6 +120,14 @@ impl Haproxy {
     /// When the config is refused, or HAProxy does not listen within [`WAIT`].
     pub fn start(nodes: &[SocketAddr]) -> Option<Self> {
         Self::launch(|port| config(port, nodes))
+    }
+
+    /// [`Haproxy::start`] with `server_options` on every server (e.g. `send-proxy-v2`).
+    ///
+    /// # Panics
+    /// As [`Haproxy::start`].
+    pub fn start_with(nodes: &[SocketAddr], server_options: &str) -> Option<Self> {
+        Self::launch(|port| config_with(port, nodes, server_options))
     }
 
     /// Starts HAProxy balancing over `nodes` (file address, admin address), checking each

@@ -157,3 +157,56 @@ fn mirrors_a_tree() {
         &dir.path().join("all/sub/deeper/z%.bin"),
     );
 }
+
+/// satchel-server's `Repr-Digest` meets satchel-client's check: a cached file comes with the
+/// SHA-256 of its content, and the client hashes what it saved against it, the prefix it
+/// already had included. A `.part` whose prefix was damaged on disk resumes with a 206 (the
+/// ETag still matches) and is caught as an integrity error (exit 7), leaving no final file;
+/// an intact one resumes to the exact file.
+#[test]
+fn the_servers_digest_is_checked_by_the_client() {
+    let root = tree();
+    let server = Server::start(root.path(), &[]);
+    let z = std::fs::read(root.path().join("sub/deeper/z%.bin")).expect("z");
+    let first = raw::get(server.addr(), "/sub/deeper/z%25.bin");
+    let digest = {
+        use sha2::Digest as _;
+        let hash: [u8; 32] = sha2::Sha256::digest(&z).into();
+        satchel_core::http::digest::ContentDigest(hash)
+    };
+    let b64 = String::from_utf8(digest.base64().to_vec()).unwrap();
+    assert_eq!(
+        first.header("repr-digest"),
+        Some(format!("sha-256=:{b64}:").as_str())
+    );
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    let url = server.url("/sub/deeper/z%25.bin");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (part, meta, saved) = (
+        dir.path().join("z%.bin.part"),
+        dir.path().join("z%.bin.part.meta"),
+        dir.path().join("z%.bin"),
+    );
+
+    // A damaged prefix: the server sends the right tail, the whole does not hash right.
+    let mut damaged = z[..30_000].to_vec();
+    damaged[123] ^= 0xff;
+    std::fs::write(&part, &damaged).expect("part");
+    std::fs::write(&meta, &etag).expect("meta");
+    client(dir.path(), &[&url, "--continue"]).assert_code(7);
+    assert!(!saved.exists());
+    let log = server.drain_lines(Duration::from_millis(300));
+    assert!(log.iter().any(|l| l.contains(" 206 ")), "{log:?}");
+
+    // An intact prefix, and a plain download: both exact.
+    std::fs::write(&part, &z[..30_000]).expect("part");
+    std::fs::write(&meta, &etag).expect("meta");
+    client(dir.path(), &[&url, "--continue", "--force"]).assert_code(0);
+    same_file(&root.path().join("sub/deeper/z%.bin"), &saved);
+    let fresh = tempfile::tempdir().expect("tempdir");
+    client(fresh.path(), &[&url]).assert_code(0);
+    same_file(
+        &root.path().join("sub/deeper/z%.bin"),
+        &fresh.path().join("z%.bin"),
+    );
+}

@@ -205,6 +205,13 @@ fn every_node_gives_the_same_validators() {
                 answers[0].header("Last-Modified"),
                 "{name}"
             );
+            // The content's digest, the same wherever it was computed.
+            assert!(r.header("Repr-Digest").is_some(), "{name}");
+            assert_eq!(
+                r.header("Repr-Digest"),
+                answers[0].header("Repr-Digest"),
+                "{name}"
+            );
         }
         // Revalidating through the balancer with any node's tag: 304.
         let etag = answers[1].header("ETag").unwrap();

@@ -17,10 +17,18 @@ fn version(fill: u8) -> Vec<u8> {
     vec![fill; SIZE]
 }
 
+/// The SHA-256 of `body` in base64, as `ETag` and `Repr-Digest` carry it.
+fn content_digest(body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = satchel_core::http::digest::ContentDigest(sha2::Sha256::digest(body).into());
+    String::from_utf8(digest.base64().to_vec()).unwrap()
+}
+
 /// Lets a writer thread (returning how many versions it published) and reader threads (counting
-/// the responses they checked in `checked`) run for three seconds, stops and joins them, and
-/// asserts that both did enough work for the test to mean something: more than `min.0` versions
-/// and more than `min.1` responses.
+/// the responses they checked in `checked`) run for three seconds, and longer (up to a minute)
+/// while the readers have checked no more than `min.1` responses (a loaded machine), stops and
+/// joins them, and asserts that both did enough work for the test to mean something: more than
+/// `min.0` versions and more than `min.1` responses.
 fn run_then_stop(
     stop: &AtomicBool,
     writer: JoinHandle<u64>,
@@ -28,7 +36,14 @@ fn run_then_stop(
     min: (u64, usize),
     checked: &AtomicUsize,
 ) {
+    let start = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
+    while checked.load(Ordering::Relaxed) <= min.1
+        && start.elapsed() < Duration::from_secs(60)
+        && !readers.iter().any(|r| r.is_finished())
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     stop.store(true, Ordering::Relaxed);
     let versions = writer.join().unwrap();
     for r in readers {
@@ -85,7 +100,16 @@ fn replaced_file_is_never_served_torn_or_mislabelled() {
                         r.body.iter().all(|&b| b == fill),
                         "torn body: starts with {fill}"
                     );
-                    let etag = r.header("etag").unwrap().to_string();
+                    // The ETag is the content's digest, so it names these bytes and no others,
+                    // however close in time two versions were written (same size, same mtime
+                    // tick): checked exactly on every response, not only when a clash happens.
+                    let etag = r.header("etag").expect("an ETag").to_string();
+                    let digest = content_digest(&r.body);
+                    assert_eq!(etag, format!("\"{digest}\""), "ETag of other bytes");
+                    assert_eq!(
+                        r.header("repr-digest"),
+                        Some(format!("sha-256=:{digest}:").as_str())
+                    );
                     let seen = *etag_fill.entry(etag.clone()).or_insert(fill);
                     assert_eq!(seen, fill, "ETag {etag} labelled two different contents");
                     checked.fetch_add(1, Ordering::Relaxed);
@@ -223,4 +247,110 @@ fn a_change_is_seen_by_every_request_sent_after_it() {
         .collect();
 
     run_then_stop(&stop, writer, readers, (100, 1000), &checked);
+}
+
+/// Two contents of the same size with the same modification time (a rename within one tick of
+/// the file system's clock, set here exactly) are told apart: different ETags, and an
+/// `If-Range` naming the first never splices a range of the second onto it. Then the same
+/// with the cache off (`--cache-size 0`): the file is admitted but not stored, and its digest is
+/// read from the file for the response.
+#[test]
+fn same_size_same_mtime_versions_get_different_validators() {
+    for extra in [&[][..], &["--cache-size", "0"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.bin");
+        let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let put = |fill: u8| {
+            let tmp = dir.path().join("s.tmp");
+            fs::write(&tmp, vec![fill; 4096]).unwrap();
+            fs::File::options()
+                .write(true)
+                .open(&tmp)
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap();
+            fs::rename(&tmp, &path).unwrap();
+        };
+        let mut args = vec!["--quiet"];
+        args.extend_from_slice(extra);
+        put(b'a');
+        let server = Server::start(dir.path(), &args);
+        let mut conn = Conn::open(server.addr());
+        conn.get("/s.bin", "");
+        let first = conn.response(false).unwrap();
+        let etag_a = first.header("etag").expect("an ETag").to_string();
+        assert_eq!(etag_a, format!("\"{}\"", content_digest(&first.body)));
+
+        put(b'b');
+        conn.get("/s.bin", "");
+        let second = conn.response(false).unwrap();
+        assert_eq!(second.body, vec![b'b'; 4096]);
+        let etag_b = second.header("etag").expect("an ETag").to_string();
+        assert_ne!(etag_a, etag_b, "{extra:?}: one ETag for two contents");
+        assert_eq!(
+            first.header("last-modified"),
+            second.header("last-modified")
+        );
+
+        // A resume against the first version: the whole second one, never its tail.
+        conn.get(
+            "/s.bin",
+            &format!("Range: bytes=100-\r\nIf-Range: {etag_a}\r\n"),
+        );
+        let resumed = conn.response(false).unwrap();
+        assert_eq!(resumed.status, 200, "{extra:?}");
+        assert_eq!(resumed.body, vec![b'b'; 4096]);
+        // Revalidation: the old tag is not modified-from-now, the new one is.
+        conn.get("/s.bin", &format!("If-None-Match: {etag_a}\r\n"));
+        assert_eq!(conn.response(false).unwrap().status, 200);
+        conn.get("/s.bin", &format!("If-None-Match: {etag_b}\r\n"));
+        let not_modified = conn.response(false).unwrap();
+        assert_eq!(not_modified.status, 304, "{extra:?}");
+        assert_eq!(not_modified.header("etag"), Some(etag_b.as_str()));
+        conn.get(
+            "/s.bin",
+            &format!("Range: bytes=100-\r\nIf-Range: {etag_b}\r\n"),
+        );
+        assert_eq!(conn.response(false).unwrap().status, 206);
+    }
+}
+
+/// A file above `--max-cached-file` is streamed and labelled by its version (size and mtime in
+/// ns), with no `Repr-Digest`: the server does not read it whole to hash it.
+#[test]
+fn streamed_files_carry_the_version_tag_and_no_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("big.bin"), vec![7u8; 10_000]).unwrap();
+    fs::write(dir.path().join("small.bin"), vec![7u8; 100]).unwrap();
+    let server = Server::start(dir.path(), &["--quiet", "--max-cached-file", "1000"]);
+    let mut conn = Conn::open(server.addr());
+    conn.get("/big.bin", "");
+    let big = conn.response(false).unwrap();
+    assert_eq!(big.header("cache-status"), Some("satchel; fwd=bypass"));
+    let etag = big.header("etag").expect("an ETag");
+    assert!(etag.ends_with("-2710\""), "{etag}");
+    assert_eq!(big.header("repr-digest"), None);
+    // The JSON listing gives the streamed file's tag (what a GET sends), none for the other.
+    conn.get("/", "Accept: application/json\r\n");
+    let listing: serde_json::Value =
+        serde_json::from_slice(&conn.response(false).unwrap().body).unwrap();
+    let entry = |name: &str| {
+        listing["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(entry("big.bin")["etag"].as_str(), Some(etag));
+    assert!(entry("small.bin")["etag"].is_null());
+    conn.get("/small.bin", "");
+    let small = conn.response(false).unwrap();
+    let digest = content_digest(&small.body);
+    assert_eq!(small.header("etag"), Some(format!("\"{digest}\"").as_str()));
+    assert_eq!(
+        small.header("repr-digest"),
+        Some(format!("sha-256=:{digest}:").as_str())
+    );
 }

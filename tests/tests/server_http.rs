@@ -265,8 +265,9 @@ fn folders_index_redirect_and_listings() {
     assert!(entries[0]["size"].is_null() && entries[0]["etag"].is_null());
     assert_eq!(entries[1]["href"], "a%20b.txt");
     assert_eq!(entries[1]["size"], 7);
-    let file = raw::get(server.addr(), "/files/a%20b.txt");
-    assert_eq!(entries[1]["etag"].as_str(), file.header("etag"));
+    // A file the cache admits is labelled by its content's digest, which a listing does not
+    // read: no etag (a streamed file's is checked in server_consistency.rs).
+    assert!(entries[1]["etag"].is_null());
     let modified = entries[1]["modified"].as_str().unwrap();
     assert!(
         modified.len() == 20 && modified.ends_with('Z'),

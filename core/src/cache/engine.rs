@@ -3,6 +3,7 @@
 
 use super::store::{Fill, Store, StoreError};
 use super::CacheStats;
+use crate::http::digest::ContentDigest;
 use crate::source::{FileVersion, SourceError};
 
 const NONE: u32 = u32::MAX;
@@ -95,6 +96,8 @@ enum Queue {
 pub struct Slot<E> {
     entry: Option<E>,
     version: FileVersion,
+    /// The SHA-256 of the content, computed once when the entry was filled.
+    digest: ContentDigest,
     hash: u64,
     charge: usize,
     /// Neighbours in the slot's queue (towards the head, towards the tail), or the free list.
@@ -114,6 +117,7 @@ impl<E> Slot<E> {
                 stamp: 0,
                 id: 0,
             },
+            digest: ContentDigest([0; 32]),
             hash: 0,
             charge: 0,
             prev: NONE,
@@ -342,6 +346,14 @@ where
         handle
     }
 
+    /// The SHA-256 of the content cached for `key` at exactly `version`, if it is cached (the
+    /// entry a [`Cache::get`] of the same key and version hands out). Counts nothing.
+    pub fn digest(&self, key: &[u8], version: &FileVersion) -> Option<ContentDigest> {
+        let (_, s) = self.find(key, hash_key(key))?;
+        let slot = &self.slots.as_ref()[s as usize];
+        (slot.version == *version).then_some(slot.digest)
+    }
+
     /// Whether an entry (of any version) is held under `key`. Changes nothing, counts nothing:
     /// for a source deciding whether a cheap validation is worth making before a slow open.
     pub fn contains(&self, key: &[u8]) -> bool {
@@ -398,9 +410,16 @@ where
             self.n.deferred += 1;
             return Err(InsertError::Deferred);
         }
+        // The digest is taken from the bytes as they are stored, in the same pass.
+        let mut digest = ContentDigest([0; 32]);
+        let mut fill_and_hash = |dst: &mut [u8]| {
+            fill(dst)?;
+            digest = ContentDigest::of(dst);
+            Ok(())
+        };
         let entry = loop {
             if self.free != NONE && self.store.capacity() - self.store.used() >= charge {
-                match self.store.alloc(key, len, fill) {
+                match self.store.alloc(key, len, &mut fill_and_hash) {
                     Ok(e) => break e,
                     Err(StoreError::Full) => {}
                     Err(StoreError::Fill(e)) => return Err(InsertError::Fill(e)),
@@ -418,6 +437,7 @@ where
             *slot = Slot {
                 entry: Some(entry),
                 version: *version,
+                digest,
                 hash: h,
                 charge,
                 prev: NONE,
@@ -780,6 +800,26 @@ mod tests {
         let st = c.stats();
         assert_eq!((st.hits, st.misses, st.insertions), (1, 2, 1));
         assert_eq!((st.entries, st.bytes_used), (1, 11));
+    }
+
+    #[test]
+    fn the_digest_of_the_stored_bytes_is_kept_for_that_version_only() {
+        let mut c = arena(1000, 8, Config::for_capacity(1000));
+        assert_eq!(c.digest(b"a", &v(1)), None);
+        stored(&mut c, b"a", 1, 7, 10);
+        assert_eq!(c.digest(b"a", &v(1)), Some(ContentDigest::of(&[7; 10])));
+        assert_eq!(c.digest(b"a", &v(2)), None, "another version");
+        assert_eq!(c.digest(b"b", &v(1)), None, "another key");
+        let before = c.stats();
+        let _ = c.digest(b"a", &v(1));
+        assert_eq!(c.stats(), before, "a digest lookup counts nothing");
+        // A new version, its own digest; a failed fill stores none.
+        stored(&mut c, b"a", 2, 8, 10);
+        assert_eq!(c.digest(b"a", &v(2)), Some(ContentDigest::of(&[8; 10])));
+        assert_eq!(c.digest(b"a", &v(1)), None);
+        let failed = c.insert(b"c", &v(1), 5, &mut |_| Err(SourceError::Io));
+        assert!(failed.is_err());
+        assert_eq!(c.digest(b"c", &v(1)), None);
     }
 
     #[test]

@@ -61,6 +61,13 @@
 //! just saw; an entry of another version is a miss that drops the old bytes (or lets them go on
 //! the last release, when pinned).
 //!
+//! # Digests
+//!
+//! Each entry also keeps the SHA-256 of its content, taken in the insertion's pass over the
+//! bytes ([`ContentCache::digest`]): the server's `Repr-Digest` and the `ETag` of every file the
+//! cache admits, the same on every node holding the same bytes. It costs 32 bytes per slot and
+//! one hash per fill, never per hit.
+//!
 //! # Arena layout
 //!
 //! [`ArenaStore`] keeps each entry contiguous (key then content) in one arena, in address order.
@@ -104,6 +111,7 @@ pub use arena::{ArenaError, ArenaHandle, ArenaStore, Region};
 pub use engine::{shard_index, Bucket, Cache, CacheError, Config, InsertError, Slot};
 pub use store::{Fill, Store, StoreError};
 
+use crate::http::digest::ContentDigest;
 use crate::source::{FileVersion, SourceError};
 
 /// A board's cache in arrays: `ENTRIES` files, an index of `BUCKETS` buckets (a power of two,
@@ -200,6 +208,10 @@ pub trait ContentCache {
     fn release(&self, h: Self::Handle);
     /// A snapshot of the counters.
     fn stats(&self) -> CacheStats;
+    /// The SHA-256 of the content cached for `key` at exactly `version` (computed once, when
+    /// the entry was filled, and kept with it); `None` when that entry is not (or no longer)
+    /// cached.
+    fn digest(&self, key: &[u8], version: &FileVersion) -> Option<ContentDigest>;
 }
 
 /// The board configuration: a single-threaded poll loop owns the cache in a `RefCell`.
@@ -253,6 +265,10 @@ where
 
     fn stats(&self) -> CacheStats {
         self.try_borrow().map(|c| c.stats()).unwrap_or_default()
+    }
+
+    fn digest(&self, key: &[u8], version: &FileVersion) -> Option<ContentDigest> {
+        self.try_borrow().ok()?.digest(key, version)
     }
 }
 

@@ -8,22 +8,35 @@
 //! etagc      = %x21 / %x23-7E / obs-text
 //! ```
 
+use super::digest::{ContentDigest, BASE64_LEN};
 use super::encoding::Coding;
 use super::{trim_ows, trim_ows_start};
 use crate::source::FileVersion;
 
-/// The longest tag [`ETag::from_version`] builds: two quotes, two 16-digit hex numbers, a dash,
-/// and a coding's suffix of up to 4 bytes ([`ETag::for_coding`]).
-pub const MAX_ETAG_LEN: usize = 2 + 2 * 16 + 1 + 4;
+/// The longest tag built here: a content tag, two quotes around the 44-character base64 of a
+/// SHA-256 ([`ETag::from_digest`]), with a coding's suffix of up to 4 bytes
+/// ([`ETag::for_coding`]); a version tag ([`ETag::from_version`]) is at most two quotes, two
+/// 16-digit hex numbers and a dash, plus the same suffix.
+pub const MAX_ETAG_LEN: usize = 2 + BASE64_LEN + 4;
 
-/// A strong entity-tag, quotes included, derived from a file's [`FileVersion`].
+/// A strong entity-tag, quotes included: a file's content or its version as every copy of it
+/// shares it.
 ///
-/// The form is `"<stamp hex>-<len hex>"` (lower-case hex without leading zeros; nginx's form,
-/// with the modification time in ns instead of seconds). It changes whenever the file's
-/// modification stamp or size does and never depends on the path alone, nor on what one copy
-/// of the file does not share with another (`FileVersion::id`: device, inode, ctime), so nodes
-/// serving copies of one tree give the same tag and a client may validate or resume against any
-/// of them (PROTOCOL.md, "Responses").
+/// Two forms, which can never be equal to each other (base64 has no `-`, a version tag always
+/// has one):
+///
+/// * a **content tag** `"<base64 of the SHA-256 of the content>"` ([`ETag::from_digest`]), for
+///   files the cache takes: exact (two different contents never share it, however close in
+///   time they were written) and the same on every node holding the same bytes;
+/// * a **version tag** `"<stamp hex>-<len hex>"` ([`ETag::from_version`]; lower-case hex without
+///   leading zeros, nginx's form with the modification time in ns), for files streamed from
+///   disk, which the server cannot hash without reading them whole. It changes whenever the
+///   file's modification stamp or size does and never depends on what one copy does not share
+///   with another (`FileVersion::id`: device, inode, ctime). Its limit: two versions of the same
+///   size written within one tick of the file system's clock share it.
+///
+/// Neither depends on the path alone, so nodes serving copies of one tree give the same tag and
+/// a client may validate or resume against any of them (PROTOCOL.md, "Responses").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ETag {
     bytes: [u8; MAX_ETAG_LEN],
@@ -45,12 +58,45 @@ impl ETag {
         tag
     }
 
+    /// The content tag of a file whose bytes have the SHA-256 `digest`.
+    pub fn from_digest(digest: &ContentDigest) -> Self {
+        let mut tag = Self {
+            bytes: [0; MAX_ETAG_LEN],
+            len: 0,
+        };
+        tag.push(b'"');
+        for b in digest.base64() {
+            tag.push(b);
+        }
+        tag.push(b'"');
+        tag
+    }
+
+    /// A tag equal to no entity-tag a request can carry (it is empty: a parsed tag always has
+    /// its quotes), for a file whose validator is not known: `If-None-Match` and `If-Range`
+    /// then never match it (only `If-None-Match: *` does, which asks whether the file exists).
+    pub const fn unknown() -> Self {
+        Self {
+            bytes: [0; MAX_ETAG_LEN],
+            len: 0,
+        }
+    }
+
+    /// Whether this is [`ETag::unknown`].
+    pub const fn is_unknown(&self) -> bool {
+        self.len == 0
+    }
+
     /// The tag of the precompressed representation of a resource whose sibling file has this
     /// tag: the coding's suffix inside the quotes (`"5f3a-1c-br"`), so it never equals the
     /// tag of an identity representation (RFC 9110 §8.8.3: each representation its own tag).
     #[must_use]
     pub fn for_coding(mut self, coding: Coding) -> Self {
-        // `from_version` ends the tag with a quote; the suffix goes before it.
+        if self.is_unknown() {
+            // No tag stays no tag.
+            return self;
+        }
+        // A tag ends with a quote; the suffix goes before it.
         self.len = self.len.saturating_sub(1);
         for &b in coding.etag_suffix() {
             self.push(b);
@@ -70,7 +116,8 @@ impl ETag {
     }
 
     fn push(&mut self, b: u8) {
-        // At most MAX_ETAG_LEN pushes happen, by construction of `from_version`.
+        // At most MAX_ETAG_LEN pushes happen, by construction of `from_version` and
+        // `from_digest`.
         if let Some(slot) = self.bytes.get_mut(usize::from(self.len)) {
             *slot = b;
             self.len += 1;
@@ -195,11 +242,14 @@ mod tests {
             stamp: u64::MAX,
             id: u64::MAX,
         });
-        assert_eq!(max.as_bytes().len() + 4, MAX_ETAG_LEN);
-        // The longest suffix still fits, whole.
+        assert_eq!(max.as_bytes().len(), 2 + 2 * 16 + 1);
+        // The longest suffix still fits, whole, on the longest tag.
         let coded = max.for_coding(Coding::Zstd);
-        assert_eq!(coded.as_bytes().len(), MAX_ETAG_LEN);
         assert!(coded.as_str().ends_with("-zst\""));
+        let content = ETag::from_digest(&ContentDigest::of(b"x")).for_coding(Coding::Zstd);
+        assert_eq!(content.as_bytes().len(), MAX_ETAG_LEN);
+        assert!(content.as_str().ends_with("=-zst\""));
+        assert!(ETag::unknown().for_coding(Coding::Br).is_unknown());
     }
 
     #[test]
@@ -256,6 +306,38 @@ mod tests {
         }
         let touched = FileVersion::from_stat(len, mtime + 1, mtime + 1, 0x801, 12);
         assert_ne!(ETag::from_version(&a), ETag::from_version(&touched));
+    }
+
+    #[test]
+    fn content_tags_are_the_digest_and_never_a_version_tag() {
+        let d = ContentDigest::of(b"hello world\n");
+        let t = ETag::from_digest(&d);
+        assert_eq!(
+            t.as_str(),
+            "\"qUiQTy8PR5uPgZdpSzAYSw0u0cHNKh7A+4XSmaGSpEc=\""
+        );
+        assert_eq!(t.as_bytes().len(), 2 + BASE64_LEN);
+        assert!(strong_eq(t.as_bytes(), &t));
+        assert!(matches_if_none_match(t.as_bytes(), &t));
+        assert_ne!(t, ETag::from_digest(&ContentDigest::of(b"hello world!")));
+        // Same size, same time, other bytes: other content tags.
+        assert_ne!(
+            ETag::from_digest(&ContentDigest::of(b"aaaa")),
+            ETag::from_digest(&ContentDigest::of(b"bbbb"))
+        );
+        assert!(!t.as_str().contains('-'));
+        assert!(tag().as_str().contains('-'));
+    }
+
+    #[test]
+    fn the_unknown_tag_matches_only_star() {
+        let u = ETag::unknown();
+        assert!(u.is_unknown() && !tag().is_unknown());
+        assert!(matches_if_none_match(b"*", &u));
+        for field in [&b"\"\""[..], b"W/\"\"", b"\"0-0\"", b"", b"\"x\", \"\""] {
+            assert!(!matches_if_none_match(field, &u));
+            assert!(!strong_eq(field, &u));
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod conditional;
 pub mod date;
+pub mod digest;
 pub mod encoding;
 pub mod etag;
 pub mod method;

@@ -149,11 +149,15 @@ pub struct Config {
     pub head_timeout: Duration,
     /// A response that makes no progress for this long (the peer stopped reading) is abandoned.
     pub send_timeout: Duration,
+    /// The `Cache-Control` field value on file responses (200, 206, 304); `None`: no field.
+    /// It must be a valid field value (no control characters); [`valid_cache_control`] checks.
+    pub cache_control: Option<&'static str>,
 }
 
 impl Config {
     /// The host defaults of PROTOCOL.md: 15 s idle, 10 s head, 30 s send, listings and
-    /// precompressed siblings on.
+    /// precompressed siblings on, `Cache-Control: no-cache` (caches in front revalidate every
+    /// time, so the server's never-stale promise reaches them).
     pub const fn host() -> Self {
         Self {
             limits: Limits::host(),
@@ -165,8 +169,20 @@ impl Config {
             idle_timeout: Duration::from_secs(15),
             head_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
+            cache_control: Some("no-cache"),
         }
     }
+}
+
+/// Whether `value` may be sent as the `Cache-Control` field value: non-empty, visible ASCII,
+/// spaces and tabs inside only (RFC 9110 §5.5 field-value; obs-text and control characters
+/// refused).
+pub fn valid_cache_control(value: &str) -> bool {
+    let b = value.as_bytes();
+    let visible = |c: &u8| (0x21..=0x7e).contains(c);
+    b.first().is_some_and(visible)
+        && b.last().is_some_and(visible)
+        && b.iter().all(|c| visible(c) || *c == b' ' || *c == b'\t')
 }
 
 impl Default for Config {
@@ -251,6 +267,29 @@ impl<Src: FileSource, C: ContentCache> Site for SiteParts<Src, C> {
 
     fn unix_time(&self) -> Option<u64> {
         self.clock.map(|now| now())
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn cache_control_values() {
+    for ok in [
+        "no-cache",
+        "max-age=60, stale-if-error=600",
+        "private,\tno-store",
+    ] {
+        assert!(valid_cache_control(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        " no-cache",
+        "no-cache ",
+        "a\r\nb",
+        "a\nb",
+        "caf\u{e9}",
+        "\t",
+    ] {
+        assert!(!valid_cache_control(bad), "{bad:?}");
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::cache::ContentCache;
 use crate::http::conditional::{self, Conditions, Decision, Validators};
+use crate::http::digest::{ContentDigest, ContentHasher};
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::etag::ETag;
 use crate::http::method::Method;
@@ -341,11 +342,24 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             meta,
         } = file;
         let method = request.method;
-        let etag = match repr.coding {
-            Some(coding) => ETag::from_version(&meta.version).for_coding(coding),
-            None => ETag::from_version(&meta.version),
-        };
         let size = meta.version.len;
+        // Fill before deciding: a file the cache admits is labelled by its content, known once
+        // its bytes are (a 304 or a 416 of a miss fills the cache too).
+        let (content, cache_status) = self.fill(path, &meta.version, content);
+        let digest = self.digest_of(path, &content, &meta.version, cache_status);
+        let etag = match digest {
+            Some(digest) => ETag::from_digest(&digest),
+            // Streamed: labelled by its version.
+            None if cache_status == CacheStatus::Bypass => ETag::from_version(&meta.version),
+            // Admitted but not hashed (a read failed): no validator, so no false match.
+            None => ETag::unknown(),
+        };
+        // A precompressed sibling: its own bytes' tag, marked with the coding (a file whose
+        // bytes equal its `.br` sibling's must not share a tag with it).
+        let etag = match repr.coding {
+            Some(coding) => etag.for_coding(coding),
+            None => etag,
+        };
         // What to send: `None` for a 304, else (first byte, length, Content-Range).
         let part = match decide(request, &meta, &etag) {
             Decision::Unsatisfiable => {
@@ -364,11 +378,11 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 }),
             )),
         };
-        let (content, cache_status) = self.fill(path, &meta.version, content, part.is_some());
 
         let mut head = ResponseHead::new(StatusCode::NOT_MODIFIED);
-        head.etag = Some(&etag);
+        head.etag = Some(&etag).filter(|t| !t.is_unknown());
         head.last_modified = meta.modified;
+        head.cache_control = self.site.config().cache_control;
         head.date = self.site.unix_time();
         head.cache_status = Some(cache_status);
         head.connection_close = close;
@@ -388,6 +402,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             head.content_encoding = repr.coding.map(Coding::token);
             head.content_length = Some(len);
             head.accept_ranges = true;
+            head.repr_digest = digest.as_ref();
         }
         let body = match part {
             Some((first, len, _)) if method == Method::Get => {
@@ -410,15 +425,13 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         self.respond_error_head(now, Some(method), head, "range not satisfiable");
     }
 
-    /// Fill: on a miss that will send content (a 304 or 416 needs none), reads the opened file
-    /// into the cache; the content then comes from the new entry. Returns the content to send
-    /// and the cache's part in it.
+    /// Fill: on a miss, reads the opened file into the cache; the content then comes from the
+    /// new entry. Returns the content to send and the cache's part in it.
     fn fill(
         &self,
         path: &SafePath<'_>,
         version: &FileVersion,
         content: Content<Handle<S>, File<S>>,
-        sends_content: bool,
     ) -> (Content<Handle<S>, File<S>>, CacheStatus) {
         let cache = self.site.cache();
         let file = match content {
@@ -431,14 +444,44 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let Ok(len) = usize::try_from(version.len) else {
             return (Content::Opened(file), CacheStatus::Miss);
         };
-        if sends_content {
-            let source = self.site.source();
-            let mut fill = |dst: &mut [u8]| fill_from(source, &file, version, dst);
-            if let Some(handle) = cache.insert(path.as_bytes(), version, len, &mut fill) {
-                return (Content::Cached(handle), CacheStatus::MissStored);
-            }
+        let source = self.site.source();
+        let mut fill = |dst: &mut [u8]| fill_from(source, &file, version, dst);
+        if let Some(handle) = cache.insert(path.as_bytes(), version, len, &mut fill) {
+            return (Content::Cached(handle), CacheStatus::MissStored);
         }
         (Content::Opened(file), CacheStatus::Miss)
+    }
+
+    /// The SHA-256 of a file the cache admits: its entry's (computed once at fill), or, when
+    /// the cache declined to store it (a large file's first request, no room) or the entry went
+    /// meanwhile, read now from the open file or the handle. `None` for a streamed file
+    /// (bypass), or when that read fails.
+    fn digest_of(
+        &self,
+        path: &SafePath<'_>,
+        content: &Content<Handle<S>, File<S>>,
+        version: &FileVersion,
+        cache_status: CacheStatus,
+    ) -> Option<ContentDigest> {
+        let cache = self.site.cache();
+        match content {
+            Content::Opened(_) if cache_status == CacheStatus::Bypass => None,
+            Content::Opened(file) => hash_from(self.site.source(), file, version).ok(),
+            Content::Cached(handle) => cache.digest(path.as_bytes(), version).or_else(|| {
+                let mut hasher = ContentHasher::new();
+                let mut buf = [0u8; 1024];
+                let mut offset = 0;
+                while offset < cache.content_len(handle) {
+                    let n = cache.copy_out(handle, offset, &mut buf);
+                    if n == 0 {
+                        return None;
+                    }
+                    hasher.update(&buf[..n]);
+                    offset += n;
+                }
+                Some(hasher.finish())
+            }),
+        }
     }
 
     fn drop_content(&self, content: Content<Handle<S>, File<S>>) {
@@ -537,11 +580,17 @@ fn decide(request: &Request<'_>, meta: &Metadata, etag: &ETag) -> Decision {
         etag,
         last_modified: meta.modified,
     };
+    let mut range = request.range.filter(|_| request.method == Method::Get);
+    if etag.is_unknown() && request.if_range.is_some() {
+        // Without a validator no `If-Range` can be shown to match (a date alone could name
+        // two versions of one second): the whole file, never a splice.
+        range = None;
+    }
     let conditions = Conditions {
         if_none_match: request.if_none_match,
         if_modified_since: request.if_modified_since,
         if_range: request.if_range,
-        range: request.range.filter(|_| request.method == Method::Get),
+        range,
     };
     conditional::evaluate(&conditions, &validators, meta.version.len, true)
 }
@@ -587,6 +636,37 @@ fn fill_from<F: FileSource>(
     }
     match source.file_metadata(file) {
         Ok(after) if after.version == *version => Ok(()),
+        _ => Err(SourceError::Io),
+    }
+}
+
+/// The SHA-256 of `file`'s `version.len` bytes, read in small pieces, then checked against the
+/// file's size and modification stamp afterwards (a write during the read changes the stamp).
+/// Unlike [`fill_from`] it does not insist on the copy's own `id`: a file that was renamed over
+/// or unlinked while open gets a new change time without a change of its bytes, and its
+/// response still deserves its validator.
+fn hash_from<F: FileSource>(
+    source: &F,
+    file: &F::File,
+    version: &FileVersion,
+) -> Result<ContentDigest, SourceError> {
+    let mut hasher = ContentHasher::new();
+    // Small, as it lives on a board's stack too (a host reads a few more times).
+    let mut buf = [0u8; 2048];
+    let mut done = 0u64;
+    while done < version.len {
+        let want = usize::try_from(version.len - done).map_or(buf.len(), |n| n.min(buf.len()));
+        let n = source.read_at(file, done, &mut buf[..want])?;
+        if n == 0 {
+            return Err(SourceError::Io);
+        }
+        hasher.update(&buf[..n]);
+        done += n as u64;
+    }
+    match source.file_metadata(file) {
+        Ok(after) if (after.version.len, after.version.stamp) == (version.len, version.stamp) => {
+            Ok(hasher.finish())
+        }
         _ => Err(SourceError::Io),
     }
 }

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use satchel_core::cache::{ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig};
 use satchel_core::cache::{Region, Slot};
+use satchel_core::http::digest::ContentDigest;
 use satchel_core::http::etag::ETag;
 use satchel_core::listing::{Entry, ListingView, ListingWriter};
 use satchel_core::path::SafePath;
@@ -36,8 +37,14 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The `ETag` the server derives for this version.
+    /// The tag the server gives this version: the digest of its content when the cache admits
+    /// it (at most [`MAX_CACHED`] bytes), else its version (a streamed file).
     pub fn etag(&self) -> ETag {
-        ETag::from_version(&self.meta.version)
+        if self.data.len() <= MAX_CACHED {
+            ETag::from_digest(&ContentDigest::of(&self.data))
+        } else {
+            ETag::from_version(&self.meta.version)
+        }
     }
 }
 

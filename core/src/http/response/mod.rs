@@ -19,6 +19,7 @@
 //! [`StatusCode`], and `encode` → `parse` is property-tested in both directions.
 
 use super::date::{format_http_date, IMF_FIXDATE_LEN};
+use super::digest::ContentDigest;
 use super::etag::ETag;
 use super::scan::{is_value_byte, parse_u64};
 use super::status::StatusCode;
@@ -186,7 +187,8 @@ impl<E: core::fmt::Debug> core::error::Error for WriteError<E> {}
 ///
 /// Fields are emitted in this fixed order, each only when set: `Date`, `Content-Type`,
 /// `Content-Encoding`, `Content-Length`, `Content-Range`, `Accept-Ranges: bytes`, `ETag`,
-/// `Last-Modified`, `Vary`, `Cache-Status`, `Location`, `Allow`, `Retry-After`, `Content-Security-Policy`,
+/// `Last-Modified`, `Vary`, `Cache-Control`, `Repr-Digest`, `Cache-Status`, `Location`, `Allow`,
+/// `Retry-After`, `Content-Security-Policy`,
 /// `Connection: close`. The status line is
 /// always `HTTP/1.1 <code> <reason>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +207,10 @@ pub struct ResponseHead<'a> {
     pub last_modified: Option<u64>,
     /// `Vary` (`Accept-Encoding` where a precompressed sibling may be chosen).
     pub vary: Option<&'a str>,
+    /// `Cache-Control`, the whole field value (e.g. `no-cache`).
+    pub cache_control: Option<&'a str>,
+    /// `Repr-Digest: sha-256=:<base64>:` (RFC 9530) of the selected representation.
+    pub repr_digest: Option<&'a ContentDigest>,
     /// `Date`, in seconds since the Unix epoch; `None` on a platform without a clock
     /// (RFC 9110 §6.6.1).
     pub date: Option<u64>,
@@ -237,6 +243,8 @@ impl<'a> ResponseHead<'a> {
             etag: None,
             last_modified: None,
             vary: None,
+            cache_control: None,
+            repr_digest: None,
             date: None,
             accept_ranges: false,
             content_range: None,
@@ -286,6 +294,7 @@ impl<'a> ResponseHead<'a> {
 
     fn check_values(&self) -> Result<(), EncodeError> {
         let ok = self.content_type.is_none_or(|v| valid_value(v.as_bytes()))
+            && self.cache_control.is_none_or(|v| valid_value(v.as_bytes()))
             && self
                 .content_encoding
                 .is_none_or(|v| valid_value(v.as_bytes()))
@@ -337,6 +346,14 @@ impl<'a> ResponseHead<'a> {
         }
         if let Some(vary) = self.vary {
             field(s, b"Vary: ", vary.as_bytes(), b"")?;
+        }
+        if let Some(cc) = self.cache_control {
+            field(s, b"Cache-Control: ", cc.as_bytes(), b"")?;
+        }
+        if let Some(digest) = self.repr_digest {
+            s.put(b"Repr-Digest: sha-256=:")?;
+            s.put(&digest.base64())?;
+            s.put(b":\r\n")?;
         }
         if let Some(cs) = self.cache_status {
             field(s, b"Cache-Status: ", cs.as_str().as_bytes(), b"")?;
@@ -986,9 +1003,31 @@ mod tests {
                 allow: self.allow.as_deref(),
                 retry_after: self.retry_after,
                 content_security_policy: None,
+                cache_control: None,
+                repr_digest: None,
                 connection_close: self.connection_close,
             }
         }
+    }
+
+    #[test]
+    fn cache_control_and_repr_digest_fields() {
+        let digest = ContentDigest::of(b"hello world\n");
+        let mut head = ResponseHead::new(StatusCode::OK);
+        head.cache_control = Some("max-age=60, stale-if-error=600");
+        head.repr_digest = Some(&digest);
+        head.content_length = Some(12);
+        let mut buf = [0u8; 256];
+        let n = head.encode(&mut buf).unwrap();
+        assert_eq!(n, head.encoded_len());
+        assert_eq!(
+            core::str::from_utf8(&buf[..n]).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\
+             Cache-Control: max-age=60, stale-if-error=600\r\n\
+             Repr-Digest: sha-256=:qUiQTy8PR5uPgZdpSzAYSw0u0cHNKh7A+4XSmaGSpEc=:\r\n\r\n"
+        );
+        head.cache_control = Some("no-cache\r\nX-Injected: 1");
+        assert_eq!(head.encode(&mut buf), Err(EncodeError::InvalidFieldValue));
     }
 
     /// Collects emitted bytes (for the `ContentRange` round trip).
