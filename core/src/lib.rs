@@ -15,22 +15,26 @@
 //!          embedded-nal client stack
 //! serve    sans-IO server connection: state machine (connection), response  cache http listing
 //!          rules lookup -> open -> decide -> fill -> head (respond), body   mime path source
-//!          and Transmit::copy_to (body), Accept (accept); SiteParts         time
-//! client   sans-IO download: framing, resume plan, safe names, embedded-nal  http percent path
-//!          driver                                                           time
-//! cache    fixed-capacity content cache: storage + index + eviction +       source
-//!          admission
-//! listing  folder listings (HTML, text)                                     percent source
-//! http     both directions on one field scanner and byte table: request     source
+//!          and Transmit::copy_to (body); requests waiting for a slow        time
+//!          source; SiteParts
+//! client   sans-IO download: session (redirects, retries, resume,           http percent time
+//!          timeouts), framing, safe names, embedded-nal driver
+//! cache    fixed-capacity content cache: storage + index + eviction +       http source
+//!          admission, a SHA-256 per entry
+//! source   trait FileSource (probe with the request's Arrival, metadata,   listing path version
+//!          open, read_at, waiting opens) + a static table for boards
+//! listing  folder listings (HTML page, text, JSON) and their negotiation    http path percent
+//!                                                                           version
+//! http     both directions on one field scanner and byte table: request     version
 //!          head parser, response head (encode + parse), Content-Range,
-//!          status codes, Range, conditionals, dates, ETag
-//! proxy    PROXY protocol v2 header (the real client behind a balancer)     -
-//! mime     extension -> media type table                                    -
-//! source   trait FileSource (probe with the request's Arrival, metadata,   path
-//!          open, read_at) + a static in-memory table for boards
+//!          status codes, Range, conditionals, dates, ETag, digests,
+//!          Accept-Encoding
 //! path     percent-decoding and normalisation into a SafePath that cannot   percent
 //!          leave the root
+//! proxy    PROXY protocol v2 header (the real client behind a balancer)     -
+//! mime     extension -> media type table                                    -
 //! percent  percent-encoding and -decoding (RFC 3986 §2.1)                   -
+//! version  FileVersion: which version of a file's content bytes are         -
 //! time     Instant / Duration in milliseconds (the core reads no clock)     -
 //! ```
 //!
@@ -63,6 +67,7 @@ pub mod serve;
 pub mod smoltcp;
 pub mod source;
 pub mod time;
+pub mod version;
 
 /// The outcome of parsing input that may be incomplete.
 ///

@@ -21,7 +21,18 @@ use crate::http::date::civil_from_days;
 use crate::http::etag::ETag;
 use crate::http::trim_ows;
 use crate::percent::{self, Keep};
-use crate::source::{FileVersion, ListingStyle};
+use crate::version::FileVersion;
+
+/// The forms of a folder listing (PROTOCOL.md, "Listings"; this module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingStyle {
+    /// An HTML page for people.
+    Html,
+    /// One `name<TAB>size` line per entry, for the client.
+    Text,
+    /// A JSON object, for scripts.
+    Json,
+}
 
 /// One entry of a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

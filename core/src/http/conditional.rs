@@ -127,7 +127,7 @@ fn if_range_matches(field: &[u8], v: &Validators<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::FileVersion;
+    use crate::version::FileVersion;
 
     const SIZE: u64 = 1000;
     const MODIFIED: u64 = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT

@@ -11,7 +11,7 @@
 use super::digest::{ContentDigest, BASE64_LEN};
 use super::encoding::Coding;
 use super::{trim_ows, trim_ows_start};
-use crate::source::FileVersion;
+use crate::version::FileVersion;
 
 /// The longest tag built here: a content tag, two quotes around the 44-character base64 of a
 /// SHA-256 ([`ETag::from_digest`]), with a coding's suffix of up to 4 bytes

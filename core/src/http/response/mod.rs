@@ -482,7 +482,7 @@ mod tests {
     use super::*;
     use crate::http::date::{parse_http_date, MAX_HTTP_DATE};
     use crate::http::scan::{self, Cursor, ScanError};
-    use crate::source::FileVersion;
+    use crate::version::FileVersion;
     use crate::Status;
     use proptest::prelude::*;
     use std::string::String;
