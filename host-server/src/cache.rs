@@ -30,6 +30,9 @@ pub(crate) struct CachedBytes {
     bytes: Arc<[u8]>,
     key_len: usize,
     sealed: Option<Arc<Sealed>>,
+    /// The entry's SHA-256, copied into the handle a lookup hands out (under the same lock), so
+    /// that a hit needs no second visit to its shard for its validators.
+    digest: Option<ContentDigest>,
 }
 
 impl CachedBytes {
@@ -96,6 +99,7 @@ impl Store for ArcStore {
                 bytes: Arc::from(key),
                 key_len: key.len(),
                 sealed: Some(Arc::new(sealed)),
+                digest: None,
             });
         }
         // One allocation, written in place: collect into the Arc, then fill it while unshared.
@@ -110,6 +114,7 @@ impl Store for ArcStore {
             bytes,
             key_len: key.len(),
             sealed: None,
+            digest: None,
         })
     }
 
@@ -210,7 +215,10 @@ impl ContentCache for ShardedCache {
     type Handle = CachedBytes;
 
     fn lookup(&self, key: &[u8], version: &FileVersion) -> Option<CachedBytes> {
-        self.shard(key).get(key, version)
+        let mut shard = self.shard(key);
+        let mut handle = shard.get(key, version)?;
+        handle.digest = shard.digest(key, version);
+        Some(handle)
     }
 
     fn admits(&self, len: u64) -> bool {
@@ -247,6 +255,10 @@ impl ContentCache for ShardedCache {
     }
 
     fn release(&self, _h: CachedBytes) {}
+
+    fn handle_digest(&self, h: &CachedBytes) -> Option<ContentDigest> {
+        h.digest
+    }
 
     fn digest(&self, key: &[u8], version: &FileVersion) -> Option<ContentDigest> {
         self.shard(key).digest(key, version)

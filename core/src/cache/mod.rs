@@ -212,6 +212,12 @@ pub trait ContentCache {
     /// the entry was filled, and kept with it); `None` when that entry is not (or no longer)
     /// cached.
     fn digest(&self, key: &[u8], version: &FileVersion) -> Option<ContentDigest>;
+    /// The SHA-256 a handle from [`ContentCache::lookup`] carries, for caches whose handles
+    /// keep it (the host's), so that a hit needs no second look-up; `None` (the default): ask
+    /// [`ContentCache::digest`].
+    fn handle_digest(&self, _h: &Self::Handle) -> Option<ContentDigest> {
+        None
+    }
 }
 
 /// The board configuration: a single-threaded poll loop owns the cache in a `RefCell`.

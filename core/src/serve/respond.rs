@@ -467,20 +467,23 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         match content {
             Content::Opened(_) if cache_status == CacheStatus::Bypass => None,
             Content::Opened(file) => hash_from(self.site.source(), file, version).ok(),
-            Content::Cached(handle) => cache.digest(path.as_bytes(), version).or_else(|| {
-                let mut hasher = ContentHasher::new();
-                let mut buf = [0u8; 1024];
-                let mut offset = 0;
-                while offset < cache.content_len(handle) {
-                    let n = cache.copy_out(handle, offset, &mut buf);
-                    if n == 0 {
-                        return None;
+            Content::Cached(handle) => cache
+                .handle_digest(handle)
+                .or_else(|| cache.digest(path.as_bytes(), version))
+                .or_else(|| {
+                    let mut hasher = ContentHasher::new();
+                    let mut buf = [0u8; 1024];
+                    let mut offset = 0;
+                    while offset < cache.content_len(handle) {
+                        let n = cache.copy_out(handle, offset, &mut buf);
+                        if n == 0 {
+                            return None;
+                        }
+                        hasher.update(&buf[..n]);
+                        offset += n;
                     }
-                    hasher.update(&buf[..n]);
-                    offset += n;
-                }
-                Some(hasher.finish())
-            }),
+                    Some(hasher.finish())
+                }),
         }
     }
 
