@@ -108,7 +108,12 @@ pub fn check(data: &[u8]) {
                 _ => None,
             };
             assert_eq!(status, Some(304), "\"not modified\" without a 304");
-            assert_eq!(conditional, Some(Vec::new()), "a 304 saved bytes");
+            // Nothing saved: an empty download, or none at all when the 304 was followed by
+            // something that ended the session otherwise (a reset, a retry, junk).
+            assert!(
+                conditional.as_ref().is_none_or(Vec::is_empty),
+                "a 304 saved bytes"
+            );
         } else {
             assert_eq!(
                 conditional, session,
