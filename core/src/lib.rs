@@ -66,6 +66,7 @@ pub mod serve;
 #[cfg(feature = "smoltcp")]
 pub mod smoltcp;
 pub mod source;
+pub mod status;
 pub mod time;
 pub mod version;
 

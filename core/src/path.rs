@@ -30,6 +30,7 @@
 //! and would poison logs. Other bytes, UTF-8 or not, are kept as they are: Linux names are bytes.
 
 use crate::percent;
+use crate::status::StatusCode;
 
 /// The longest decoded path accepted, in bytes, leading `/` included; longer is 414.
 pub const MAX_PATH: usize = 1024;
@@ -251,10 +252,10 @@ pub enum PathError {
 
 impl PathError {
     /// The status code of the response this error calls for: 400, 404 or 414.
-    pub fn status(&self) -> u16 {
+    pub fn status(&self) -> StatusCode {
         match self {
-            Self::Hidden => 404,
-            Self::TooLong | Self::TooDeep => 414,
+            Self::Hidden => StatusCode::NOT_FOUND,
+            Self::TooLong | Self::TooDeep => StatusCode::URI_TOO_LONG,
             Self::NotAbsolute
             | Self::BadEscape
             | Self::EncodedSlash
@@ -262,7 +263,7 @@ impl PathError {
             | Self::Backslash
             | Self::Control
             | Self::DotDot
-            | Self::NotNormalized => 400,
+            | Self::NotNormalized => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -742,7 +743,7 @@ mod tests {
             let mut scratch = [0; MAX_PATH];
             let got = SafePath::parse(&raw, &mut scratch, PathOptions { allow_hidden })
                 .map(|p| p.as_bytes().to_vec())
-                .map_err(|e| e.status());
+                .map_err(|e| e.status().as_u16());
             prop_assert_eq!(got, model(&raw, allow_hidden));
         }
 

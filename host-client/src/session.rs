@@ -27,6 +27,7 @@ use satchel_core::client::session::{self, Config, Download, Resume, Retry, Saved
 use satchel_core::client::target::decode_name;
 use satchel_core::client::{ListingEntry, Plan, Url};
 use satchel_core::http::date::{format_http_date, parse_http_date};
+use satchel_core::status::StatusCode;
 use satchel_core::time::Duration;
 use sha2::{Digest as _, Sha256};
 
@@ -249,8 +250,8 @@ impl Sink for PartFile<'_> {
             v.and_then(|v| std::str::from_utf8(v).ok())
                 .map(str::to_owned)
         };
-        self.etag = text(s.response.etag.filter(|e| !e.starts_with(b"W/")));
-        self.last_modified = text(s.response.last_modified);
+        self.etag = text(s.response.head.etag.filter(|e| !e.starts_with(b"W/")));
+        self.last_modified = text(s.response.header(b"last-modified"));
         if self.probe && !matches!(s.plan, Plan::Complete) {
             return Err(Fail::local(
                 self.label,
@@ -743,13 +744,13 @@ fn session_fail(
     }
 }
 
-fn status_fail(status: u16, reason: &str, target: &str) -> Fail {
-    let code = if status == 404 || status == 410 {
+fn status_fail(status: StatusCode, reason: &str, target: &str) -> Fail {
+    let code = if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         EXIT_NOT_FOUND
     } else {
         EXIT_HTTP
     };
-    Fail::new(code, format!("{target}: {status} {reason}"))
+    Fail::new(code, format!("{target}: {} {reason}", status.as_u16()))
 }
 
 /// Checks the byte count, sets the modification time, flushes the part to disk and renames
@@ -825,7 +826,13 @@ mod tests {
         );
         assert_eq!(folder_target("/a"), "/a/");
         assert_eq!(folder_target("/a/"), "/a/");
-        assert_eq!(status_fail(410, "Gone", "/x").code, EXIT_NOT_FOUND);
-        assert_eq!(status_fail(403, "Forbidden", "/x").code, EXIT_HTTP);
+        assert_eq!(
+            status_fail(StatusCode::GONE, "Gone", "/x").code,
+            EXIT_NOT_FOUND
+        );
+        assert_eq!(
+            status_fail(StatusCode::FORBIDDEN, "Forbidden", "/x").code,
+            EXIT_HTTP
+        );
     }
 }

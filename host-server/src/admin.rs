@@ -15,6 +15,8 @@ use std::time::Duration;
 use satchel_core::cache::ContentCache;
 use satchel_core::http::method::Method;
 use satchel_core::http::request::{parse_request, Limits};
+use satchel_core::http::response::ResponseHead;
+use satchel_core::status::StatusCode;
 use satchel_core::Status;
 
 use crate::metrics::{Gauges, Metrics};
@@ -86,19 +88,18 @@ impl Admin<'_> {
                     let body_only = req.method == Method::Head;
                     let mut answer = match req.method {
                         Method::Get | Method::Head => self.route(req.path),
-                        Method::Other => Answer::text(405, "Method Not Allowed", "GET or HEAD\n"),
+                        Method::Other => {
+                            Answer::text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n")
+                        }
                     };
                     answer.head_only = body_only;
                     break answer;
                 }
                 Ok(Status::Partial) if have < buf.len() => {}
                 Ok(Status::Partial) => {
-                    break Answer::text(431, "Request Header Fields Too Large", "")
+                    break Answer::text(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "")
                 }
-                Err(e) => {
-                    let status = e.status();
-                    break Answer::text(status.as_u16(), e.reason(), "");
-                }
+                Err(e) => break Answer::text(e.status(), e.reason()),
             }
         };
         sock.write_all(&answer.encode())?;
@@ -113,9 +114,9 @@ impl Admin<'_> {
     fn route(&self, path: &[u8]) -> Answer {
         match path {
             b"/healthz" if self.draining.load(Ordering::Acquire) => {
-                Answer::text(503, "Service Unavailable", "draining\n")
+                Answer::text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
             }
-            b"/healthz" => Answer::text(200, "OK", "ok\n"),
+            b"/healthz" => Answer::text(StatusCode::OK, "ok\n"),
             b"/metrics" => {
                 let gauges = Gauges {
                     cache: self.site.cache.stats(),
@@ -123,36 +124,32 @@ impl Admin<'_> {
                     draining: self.draining.load(Ordering::Acquire),
                 };
                 Answer {
-                    status: 200,
-                    reason: "OK",
+                    status: StatusCode::OK,
                     content_type: "text/plain; version=0.0.4; charset=utf-8",
                     body: self.metrics.render(&gauges).into_bytes(),
                     head_only: false,
                 }
             }
             _ => Answer::text(
-                404,
-                "Not Found",
+                StatusCode::NOT_FOUND,
                 "not found: the admin port has /healthz and /metrics\n",
             ),
         }
     }
 }
 
-/// An admin response.
+/// An admin response, encoded by the core's [`ResponseHead`] like every file response.
 struct Answer {
-    status: u16,
-    reason: &'static str,
+    status: StatusCode,
     content_type: &'static str,
     body: Vec<u8>,
     head_only: bool,
 }
 
 impl Answer {
-    fn text(status: u16, reason: &'static str, body: &str) -> Self {
+    fn text(status: StatusCode, body: &str) -> Self {
         Self {
             status,
-            reason,
             content_type: "text/plain; charset=utf-8",
             body: body.as_bytes().to_vec(),
             head_only: false,
@@ -160,18 +157,21 @@ impl Answer {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
-            self.status,
-            self.reason,
-            self.content_type,
-            self.body.len()
-        )
-        .into_bytes();
-        if self.status == 405 {
-            out.extend_from_slice(b"Allow: GET, HEAD\r\n");
+        let mut head = ResponseHead::new(self.status);
+        head.content_type = Some(self.content_type);
+        head.content_length = Some(self.body.len() as u64);
+        head.cache_control = Some("no-store");
+        head.connection_close = true;
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            head.allow = Some("GET, HEAD");
         }
-        out.extend_from_slice(b"\r\n");
+        let mut out = vec![0; head.encoded_len()];
+        // Every value above is a constant without control characters, so this cannot fail;
+        // if it did, the client would see the connection close without an answer.
+        match head.encode(&mut out) {
+            Ok(n) => out.truncate(n),
+            Err(_) => out.clear(),
+        }
         if !self.head_only {
             out.extend_from_slice(&self.body);
         }

@@ -231,8 +231,9 @@ mod core_client {
     impl Handler for Download {
         type Error = Infallible;
         fn head(&mut self, response: &Response<'_>) -> Result<(), Infallible> {
-            self.status = response.status;
+            self.status = response.head.status.as_u16();
             self.etag = response
+                .head
                 .etag
                 .map(|e| String::from_utf8_lossy(e).into_owned());
             self.plan = plan(self.asked_from, response).ok();

@@ -45,7 +45,12 @@ pub use resume::{plan, Plan, ResumeError};
 pub use target::{local_name, resolve_location, ListingEntry, TargetError, Typed, Url};
 
 /// What one call to [`Exchange::handle_input`] found.
+///
+/// `Head` carries the whole typed head by value (there is no allocator to box it); it is
+/// returned once per response and borrows the receive buffer, so the size costs a copy on the
+/// stack, not memory held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Event<'d> {
     /// The input held nothing complete; receive more and call again with all unconsumed bytes.
     NeedMore,
@@ -200,7 +205,7 @@ impl Exchange {
                     };
                     consumed += len;
                     self.head_scanned = 0;
-                    if response.status < 200 {
+                    if response.head.status.is_informational() {
                         continue;
                     }
                     self.decoder = BodyDecoder::new(response.framing);
@@ -286,7 +291,7 @@ mod tests {
                     fed = end;
                     continue;
                 }
-                Event::Head(r) => status = r.status,
+                Event::Head(r) => status = r.head.status.as_u16(),
                 Event::Body(b) => body.extend_from_slice(b),
                 Event::Done { keep_alive } => return Ok((status, body, keep_alive)),
             }

@@ -548,7 +548,7 @@ mod tests {
     impl Handler for Collect {
         type Error = &'static str;
         fn head(&mut self, r: &Response<'_>) -> Result<(), &'static str> {
-            self.status = r.status;
+            self.status = r.head.status.as_u16();
             Ok(())
         }
         fn body(&mut self, data: &[u8]) -> Result<(), &'static str> {

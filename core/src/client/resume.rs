@@ -94,9 +94,9 @@ pub fn plan(asked_from: Option<u64>, response: &Response<'_>) -> Result<Plan, Re
         Framing::Length(n) => Some(n),
         _ => None,
     };
-    match (response.status, asked_from) {
+    match (response.head.status.as_u16(), asked_from) {
         (206 | 416, None) => Err(ResumeError::Unasked),
-        (206, Some(asked)) => match response.content_range {
+        (206, Some(asked)) => match response.head.content_range {
             Some(ContentRange::Bytes {
                 first,
                 last,
@@ -123,7 +123,7 @@ pub fn plan(asked_from: Option<u64>, response: &Response<'_>) -> Result<Plan, Re
             }
             _ => Err(ResumeError::WrongRange { asked, got: None }),
         },
-        (416, Some(asked)) => match response.content_range {
+        (416, Some(asked)) => match response.head.content_range {
             Some(ContentRange::Unsatisfied { complete }) if complete == asked => Ok(Plan::Complete),
             _ => Ok(Plan::Restart),
         },

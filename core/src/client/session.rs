@@ -46,6 +46,7 @@ use super::digest::{whole_file_sha256, DigestError, Sha256};
 use super::target::{resolve_location, TargetError, MAX_TARGET};
 use super::{plan, Event as ExchangeEvent, Exchange, ExchangeError, Framing, Plan};
 use super::{Request, Response, ResumeError, Url};
+use crate::status::StatusCode;
 use crate::time::{Duration, Instant};
 
 /// The fewest body bytes each `timeout` window must bring while the body lasts.
@@ -119,7 +120,7 @@ pub enum Error {
     /// A malformed SHA-256 digest field.
     Digest(DigestError),
     /// A status that is not a success, a redirect or a range answer (see [`Download::reason`]).
-    Status(u16),
+    Status(StatusCode),
     /// A redirect that is not followed (another server, not a URL).
     Redirect(TargetError),
     /// More than [`MAX_REDIRECTS`] redirects.
@@ -177,7 +178,7 @@ impl fmt::Display for Error {
             Self::Exchange(e) => fmt::Display::fmt(e, f),
             Self::Resume(e) => fmt::Display::fmt(e, f),
             Self::Digest(e) => fmt::Display::fmt(e, f),
-            Self::Status(s) => write!(f, "status {s}"),
+            Self::Status(s) => write!(f, "status {}", s.as_u16()),
             Self::Redirect(e) => write!(f, "redirect not followed: {e}"),
             Self::TooManyRedirects => f.write_str("more than 5 redirects"),
             Self::Folder => f.write_str("is a folder on the server"),
@@ -636,8 +637,7 @@ impl<'a> Download<'a> {
                     return (consumed, if ended { Event::Ended } else { Event::NeedMore });
                 }
                 ExchangeEvent::Head(response) => {
-                    let raw = rest.get(..n).unwrap_or_default();
-                    if let Some(start) = self.head(&response, raw) {
+                    if let Some(start) = self.head(&response) {
                         return (consumed, Event::Start(start));
                     }
                 }
@@ -657,15 +657,16 @@ impl<'a> Download<'a> {
 
     /// Decides what a final response head means (the exchange then reads its body, and
     /// [`end_exchange`](Self::end_exchange) acts on the role); returns the start of a save.
-    fn head<'d>(&mut self, r: &Response<'d>, raw: &[u8]) -> Option<Start<'d>> {
+    fn head<'d>(&mut self, r: &Response<'d>) -> Option<Start<'d>> {
         let conditional = self.cond_etag_len > 0 || self.cond_date_len > 0;
-        let role = match r.status {
+        let status = r.head.status;
+        let role = match status.as_u16() {
             304 if conditional && self.asked_from.is_none() => {
                 self.not_modified = true;
                 Role::Complete
             }
-            301 | 302 | 303 | 307 | 308 if r.location.is_some() => {
-                self.redirect(r.location.unwrap_or_default())
+            301 | 302 | 303 | 307 | 308 if r.head.location.is_some() => {
+                self.redirect(r.head.location.unwrap_or_default())
             }
             200..=299 | 416 => match plan(self.asked_from, r) {
                 Err(e) => Role::Fail(Error::Resume(e), None),
@@ -674,15 +675,15 @@ impl<'a> Download<'a> {
                 Ok(_) if !self.accepted(r) => Role::Fail(Error::NotAccepted, None),
                 Ok(p) => return self.start(p, r),
             },
-            status => {
+            code => {
                 let n = r.reason.len().min(MAX_REASON);
                 if let (Some(dst), Some(src)) = (self.reason.get_mut(..n), r.reason.get(..n)) {
                     dst.copy_from_slice(src);
                 }
                 self.reason_len = n;
-                let wait = match retry_after(raw) {
-                    Some(secs) if status >= 500 => Some(Duration::from_secs(secs)),
-                    None if status == 503 => Some(Duration::from_millis(0)),
+                let wait = match r.head.retry_after {
+                    Some(secs) if code >= 500 => Some(Duration::from_secs(u64::from(secs))),
+                    None if code == 503 => Some(Duration::from_millis(0)),
                     _ => None,
                 };
                 Role::Fail(Error::Status(status), wait)
@@ -770,9 +771,10 @@ impl<'a> Download<'a> {
         let Some(want) = self.config.accept else {
             return true;
         };
-        r.status == 200
-            && r.content_type.is_some_and(|t| {
-                t.get(..want.len())
+        r.head.status == StatusCode::OK
+            && r.head.content_type.is_some_and(|t| {
+                t.as_bytes()
+                    .get(..want.len())
                     .is_some_and(|p| p.eq_ignore_ascii_case(want.as_bytes()))
             })
     }
@@ -907,23 +909,6 @@ fn value(buf: &[u8], len: usize) -> Option<&str> {
 /// The validator to resume with: a strong `ETag`, else `Last-Modified` (RFC 9110 §13.1.5:
 /// `If-Range` needs a strong one).
 fn strong_validator<'d>(r: &Response<'d>) -> Option<&'d str> {
-    let strong_etag = r.etag.filter(|e| !e.starts_with(b"W/"));
-    core::str::from_utf8(strong_etag.or(r.last_modified)?).ok()
-}
-
-/// `Retry-After` in delay-seconds (RFC 9110 §10.2.3) from a response head the parser has
-/// already validated; an HTTP-date is ignored (the core has no calendar clock).
-pub(super) fn retry_after(head: &[u8]) -> Option<u64> {
-    head.split(|&b| b == b'\n').find_map(|line| {
-        let colon = line.iter().position(|&b| b == b':')?;
-        let (name, value) = line.split_at(colon);
-        if !name.eq_ignore_ascii_case(b"retry-after") {
-            return None;
-        }
-        let value = value.get(1..)?.trim_ascii();
-        let digits = value.len() <= 9 && !value.is_empty();
-        value.iter().try_fold(0u64, |n, &b| {
-            (digits && b.is_ascii_digit()).then(|| n * 10 + u64::from(b - b'0'))
-        })
-    })
+    let strong_etag = r.head.etag.filter(|e| !e.starts_with(b"W/"));
+    core::str::from_utf8(strong_etag.or_else(|| r.header(b"last-modified"))?).ok()
 }

@@ -12,6 +12,7 @@ pub mod range;
 pub mod request;
 pub mod response;
 pub(crate) mod scan;
-pub mod status;
+/// Status codes live at the bottom of the crate (`crate::status`), so `path` can name them.
+pub use crate::status;
 
 pub(crate) use scan::{trim_ows, trim_ows_start};

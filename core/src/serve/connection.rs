@@ -586,9 +586,3 @@ impl<S: Site, const TX: usize> Drop for Connection<'_, S, TX> {
         self.release_body();
     }
 }
-
-/// The status for a path error's code (`PathError::status` gives 400, 404 or 414; `path` sits
-/// below `http` in the layers, so it names codes as numbers).
-pub(super) fn status_of(code: u16) -> StatusCode {
-    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
-}

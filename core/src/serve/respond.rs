@@ -17,7 +17,6 @@ use crate::source::{FileKind, FileSource, FileVersion, Metadata, SourceError, Ti
 use crate::time::Instant;
 
 use super::body::Body;
-use super::connection::status_of;
 use super::{Connection, File, Handle, Site, INDEX_FILE};
 
 /// What a path led to.
@@ -99,15 +98,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let mut scratch = [0u8; MAX_PATH];
         let path = match SafePath::parse(request.path, &mut scratch, self.site.config().path) {
             Ok(path) => path,
-            Err(e) => {
-                return self.respond_error(
-                    now,
-                    Some(method),
-                    status_of(e.status()),
-                    e.reason(),
-                    close,
-                )
-            }
+            Err(e) => return self.respond_error(now, Some(method), e.status(), e.reason(), close),
         };
         let mut sibling = [0u8; MAX_PATH];
         match self.encoded(request, &path, &mut sibling) {
@@ -380,7 +371,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         };
 
         let mut head = ResponseHead::new(StatusCode::NOT_MODIFIED);
-        head.etag = Some(&etag).filter(|t| !t.is_unknown());
+        head.etag = (!etag.is_unknown()).then(|| etag.as_bytes());
         head.last_modified = meta.modified;
         head.cache_control = self.site.config().cache_control;
         head.date = self.site.unix_time();
@@ -402,7 +393,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             head.content_encoding = repr.coding.map(Coding::token);
             head.content_length = Some(len);
             head.accept_ranges = true;
-            head.repr_digest = digest.as_ref();
+            head.repr_digest = digest;
         }
         let body = match part {
             Some((first, len, _)) if method == Method::Get => {

@@ -104,7 +104,7 @@ pub fn check(data: &[u8]) {
         let (conditional, not_modified) = run_session(&wire, capacity, &reads, None, &file, true);
         if not_modified {
             let status = match parse_response(skip_interim(&wire), false) {
-                Ok(Status::Complete((r, _))) => Some(r.status),
+                Ok(Status::Complete((r, _))) => Some(r.head.status.as_u16()),
                 _ => None,
             };
             assert_eq!(status, Some(304), "\"not modified\" without a 304");
@@ -166,7 +166,7 @@ fn complete_download(
     // The session refuses a malformed SHA-256 field in an answer it would save.
     let digest_ok = matches!(planned, Ok(Plan::Complete)) || whole_file_sha256(&response).is_ok();
     let outcome = match planned {
-        Ok(Plan::Write { total }) if response.status == 200 => Some((got.body.clone(), total)),
+        Ok(Plan::Write { total }) if response.head.status == 200 => Some((got.body.clone(), total)),
         Ok(Plan::Append { offset, total }) => {
             let mut f = saved[..(offset as usize).min(saved.len())].to_vec();
             assert_eq!(f.len() as u64, offset, "append past what was saved");
@@ -282,7 +282,7 @@ fn run_session(
 fn skip_interim(wire: &[u8]) -> &[u8] {
     let mut rest = wire;
     while let Ok(Status::Complete((r, n))) = parse_response(rest, false) {
-        if r.status >= 200 {
+        if !r.head.status.is_informational() {
             break;
         }
         rest = &rest[n..];
@@ -323,8 +323,8 @@ fn run(wire: &[u8], capacity: usize, reads: &[usize]) -> Outcome {
             }
             Event::Head(response) => {
                 assert!(out.status.is_none(), "two final heads");
-                assert!(response.status >= 200);
-                out.status = Some(response.status);
+                assert!(!response.head.status.is_informational());
+                out.status = Some(response.head.status.as_u16());
             }
             Event::Body(data) => {
                 assert!(out.status.is_some(), "body before the head");
@@ -350,7 +350,7 @@ fn heads_fit(wire: &[u8], capacity: usize) -> bool {
         if n > capacity {
             return false;
         }
-        if r.status >= 200 {
+        if !r.head.status.is_informational() {
             return true;
         }
         rest = &rest[n..];

@@ -384,7 +384,7 @@ impl Test<'_> {
         let path = match SafePath::parse(request.path, &mut scratch, config.path) {
             Ok(path) => path,
             Err(e) => {
-                expect.status = e.status();
+                expect.status = e.status().as_u16();
                 return expect;
             }
         };

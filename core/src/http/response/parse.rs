@@ -1,7 +1,12 @@
 //! The client's side: [`Response::parse`] reads a response head with the request parser's
 //! field scanner (`http/scan.rs`), and [`Response::encode`] writes a parsed head back.
 
-use super::{field, valid_value, BufSink, ContentRange, Counter, EncodeError, Sink};
+use super::{
+    field, valid_value, BufSink, CacheStatus, ContentRange, Counter, EncodeError, ResponseHead,
+    Sink,
+};
+use crate::http::date::parse_http_date;
+use crate::http::digest::{from_dictionary, ContentDigest};
 use crate::http::scan::{
     self, is_value_byte, list_items, parse_u64, trim_ows, Cursor, ScanError, Stop,
 };
@@ -25,35 +30,24 @@ pub enum Framing {
     UntilClose,
 }
 
-/// A validated response head, borrowing the buffer it was parsed from.
+/// A checked response head as received: the typed [`ResponseHead`] read back from its fields,
+/// and what only the wire carries (version, reason phrase, body framing, persistence, the raw
+/// header section), all borrowing the buffer it was parsed from.
 ///
-/// The fields a download acts on are extracted; any other is found with [`Response::header`].
+/// Any field the head does not type is found with [`Response::header`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Response<'b> {
+    /// The fields both sides know, typed (status 100..=599 but 101). A value that does not
+    /// parse (a malformed date, a non-UTF-8 `Content-Type`) is left `None` here; its raw bytes
+    /// are still in [`Response::header`]. `content_length` and `connection_close` are the
+    /// fields as sent; `framing` and `keep_alive` are what they mean for this exchange.
+    pub head: ResponseHead<'b>,
     /// The minor version of `HTTP/1.x`.
     pub minor_version: u8,
-    /// The status code, 100..=599.
-    pub status: u16,
     /// The reason phrase (may be empty).
     pub reason: &'b [u8],
     /// How the body is delimited.
     pub framing: Framing,
-    /// `Content-Range`, if present and well formed.
-    pub content_range: Option<ContentRange>,
-    /// `ETag`, raw (with quotes and any `W/` prefix).
-    pub etag: Option<&'b [u8]>,
-    /// `Last-Modified`, raw.
-    pub last_modified: Option<&'b [u8]>,
-    /// `Location`, raw.
-    pub location: Option<&'b [u8]>,
-    /// `Content-Type`, raw.
-    pub content_type: Option<&'b [u8]>,
-    /// `Repr-Digest` (RFC 9530), raw: digests of the whole file.
-    pub repr_digest: Option<&'b [u8]>,
-    /// `Content-Digest` (RFC 9530), raw: digests of this message's content.
-    pub content_digest: Option<&'b [u8]>,
-    /// `Digest` (RFC 3230, obsolete), raw.
-    pub legacy_digest: Option<&'b [u8]>,
     /// Whether the connection may carry another request after this response.
     pub keep_alive: bool,
     /// The header section as received (already validated), for [`Response::header`].
@@ -78,12 +72,6 @@ impl<'b> Response<'b> {
         }
     }
 
-    /// The status as a [`StatusCode`]; `None` only for a hand-built view whose `status` is not
-    /// three digits (a parsed one is always 100..=599).
-    pub fn status_code(&self) -> Option<StatusCode> {
-        StatusCode::from_u16(self.status)
-    }
-
     /// The exact number of bytes [`Response::encode`] writes.
     pub fn encoded_len(&self) -> usize {
         let mut counter = Counter(0);
@@ -100,8 +88,8 @@ impl<'b> Response<'b> {
     ///
     /// # Errors
     /// [`EncodeError::BufferTooSmall`] when `buf` is shorter than [`Response::encoded_len`];
-    /// [`EncodeError::InvalidFieldValue`] for a hand-built view whose status, reason or fields
-    /// `parse` would not have produced.
+    /// [`EncodeError::InvalidFieldValue`] for a hand-built view whose version, reason or
+    /// fields `parse` would not have produced.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let mut sink = BufSink { buf, pos: 0 };
         match self.emit(&mut sink) {
@@ -112,7 +100,7 @@ impl<'b> Response<'b> {
     }
 
     fn emit<S: Sink>(&self, s: &mut S) -> Result<(), EmitStop<S::Error>> {
-        let status = self.status_code().ok_or(EmitStop::Invalid)?;
+        let status = self.head.status;
         if self.minor_version > 9 || !valid_value(self.reason) {
             return Err(EmitStop::Invalid);
         }
@@ -254,15 +242,16 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<(Response<'_>, usize), S
     let mut cur = Cursor::new(buf, usize::MAX);
     let (minor_version, status, reason) = status_line(&mut cur)?;
     let fields_start = cur.pos;
-    let mut fields = Fields::default();
+    let mut fields = Fields::new(status);
     scan::fields(&mut cur, MAX_FIELDS, |h| fields.absorb(h.name, h.value))?;
     let fields_end = cur.pos;
 
-    let no_body = head_request || status < 200 || status == 204 || status == 304;
+    let head = fields.head;
+    let no_body = head_request || status.is_informational() || status == 204 || status == 304;
     let framing = if no_body {
         Framing::Empty
     } else {
-        match (fields.chunked, fields.content_length) {
+        match (fields.chunked, head.content_length) {
             (true, Some(_)) => return Err(HeadError::TransferEncoding.into()),
             (true, None) => Framing::Chunked,
             (false, Some(n)) => Framing::Length(n),
@@ -270,23 +259,15 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<(Response<'_>, usize), S
         }
     };
     let persistent = if minor_version >= 1 {
-        !fields.close
+        !head.connection_close
     } else {
-        fields.keep_alive && !fields.close
+        fields.keep_alive && !head.connection_close
     };
     let response = Response {
+        head,
         minor_version,
-        status,
         reason,
         framing,
-        content_range: fields.content_range,
-        etag: fields.etag,
-        last_modified: fields.last_modified,
-        location: fields.location,
-        content_type: fields.content_type,
-        repr_digest: fields.repr_digest,
-        content_digest: fields.content_digest,
-        legacy_digest: fields.legacy_digest,
         keep_alive: persistent && framing != Framing::UntilClose,
         fields: cur.slice(fields_start, fields_end),
     };
@@ -294,7 +275,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<(Response<'_>, usize), S
 }
 
 /// Scans `HTTP/1.x SP 3DIGIT [ SP reason-phrase ]` and its line ending, left to right.
-fn status_line<'b>(cur: &mut Cursor<'b>) -> Result<(u8, u16, &'b [u8]), Stop<HeadError>> {
+fn status_line<'b>(cur: &mut Cursor<'b>) -> Result<(u8, StatusCode, &'b [u8]), Stop<HeadError>> {
     for &want in b"HTTP/" {
         if cur.next()? != want {
             return Err(HeadError::StatusLine.into());
@@ -318,9 +299,9 @@ fn status_line<'b>(cur: &mut Cursor<'b>) -> Result<(u8, u16, &'b [u8]), Stop<Hea
         }
         code = code * 10 + u16::from(d - b'0');
     }
-    if !(100..=599).contains(&code) {
-        return Err(HeadError::StatusLine.into());
-    }
+    let status = StatusCode::from_u16(code)
+        .filter(|s| s.as_u16() <= 599)
+        .ok_or(HeadError::StatusLine)?;
     let b = cur.next()?;
     let reason = if cur.line_end(b)? {
         &[][..]
@@ -329,31 +310,32 @@ fn status_line<'b>(cur: &mut Cursor<'b>) -> Result<(u8, u16, &'b [u8]), Stop<Hea
     } else {
         return Err(HeadError::StatusLine.into());
     };
-    if code == 101 {
+    if status == 101 {
         return Err(HeadError::Upgrade.into());
     }
-    Ok((minor - b'0', code, reason))
+    Ok((minor - b'0', status, reason))
 }
 
-/// The fields a download acts on, gathered while scanning the head.
-#[derive(Default)]
+/// The head being read back, and the framing facts only the parser needs.
 struct Fields<'b> {
-    content_length: Option<u64>,
+    head: ResponseHead<'b>,
     chunked: bool,
     transfer_encoding_seen: bool,
-    content_range: Option<ContentRange>,
-    etag: Option<&'b [u8]>,
-    last_modified: Option<&'b [u8]>,
-    location: Option<&'b [u8]>,
-    content_type: Option<&'b [u8]>,
-    repr_digest: Option<&'b [u8]>,
-    content_digest: Option<&'b [u8]>,
-    legacy_digest: Option<&'b [u8]>,
-    close: bool,
     keep_alive: bool,
 }
 
 impl<'b> Fields<'b> {
+    fn new(status: StatusCode) -> Self {
+        Self {
+            head: ResponseHead::new(status),
+            chunked: false,
+            transfer_encoding_seen: false,
+            keep_alive: false,
+        }
+    }
+
+    /// One field: the framing ones are checked here (a lie about framing is an error); the
+    /// rest are read into the head.
     fn absorb(&mut self, name: &[u8], value: &'b [u8]) -> Result<(), HeadError> {
         let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
         if is("content-length") {
@@ -361,9 +343,9 @@ impl<'b> Fields<'b> {
             // an unrecoverable framing error.
             for item in value.split(|&b| b == b',') {
                 let n = parse_u64(trim_ows(item)).ok_or(HeadError::ContentLength)?;
-                match self.content_length {
+                match self.head.content_length {
                     Some(m) if m != n => return Err(HeadError::ContentLength),
-                    _ => self.content_length = Some(n),
+                    _ => self.head.content_length = Some(n),
                 }
             }
         } else if is("transfer-encoding") {
@@ -380,31 +362,55 @@ impl<'b> Fields<'b> {
             }
             self.transfer_encoding_seen = true;
         } else if is("content-range") {
-            if self.content_range.is_some() {
+            if self.head.content_range.is_some() {
                 return Err(HeadError::ContentRange);
             }
-            self.content_range = Some(ContentRange::parse(value)?);
+            self.head.content_range = Some(ContentRange::parse(value)?);
         } else if is("connection") {
             for item in list_items(value) {
-                self.close |= item.eq_ignore_ascii_case(b"close");
+                self.head.connection_close |= item.eq_ignore_ascii_case(b"close");
                 self.keep_alive |= item.eq_ignore_ascii_case(b"keep-alive");
             }
-        } else if is("etag") {
-            self.etag = Some(value);
-        } else if is("last-modified") {
-            self.last_modified = Some(value);
-        } else if is("location") {
-            self.location = Some(value);
-        } else if is("content-type") {
-            self.content_type = Some(value);
-        } else if is("repr-digest") {
-            self.repr_digest = Some(value);
-        } else if is("content-digest") {
-            self.content_digest = Some(value);
-        } else if is("digest") {
-            self.legacy_digest = Some(value);
+        } else {
+            read_field(&mut self.head, name, value);
         }
         Ok(())
+    }
+}
+
+/// Reads a field that does not frame the body into `head` (the last of a repeated field
+/// wins); a value that does not parse, or a field the head does not carry, is left out.
+fn read_field<'b>(head: &mut ResponseHead<'b>, name: &[u8], value: &'b [u8]) {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    let text = || core::str::from_utf8(value).ok();
+    if is("etag") {
+        head.etag = Some(value);
+    } else if is("last-modified") {
+        head.last_modified = parse_http_date(value);
+    } else if is("location") {
+        head.location = Some(value);
+    } else if is("content-type") {
+        head.content_type = text();
+    } else if is("date") {
+        head.date = parse_http_date(value);
+    } else if is("content-encoding") {
+        head.content_encoding = text();
+    } else if is("accept-ranges") {
+        head.accept_ranges = list_items(value).any(|v| v.eq_ignore_ascii_case(b"bytes"));
+    } else if is("vary") {
+        head.vary = text();
+    } else if is("cache-control") {
+        head.cache_control = text();
+    } else if is("repr-digest") {
+        head.repr_digest = from_dictionary(value).ok().flatten().map(ContentDigest);
+    } else if is("cache-status") {
+        head.cache_status = CacheStatus::parse(value);
+    } else if is("allow") {
+        head.allow = text();
+    } else if is("retry-after") {
+        head.retry_after = parse_u64(value).and_then(|n| u32::try_from(n).ok());
+    } else if is("content-security-policy") {
+        head.content_security_policy = text();
     }
 }
 
@@ -428,10 +434,10 @@ mod parse_tests {
     fn plain_200_with_length() {
         let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"abc\"\r\n\r\nhello";
         let (r, n) = complete(buf);
-        assert_eq!(r.status, 200);
+        assert_eq!(r.head.status, 200);
         assert_eq!(r.reason, b"OK");
         assert_eq!(r.framing, Framing::Length(5));
-        assert_eq!(r.etag, Some(&b"\"abc\""[..]));
+        assert_eq!(r.head.etag, Some(&b"\"abc\""[..]));
         assert!(r.keep_alive);
         assert_eq!(&buf[n..], b"hello");
     }
@@ -439,7 +445,7 @@ mod parse_tests {
     #[test]
     fn bare_lf_and_missing_reason_accepted() {
         let (r, n) = complete(b"HTTP/1.0 404\nContent-Length: 0\n\n");
-        assert_eq!((r.status, r.minor_version, n), (404, 0, 32));
+        assert_eq!((r.head.status.as_u16(), r.minor_version, n), (404, 0, 32));
         assert!(!r.keep_alive, "HTTP/1.0 without keep-alive closes");
     }
 
@@ -552,6 +558,35 @@ mod parse_tests {
         }
         buf.extend_from_slice(b"\r\n");
         assert_eq!(parse(&buf), Err(HeadError::TooManyFields));
+    }
+
+    /// `Retry-After` in delay-seconds (RFC 9110 §10.2.3); an HTTP-date is left out (the core
+    /// has no calendar clock), as is a number past `u32`.
+    #[test]
+    fn retry_after_in_seconds_only() {
+        let ra = |field: &str| {
+            let head = std::format!("HTTP/1.1 503 X\r\n{field}Content-Length: 0\r\n\r\n");
+            complete(head.as_bytes()).0.head.retry_after
+        };
+        assert_eq!(ra("retry-after:  12 \r\n"), Some(12));
+        assert_eq!(ra("Retry-After: Fri, 31 Dec 1999 23:59:59 GMT\r\n"), None);
+        assert_eq!(ra("Retry-After: 9999999999\r\n"), None);
+        assert_eq!(ra(""), None);
+    }
+
+    /// What the client reads raw stays raw: a malformed typed value is left out of the head
+    /// but still found with `header`.
+    #[test]
+    fn untyped_values_stay_in_the_fields() {
+        let (r, _) = complete(
+            b"HTTP/1.1 200 OK\r\nLast-Modified: yesterday\r\nContent-Type: a/\xff\r\n\
+              Repr-Digest: sha-256=:short:\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(r.head.last_modified, None);
+        assert_eq!(r.header(b"last-modified"), Some(&b"yesterday"[..]));
+        assert_eq!(r.head.content_type, None);
+        assert_eq!(r.head.repr_digest, None);
+        assert_eq!(r.header(b"Repr-Digest"), Some(&b"sha-256=:short:"[..]));
     }
 
     #[test]

@@ -32,6 +32,8 @@ impl StatusCode {
     pub const METHOD_NOT_ALLOWED: Self = Self(405);
     /// 408 Request Timeout (RFC 9110 §15.5.9).
     pub const REQUEST_TIMEOUT: Self = Self(408);
+    /// 410 Gone (RFC 9110 §15.5.11).
+    pub const GONE: Self = Self(410);
     /// 412 Precondition Failed (RFC 9110 §15.5.13).
     pub const PRECONDITION_FAILED: Self = Self(412);
     /// 414 URI Too Long (RFC 9110 §15.5.15).
@@ -140,6 +142,11 @@ impl StatusCode {
         }
     }
 
+    /// Whether this is a 1xx code.
+    pub const fn is_informational(self) -> bool {
+        self.0 < 200
+    }
+
     /// Whether this is a 2xx code.
     pub const fn is_success(self) -> bool {
         self.0 >= 200 && self.0 < 300
@@ -230,6 +237,8 @@ mod tests {
         assert!(!StatusCode::NOT_MODIFIED.is_error());
         assert!(StatusCode::NOT_MODIFIED.is_redirection());
         assert!(StatusCode::PARTIAL_CONTENT.is_success());
+        assert!(StatusCode::from_u16(100).is_some_and(StatusCode::is_informational));
+        assert!(!StatusCode::OK.is_informational());
     }
 
     #[test]
