@@ -184,7 +184,48 @@ fn usage(msg: String) -> anyhow::Error {
     UsageError(msg).into()
 }
 
+/// The server's life in steps: check the arguments, build the site, bind, announce, serve
+/// until a signal, report.
 fn run(args: Args) -> Result<()> {
+    let (bind, cache_entries) = check_args(&args)?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let max_connections = raise_fd_limit(args.max_connections, workers)?;
+    let site = build_site(&args, workers, cache_entries)?;
+
+    let defer_accept = !args.no_defer_accept;
+    let listeners = listen::bind_exclusive(SocketAddr::new(bind, args.port), workers, defer_accept)
+        .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
+    let addr = listeners[0].local_addr().context("listener address")?;
+    let shared = Arc::new(Shared::new(max_connections, args.quiet));
+    // Before the address is printed: whoever reads it may signal at once, and a signal that
+    // comes before the handlers would kill the process without its shutdown.
+    let signals = worker::ShutdownSignal::install().context("installing signal handlers")?;
+    let admin_listener = args.admin.map(bind_admin).transpose()?;
+    announce(&args, addr, &site, workers);
+
+    let running = Running {
+        site: &site,
+        shared: &shared,
+        metrics: metrics::Metrics::new(workers),
+        draining: AtomicBool::new(false),
+        admin_stop: AtomicBool::new(false),
+        defer_accept,
+        // A connection must bring its PROXY header within the head timeout.
+        proxy_protocol: args.proxy_protocol.then_some(args.head_timeout),
+        grace: args.shutdown_grace,
+        drain: args.drain,
+    };
+    running.serve(listeners, admin_listener.as_ref(), signals)?;
+    running.report(args.quiet);
+    Ok(())
+}
+
+/// Checks what clap cannot: the root, `--cache-control`, the cache's entry count, and that
+/// the admin port is not the file port; returns the address to bind and the cache's entries.
+fn check_args(args: &Args) -> Result<(IpAddr, usize)> {
     let meta = std::fs::metadata(&args.root)
         .map_err(|e| usage(format!("root {}: {e}", args.root.display())))?;
     if !meta.is_dir() {
@@ -200,7 +241,7 @@ fn run(args: Args) -> Result<()> {
             args.cache_control
         )));
     }
-    let cache_entries = cache_entries(args.cache_entries, args.cache_size)?;
+    let entries = cache_entries(args.cache_entries, args.cache_size)?;
     let bind = match &args.bind {
         Some(spec) => resolve_bind(spec, args.port)?,
         None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -213,16 +254,14 @@ fn run(args: Args) -> Result<()> {
             )));
         }
     }
+    Ok((bind, entries))
+}
+
+/// The file source, the cache, the core's configuration and the I/O pool, as one site.
+fn build_site(args: &Args, workers: usize, cache_entries: usize) -> Result<HostSite> {
     let source = fs::FsSource::open(&args.root, args.hidden)
         .map_err(|e| usage(format!("root {}: {e}", args.root.display())))?
         .with_content_tags_up_to(args.max_cached_file);
-
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let max_connections = raise_fd_limit(args.max_connections, workers)?;
-
     let cache = cache::ShardedCache::new(
         usize::try_from(args.cache_size).context("--cache-size too large")?,
         cache_entries,
@@ -236,37 +275,26 @@ fn run(args: Args) -> Result<()> {
     config.head_timeout = core_duration(args.head_timeout);
     config.send_timeout = core_duration(args.send_timeout);
     // Fixed for the process's lifetime, as the core's Config wants it.
-    config.cache_control = Some(Box::leak(args.cache_control.into_boxed_str()));
+    config.cache_control = Some(Box::leak(args.cache_control.clone().into_boxed_str()));
     let pool = iopool::IoPool::new(workers, args.max_cached_file);
-    let site = HostSite::new(source, cache, config, pool);
+    Ok(HostSite::new(source, cache, config, pool))
+}
 
-    let defer_accept = !args.no_defer_accept;
-    // A connection must bring its PROXY header within the head timeout.
-    let proxy_protocol = args.proxy_protocol.then_some(args.head_timeout);
-    let listeners = listen::bind_exclusive(SocketAddr::new(bind, args.port), workers, defer_accept)
-        .with_context(|| format!("cannot listen on {}", SocketAddr::new(bind, args.port)))?;
-    let addr = listeners[0].local_addr().context("listener address")?;
-    let shared = Arc::new(Shared::new(max_connections, args.quiet));
-    // Before the address is printed: whoever reads it may signal at once, and a signal that
-    // comes before the handlers would kill the process without its shutdown.
-    let signals = worker::ShutdownSignal::install().context("installing signal handlers")?;
-    let metrics = metrics::Metrics::new(workers);
-    let draining = AtomicBool::new(false);
-    let admin_stop = AtomicBool::new(false);
-    let admin_listener = match args.admin {
-        Some(admin) => {
-            let l = std::net::TcpListener::bind(admin)
-                .with_context(|| format!("cannot listen on {admin} (--admin)"))?;
-            l.set_nonblocking(true).context("admin listener")?;
-            say(format_args!(
-                "admin on {}",
-                l.local_addr().context("admin address")?
-            ));
-            Some(l)
-        }
-        None => None,
-    };
+/// The admin listener (`--admin`), non-blocking, its address said on stdout.
+fn bind_admin(admin: SocketAddr) -> Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(admin)
+        .with_context(|| format!("cannot listen on {admin} (--admin)"))?;
+    l.set_nonblocking(true).context("admin listener")?;
+    say(format_args!(
+        "admin on {}",
+        l.local_addr().context("admin address")?
+    ));
+    Ok(l)
+}
 
+/// Says where the server listens (tests and scripts read this line) and, unless `--quiet`,
+/// what it serves and the URLs to try.
+fn announce(args: &Args, addr: SocketAddr, site: &HostSite, workers: usize) {
     say(format_args!("listening on {addr}"));
     if !args.quiet {
         say(format_args!(
@@ -283,73 +311,111 @@ fn run(args: Args) -> Result<()> {
     if !args.quiet {
         print_urls(addr);
     }
+}
 
-    std::thread::scope(|scope| -> Result<()> {
-        // However this closure ends, the I/O threads end with it (the scope waits for them).
-        let _stop = iopool::StopOnDrop(&site.pool);
-        for i in 0..iopool::IO_THREADS {
-            let host = &site;
-            std::thread::Builder::new()
-                .name(format!("io-{i}"))
-                .spawn_scoped(scope, move || host.pool.run(&host.source))
-                .context("spawning I/O thread")?;
-        }
-        let mut handles = Vec::new();
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let host = &site;
-            let shared = Arc::clone(&shared);
-            let io = worker::WorkerIo::new(listener).context("creating worker")?;
-            let counters = metrics.worker(i);
-            let grace = args.shutdown_grace;
-            signals.add_waker(io.waker());
-            site.pool.set_waker(i, io.waker());
-            handles.push(
+/// What the serving threads share, from the first accept to the report at shutdown.
+struct Running<'a> {
+    site: &'a HostSite,
+    shared: &'a Arc<Shared>,
+    metrics: metrics::Metrics,
+    /// Set at the first SIGTERM/SIGINT (`/healthz` answers 503 from then on).
+    draining: AtomicBool,
+    /// Set when the workers are done: the admin thread ends.
+    admin_stop: AtomicBool,
+    defer_accept: bool,
+    proxy_protocol: Option<Duration>,
+    grace: Duration,
+    drain: Duration,
+}
+
+impl Running<'_> {
+    /// Starts the I/O threads, one worker per listener and the admin thread, then waits for
+    /// a signal and for the workers to finish.
+    fn serve(
+        &self,
+        listeners: Vec<std::net::TcpListener>,
+        admin_listener: Option<&std::net::TcpListener>,
+        signals: worker::ShutdownSignal,
+    ) -> Result<()> {
+        std::thread::scope(|scope| -> Result<()> {
+            let site = self.site;
+            // However this closure ends, the I/O threads end with it (the scope waits for them).
+            let _stop = iopool::StopOnDrop(&site.pool);
+            for i in 0..iopool::IO_THREADS {
                 std::thread::Builder::new()
-                    .name(format!("worker-{i}"))
-                    .spawn_scoped(scope, move || {
-                        let site = WorkerSite::new(host, i);
-                        worker::Worker::new(
-                            &site,
-                            shared,
-                            io,
-                            defer_accept,
-                            counters,
-                            grace,
-                            proxy_protocol,
-                        )
-                        .run()
-                    })
-                    .context("spawning worker thread")?,
-            );
-        }
-        let admin = admin::Admin {
-            site: &site,
-            shared: &shared,
-            metrics: &metrics,
-            draining: &draining,
-            stop: &admin_stop,
-        };
-        if let Some(listener) = &admin_listener {
-            std::thread::Builder::new()
-                .name("admin".into())
-                .spawn_scoped(scope, move || admin.run(listener))
-                .context("spawning the admin thread")?;
-        }
-        signals.wait(&shared, &draining, args.drain);
-        let joined = join_workers(handles);
-        admin_stop.store(true, Ordering::Release);
-        joined
-    })?;
-    let cut = metrics.cut_off_total();
-    if cut > 0 {
-        eprintln!(
-            "satchel-server: shutdown: {cut} response(s) still sending after --shutdown-grace {} were cut off",
-            humantime::format_duration(args.shutdown_grace)
-        );
+                    .name(format!("io-{i}"))
+                    .spawn_scoped(scope, move || site.pool.run(&site.source))
+                    .context("spawning I/O thread")?;
+            }
+            let mut handles = Vec::new();
+            for (i, listener) in listeners.into_iter().enumerate() {
+                handles.push(self.spawn_worker(scope, i, listener, &signals)?);
+            }
+            let admin = admin::Admin {
+                site,
+                shared: self.shared,
+                metrics: &self.metrics,
+                draining: &self.draining,
+                stop: &self.admin_stop,
+            };
+            if let Some(listener) = admin_listener {
+                std::thread::Builder::new()
+                    .name("admin".into())
+                    .spawn_scoped(scope, move || admin.run(listener))
+                    .context("spawning the admin thread")?;
+            }
+            signals.wait(self.shared, &self.draining, self.drain);
+            let joined = join_workers(handles);
+            self.admin_stop.store(true, Ordering::Release);
+            joined
+        })
     }
 
-    if !args.quiet {
-        let s = site.cache.stats();
+    /// Worker `i` on its listener, in a thread of `scope`.
+    fn spawn_worker<'scope>(
+        &'scope self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        i: usize,
+        listener: std::net::TcpListener,
+        signals: &worker::ShutdownSignal,
+    ) -> Result<std::thread::ScopedJoinHandle<'scope, Result<()>>> {
+        let io = worker::WorkerIo::new(listener).context("creating worker")?;
+        signals.add_waker(io.waker());
+        self.site.pool.set_waker(i, io.waker());
+        let shared = Arc::clone(self.shared);
+        let counters = self.metrics.worker(i);
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn_scoped(scope, move || {
+                let site = WorkerSite::new(self.site, i);
+                worker::Worker::new(
+                    &site,
+                    shared,
+                    io,
+                    self.defer_accept,
+                    counters,
+                    self.grace,
+                    self.proxy_protocol,
+                )
+                .run()
+            })
+            .context("spawning worker thread")
+    }
+
+    /// Responses cut off at the grace period (always said), and the cache's counters
+    /// (unless `--quiet`).
+    fn report(&self, quiet: bool) {
+        let cut = self.metrics.cut_off_total();
+        if cut > 0 {
+            eprintln!(
+                "satchel-server: shutdown: {cut} response(s) still sending after --shutdown-grace {} were cut off",
+                humantime::format_duration(self.grace)
+            );
+        }
+        if quiet {
+            return;
+        }
+        let s = self.site.cache.stats();
         say(format_args!(
             "shutdown: cache hits={} misses={} insertions={} evictions={} bypasses={} stale={} bytes_used={} entries={} | requests={}",
             s.hits,
@@ -360,11 +426,10 @@ fn run(args: Args) -> Result<()> {
             s.stale_drops,
             s.bytes_used,
             s.entries,
-            shared.requests.load(Ordering::Relaxed)
+            self.shared.requests.load(Ordering::Relaxed)
         ));
         flush_stdout();
     }
-    Ok(())
 }
 
 /// Waits for every worker; a worker's error is reported, a panic fails the run.

@@ -328,20 +328,7 @@ impl<'s> Worker<'s> {
                 }
             }
             self.site.clock.tick();
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept_all(),
-                    WAKER => self.collect_done(),
-                    Token(id) => {
-                        if let Some(Some(slot)) = self.slots.get_mut(id) {
-                            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                                slot.read.on_event();
-                            }
-                            self.ready.push(id);
-                        }
-                    }
-                }
-            }
+            self.dispatch(&events);
             self.serve_ready();
             if shutdown_deadline.is_none() && self.shared.shutting_down() {
                 shutdown_deadline = Some(std::time::Instant::now() + self.grace);
@@ -353,13 +340,36 @@ impl<'s> Worker<'s> {
                 next_sweep = now_std + SWEEP;
             }
             self.flush_log();
-            if let Some(deadline) = shutdown_deadline {
-                if self.open == 0 || now_std >= deadline {
-                    break;
+            if shutdown_deadline.is_some_and(|d| self.open == 0 || now_std >= d) {
+                break;
+            }
+        }
+        self.cut_off_the_rest();
+        Ok(())
+    }
+
+    /// Hands each readiness event to its owner: the listener accepts, the waker collects the
+    /// I/O pool's answers, a connection is marked ready (and readable, when it is).
+    fn dispatch(&mut self, events: &Events) {
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => self.accept_all(),
+                WAKER => self.collect_done(),
+                Token(id) => {
+                    if let Some(Some(slot)) = self.slots.get_mut(id) {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            slot.read.on_event();
+                        }
+                        self.ready.push(id);
+                    }
                 }
             }
         }
-        // Whatever is left after the grace period is cut off, and counted.
+    }
+
+    /// After the grace period: whatever is left is cut off and counted, and the worker's
+    /// count of answered requests joins the process's.
+    fn cut_off_the_rest(&mut self) {
         for id in 0..self.slots.len() {
             if let Some(slot) = &self.slots[id] {
                 if slot.conn.is_sending() {
@@ -372,7 +382,6 @@ impl<'s> Worker<'s> {
         self.flush_log();
         let answered = usize::try_from(self.counters.responses()).unwrap_or(usize::MAX);
         self.shared.requests.fetch_add(answered, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Serves the connections that became ready: first every one of them takes in what it
@@ -733,23 +742,10 @@ impl Slot<'_> {
             if self.conn.is_closed() {
                 return Flow::Close;
             }
-            if self.proxy_until.is_some() && !self.pending.is_empty() {
-                match self.take_proxy_header() {
-                    Some(true) => continue,
-                    Some(false) => return Flow::Close,
-                    None => {}
-                }
-            }
-            if self.proxy_until.is_none() && !self.pending.is_empty() {
-                let mut pending = std::mem::take(&mut self.pending);
-                let now = ctx.site.clock.now();
-                let consumed = self.conn.handle_input(now, self.received, &pending);
-                self.drain_events(&pending[..consumed], ctx.log, ctx.quiet, ctx.counters);
-                pending.drain(..consumed);
-                self.pending = pending;
-                if consumed > 0 {
-                    continue;
-                }
+            match self.feed_pending(&mut ctx) {
+                Some(true) => continue,
+                Some(false) => return Flow::Close,
+                None => {}
             }
             if self.conn.is_waiting() {
                 // Its request waits for the I/O pool: no more reading until it is answered
@@ -764,22 +760,47 @@ impl Slot<'_> {
             if !self.read.may_read() {
                 return Flow::Wait { write: false };
             }
-            match self.read_once(ctx.site, &mut buf[..READ_CHUNK]) {
-                Received::Bytes(n) => {
-                    let data = &buf[..n];
-                    if self.pending.is_empty() && self.proxy_until.is_none() {
-                        let now = ctx.site.clock.now();
-                        let consumed = self.conn.handle_input(now, self.received, data);
-                        self.drain_events(&data[..consumed], ctx.log, ctx.quiet, ctx.counters);
-                        self.pending.extend_from_slice(&data[consumed..]);
-                    } else {
-                        self.pending.extend_from_slice(data);
-                    }
-                }
-                Received::Eof | Received::Failed => {}
-                Received::Blocked => return Flow::Wait { write: false },
+            if let Received::Blocked = self.read_and_feed(buf, &mut ctx) {
+                return Flow::Wait { write: false };
             }
         }
+    }
+
+    /// Feeds the bytes held back (a PROXY header first, with `--proxy-protocol`): `Some(true)`
+    /// when something was taken (go round again), `Some(false)` for a bad PROXY header (close),
+    /// `None` when nothing could be.
+    fn feed_pending(&mut self, ctx: &mut Ctx<'_>) -> Option<bool> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        if self.proxy_until.is_some() {
+            return self.take_proxy_header();
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let now = ctx.site.clock.now();
+        let consumed = self.conn.handle_input(now, self.received, &pending);
+        self.drain_events(&pending[..consumed], ctx.log, ctx.quiet, ctx.counters);
+        pending.drain(..consumed);
+        self.pending = pending;
+        (consumed > 0).then_some(true)
+    }
+
+    /// One read; what it gave goes straight to the connection when nothing is held back (the
+    /// common case: no copy), else behind what is.
+    fn read_and_feed(&mut self, buf: &mut [u8], ctx: &mut Ctx<'_>) -> Received {
+        let got = self.read_once(ctx.site, &mut buf[..READ_CHUNK]);
+        if let Received::Bytes(n) = got {
+            let data = &buf[..n];
+            if self.pending.is_empty() && self.proxy_until.is_none() {
+                let now = ctx.site.clock.now();
+                let consumed = self.conn.handle_input(now, self.received, data);
+                self.drain_events(&data[..consumed], ctx.log, ctx.quiet, ctx.counters);
+                self.pending.extend_from_slice(&data[consumed..]);
+            } else {
+                self.pending.extend_from_slice(data);
+            }
+        }
+        got
     }
 
     /// With `--proxy-protocol`, takes the PROXY v2 header off the front of what was received:

@@ -315,7 +315,8 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         self.start(now, Some(method), &head, b"", body, close);
     }
 
-    /// A regular file: decide (conditionals, range), fill the cache, build the head, send.
+    /// A regular file: fill the cache, label it, decide (conditionals, range), build the
+    /// head, send.
     ///
     /// Every path out hands `content` to [`Connection::start`] as the body or as the body to
     /// drop, so a cache pin is released in one place.
@@ -333,71 +334,34 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             meta,
         } = file;
         let method = request.method;
-        let size = meta.version.len;
         // Fill before deciding: a file the cache admits is labelled by its content, known once
         // its bytes are (a 304 or a 416 of a miss fills the cache too).
         let (content, cache_status) = self.fill(path, &meta.version, content);
         let digest = self.digest_of(path, &content, &meta.version, cache_status);
-        let etag = match digest {
-            Some(digest) => ETag::from_digest(&digest),
-            // Streamed: labelled by its version.
-            None if cache_status == CacheStatus::Bypass => ETag::from_version(&meta.version),
-            // Admitted but not hashed (a read failed): no validator, so no false match.
-            None => ETag::unknown(),
-        };
-        // A precompressed sibling: its own bytes' tag, marked with the coding (a file whose
-        // bytes equal its `.br` sibling's must not share a tag with it).
-        let etag = match repr.coding {
-            Some(coding) => etag.for_coding(coding),
-            None => etag,
-        };
-        // What to send: `None` for a 304, else (first byte, length, Content-Range).
+        let etag = entity_tag(digest.as_ref(), &meta.version, cache_status, repr.coding);
         let part = match decide(request, &meta, &etag) {
             Decision::Unsatisfiable => {
                 self.drop_content(content);
-                return self.respond_unsatisfiable(now, method, size, close);
+                return self.respond_unsatisfiable(now, method, meta.version.len, close);
             }
-            Decision::NotModified => None,
-            Decision::Full => Some((0, size, None)),
-            Decision::Partial { first, last } => Some((
-                first,
-                last - first + 1,
-                Some(ContentRange::Bytes {
-                    first,
-                    last,
-                    complete: Some(size),
-                }),
-            )),
+            decision => Part::of(decision, meta.version.len),
         };
-
-        let mut head = ResponseHead::new(StatusCode::NOT_MODIFIED);
-        head.etag = (!etag.is_unknown()).then(|| etag.as_bytes());
-        head.last_modified = meta.modified;
-        head.cache_control = self.site.config().cache_control;
-        head.date = self.site.unix_time();
-        head.cache_status = Some(cache_status);
-        head.connection_close = close;
-        // With precompressed siblings on, what a file's URL sends depends on Accept-Encoding,
-        // whether a sibling exists now or appears later: every file response says so (as
-        // nginx's gzip_static with gzip_vary), 304s included (RFC 9110 §15.4.5).
-        if self.site.config().precompressed {
-            head.vary = Some("Accept-Encoding");
-        }
-        if let Some((_, len, content_range)) = part {
-            head.status = match content_range {
+        let mut head = self.file_head(&etag, &meta, cache_status, close);
+        if let Some(part) = part {
+            head.status = match part.range {
                 Some(_) => StatusCode::PARTIAL_CONTENT,
                 None => StatusCode::OK,
             };
-            head.content_range = content_range;
+            head.content_range = part.range;
             head.content_type = Some(repr.content_type);
             head.content_encoding = repr.coding.map(Coding::token);
-            head.content_length = Some(len);
+            head.content_length = Some(part.len);
             head.accept_ranges = true;
             head.repr_digest = digest;
         }
         let body = match part {
-            Some((first, len, _)) if method == Method::Get => {
-                content_body(content, meta.version, first, len)
+            Some(part) if method == Method::Get => {
+                content_body(content, meta.version, part.first, part.len)
             }
             _ => {
                 self.drop_content(content);
@@ -405,6 +369,33 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             }
         };
         self.start(now, Some(method), &head, b"", body, close);
+    }
+
+    /// The fields every answer about a file carries, a 304's included (RFC 9110 §15.4.5):
+    /// validators, caching, and `Vary` when precompressed siblings are on. The status is 304
+    /// until the caller says what is sent.
+    fn file_head<'h>(
+        &self,
+        etag: &'h ETag,
+        meta: &Metadata,
+        cache_status: CacheStatus,
+        close: bool,
+    ) -> ResponseHead<'h> {
+        let config = self.site.config();
+        let mut head = ResponseHead::new(StatusCode::NOT_MODIFIED);
+        head.etag = (!etag.is_unknown()).then(|| etag.as_bytes());
+        head.last_modified = meta.modified;
+        head.cache_control = config.cache_control;
+        head.date = self.site.unix_time();
+        head.cache_status = Some(cache_status);
+        head.connection_close = close;
+        // With precompressed siblings on, what a file's URL sends depends on Accept-Encoding,
+        // whether a sibling exists now or appears later: every file response says so (as
+        // nginx's gzip_static with gzip_vary).
+        if config.precompressed {
+            head.vary = Some("Accept-Encoding");
+        }
+        head
     }
 
     /// `416` with `Content-Range: bytes */size`.
@@ -587,6 +578,59 @@ fn decide(request: &Request<'_>, meta: &Metadata, etag: &ETag) -> Decision {
         range,
     };
     conditional::evaluate(&conditions, &validators, meta.version.len, true)
+}
+
+/// The entity-tag of a file: its content's (a file the cache admits), else its version's
+/// (streamed), else none (admitted but not hashed: a read failed, so no false match); a
+/// precompressed sibling's is marked with its coding, so a file whose bytes equal its `.br`
+/// sibling's never shares a tag with it.
+fn entity_tag(
+    digest: Option<&ContentDigest>,
+    version: &FileVersion,
+    cache_status: CacheStatus,
+    coding: Option<Coding>,
+) -> ETag {
+    let etag = match digest {
+        Some(digest) => ETag::from_digest(digest),
+        None if cache_status == CacheStatus::Bypass => ETag::from_version(version),
+        None => ETag::unknown(),
+    };
+    match coding {
+        Some(coding) => etag.for_coding(coding),
+        None => etag,
+    }
+}
+
+/// What of a file is sent: `len` bytes from `first`, with `range` on a 206.
+#[derive(Clone, Copy)]
+struct Part {
+    first: u64,
+    len: u64,
+    range: Option<ContentRange>,
+}
+
+impl Part {
+    /// The part a decision sends of a file of `size` bytes: `None` for a 304 (and for a 416,
+    /// which the caller answers before).
+    fn of(decision: Decision, size: u64) -> Option<Self> {
+        match decision {
+            Decision::NotModified | Decision::Unsatisfiable => None,
+            Decision::Full => Some(Self {
+                first: 0,
+                len: size,
+                range: None,
+            }),
+            Decision::Partial { first, last } => Some(Self {
+                first,
+                len: last - first + 1,
+                range: Some(ContentRange::Bytes {
+                    first,
+                    last,
+                    complete: Some(size),
+                }),
+            }),
+        }
+    }
 }
 
 /// The body for `len` bytes at `first` of `content`, a file opened at `version`.
