@@ -368,8 +368,25 @@ fn request_line<'b>(
     max_line: usize,
 ) -> Result<RequestLine<'b>, Stop<ParseError>> {
     let line_start = cur.pos - 1;
+    let method_end = method(cur, first, line_start, max_line)?;
+    let (target_start, target_end) = target(cur, line_start, max_line)?;
+    let version = version(cur)?;
+    Ok(RequestLine {
+        method: cur.slice(line_start, method_end),
+        target: cur.slice(target_start, target_end),
+        version,
+    })
+}
 
-    // method = token
+/// `method = token`, from its first byte `first` (at `line_start`) through the space after
+/// it; returns where it ends.
+#[inline]
+fn method(
+    cur: &mut Cursor<'_>,
+    first: u8,
+    line_start: usize,
+    max_line: usize,
+) -> Result<usize, Stop<ParseError>> {
     let mut b = first;
     while b != b' ' {
         if cur.pos - line_start > max_line {
@@ -387,9 +404,18 @@ fn request_line<'b>(
     if method_end == line_start {
         return Err(ParseError::RequestLine.into());
     }
+    Ok(method_end)
+}
 
-    // request-target: any visible ASCII but '#'. A target byte at line offset `o` leaves room
-    // for at least " HTTP/1.1" after it, so once `o + 1 + 9 > max_line` the target cannot fit.
+/// `request-target`: any visible ASCII but '#', through the space after it; returns its span.
+/// A target byte at line offset `o` leaves room for at least " HTTP/1.1" after it, so once
+/// `o + 1 + 9 > max_line` the target cannot fit.
+#[inline]
+fn target(
+    cur: &mut Cursor<'_>,
+    line_start: usize,
+    max_line: usize,
+) -> Result<(usize, usize), Stop<ParseError>> {
     let target_start = cur.pos;
     loop {
         let b = cur.next()?;
@@ -410,8 +436,12 @@ fn request_line<'b>(
     if target_end == target_start {
         return Err(ParseError::RequestLine.into());
     }
+    Ok((target_start, target_end))
+}
 
-    // HTTP-version = "HTTP" "/" DIGIT "." DIGIT
+/// `HTTP-version = "HTTP" "/" DIGIT "." DIGIT` and the line ending after it.
+#[inline]
+fn version(cur: &mut Cursor<'_>) -> Result<Version, Stop<ParseError>> {
     let mut version = [0u8; 8];
     let mut len = 0;
     loop {
@@ -435,18 +465,12 @@ fn request_line<'b>(
     }
     // RFC 9110 §2.5: a recipient "SHOULD process [a higher minor version] as if it were in the
     // highest minor version within that major version to which the recipient is conformant".
-    let version = match &version {
-        _ if len != version.len() => return Err(ParseError::Version.into()),
-        b"HTTP/1.0" => Version::Http10,
-        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', _] => Version::Http11,
-        _ => return Err(ParseError::UnsupportedVersion.into()),
-    };
-
-    Ok(RequestLine {
-        method: cur.slice(line_start, method_end),
-        target: cur.slice(target_start, target_end),
-        version,
-    })
+    match &version {
+        _ if len != version.len() => Err(ParseError::Version.into()),
+        b"HTTP/1.0" => Ok(Version::Http10),
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', _] => Ok(Version::Http11),
+        _ => Err(ParseError::UnsupportedVersion.into()),
+    }
 }
 
 /// Splits a request-target into its absolute path (without query) and, for absolute-form, its
@@ -529,77 +553,117 @@ impl<'b> Request<'b> {
         authority: Option<&'b [u8]>,
         headers: heapless::Vec<Header<'b>, MAX_HEADERS>,
     ) -> Result<Self, ParseError> {
-        let mut host = None;
-        let mut content_length = false;
-        let mut transfer_encoding = false;
-        let mut close = false;
-        let mut keep_alive = false;
-        for h in &headers {
-            let name = h.name;
-            if name.eq_ignore_ascii_case(b"host") {
-                // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
-                // to any HTTP/1.1 request message that lacks a Host header field and to any
-                // request message that contains more than one Host header field line".
-                if host.replace(h.value).is_some() {
-                    return Err(ParseError::DuplicateHost);
-                }
-                if !is_authority(h.value) {
-                    return Err(ParseError::Host);
-                }
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                transfer_encoding = true;
-            } else if name.eq_ignore_ascii_case(b"content-length") {
-                content_length |= announces_content(h.value)?;
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                for option in list_items(h.value) {
-                    close |= option.eq_ignore_ascii_case(b"close");
-                    keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
-                }
-            }
-        }
-        if line.version == Version::Http11 && host.is_none() {
+        let fields = Fields::scan(&headers)?;
+        if line.version == Version::Http11 && fields.host.is_none() {
             return Err(ParseError::MissingHost);
         }
         let method = Method::from_token(line.method);
-        // No content is ever read, so the head alone decides and framing cannot desync: the
-        // method's own answer first (405), else the body's (400); both close.
-        if (content_length || transfer_encoding) && !method.is_supported() {
-            return Err(ParseError::MethodWithBody);
-        }
-        if transfer_encoding {
-            return Err(ParseError::TransferEncoding);
-        }
-        if content_length {
-            return Err(ParseError::Body);
-        }
-
-        let mut request = Self {
+        fields.check_no_content(method)?;
+        Ok(Self {
             method,
             method_token: line.method,
             version: line.version,
             target: line.target,
             path,
-            headers: heapless::Vec::new(),
-            host: authority.or(host),
+            headers,
+            host: authority.or(fields.host),
             keep_alive: match line.version {
-                Version::Http11 => !close,
-                Version::Http10 => keep_alive && !close,
+                Version::Http11 => !fields.close,
+                Version::Http10 => fields.keep_alive && !fields.close,
             },
-            expect: None,
-            if_none_match: None,
-            if_modified_since: None,
-            if_range: None,
-            range: None,
-            accept: None,
+            expect: fields.expect,
+            if_none_match: fields.if_none_match,
+            if_modified_since: fields.if_modified_since,
+            if_range: fields.if_range,
+            range: fields.range,
+            accept: fields.accept,
+        })
+    }
+}
+
+/// What a request's fields say, gathered in one pass over them. A field the server acts on
+/// keeps its first value, as [`Request::header`] finds it.
+#[derive(Default)]
+struct Fields<'b> {
+    host: Option<&'b [u8]>,
+    content_length: bool,
+    transfer_encoding: bool,
+    close: bool,
+    keep_alive: bool,
+    expect: Option<&'b [u8]>,
+    if_none_match: Option<&'b [u8]>,
+    if_modified_since: Option<&'b [u8]>,
+    if_range: Option<&'b [u8]>,
+    range: Option<&'b [u8]>,
+    accept: Option<&'b [u8]>,
+}
+
+impl<'b> Fields<'b> {
+    fn scan(headers: &[Header<'b>]) -> Result<Self, ParseError> {
+        let mut fields = Self::default();
+        for h in headers {
+            fields.absorb(h.name, h.value)?;
+        }
+        Ok(fields)
+    }
+
+    fn absorb(&mut self, name: &[u8], value: &'b [u8]) -> Result<(), ParseError> {
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        let slot = if is(b"host") {
+            // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
+            // to any HTTP/1.1 request message that lacks a Host header field and to any
+            // request message that contains more than one Host header field line".
+            if self.host.replace(value).is_some() {
+                return Err(ParseError::DuplicateHost);
+            }
+            if !is_authority(value) {
+                return Err(ParseError::Host);
+            }
+            return Ok(());
+        } else if is(b"transfer-encoding") {
+            self.transfer_encoding = true;
+            return Ok(());
+        } else if is(b"content-length") {
+            self.content_length |= announces_content(value)?;
+            return Ok(());
+        } else if is(b"connection") {
+            for option in list_items(value) {
+                self.close |= option.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+            return Ok(());
+        } else if is(b"if-none-match") {
+            &mut self.if_none_match
+        } else if is(b"if-modified-since") {
+            &mut self.if_modified_since
+        } else if is(b"range") {
+            &mut self.range
+        } else if is(b"if-range") {
+            &mut self.if_range
+        } else if is(b"accept") {
+            &mut self.accept
+        } else if is(b"expect") {
+            &mut self.expect
+        } else {
+            return Ok(());
         };
-        request.headers = headers;
-        request.expect = request.header(b"expect");
-        request.if_none_match = request.header(b"if-none-match");
-        request.if_modified_since = request.header(b"if-modified-since");
-        request.if_range = request.header(b"if-range");
-        request.range = request.header(b"range");
-        request.accept = request.header(b"accept");
-        Ok(request)
+        slot.get_or_insert(value);
+        Ok(())
+    }
+
+    /// No content is ever read, so the head alone decides and framing cannot desync: the
+    /// method's own answer first (405), else the body's (400); both close.
+    fn check_no_content(&self, method: Method) -> Result<(), ParseError> {
+        if (self.content_length || self.transfer_encoding) && !method.is_supported() {
+            return Err(ParseError::MethodWithBody);
+        }
+        if self.transfer_encoding {
+            return Err(ParseError::TransferEncoding);
+        }
+        if self.content_length {
+            return Err(ParseError::Body);
+        }
+        Ok(())
     }
 }
 

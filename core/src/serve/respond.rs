@@ -261,7 +261,6 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         dir: &SafePath<'_>,
         close: bool,
     ) {
-        let method = request.method;
         let mut joined = [0u8; MAX_PATH];
         if let Some(index) = join(dir, INDEX_FILE, &mut joined) {
             let mut sibling = [0u8; MAX_PATH];
@@ -281,6 +280,19 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
                 _ => {}
             }
         }
+        self.respond_listing(now, request, dir, close);
+    }
+
+    /// A folder without an index: its listing in the negotiated style, or 404 when listings
+    /// are off.
+    fn respond_listing(
+        &mut self,
+        now: Instant,
+        request: &Request<'_>,
+        dir: &SafePath<'_>,
+        close: bool,
+    ) {
+        let method = request.method;
         if !self.site.config().listings {
             return self.respond_error(
                 now,

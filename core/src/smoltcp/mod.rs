@@ -362,6 +362,9 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
         false
     }
 
+    /// One turn of a connection: take what arrived, answer what is complete, then the peer's
+    /// FIN and the connection's timeouts; closes or abandons the socket when the connection
+    /// ends. Returns whether anything happened.
     fn poll_serving(
         &mut self,
         site: &'s S,
@@ -382,69 +385,27 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
             self.phase = Phase::Listening;
             return true;
         }
-        let mut progress = false;
-
-        // Take what arrived, as far as the staging buffer has room.
-        while self.staged < STAGE && socket.can_recv() {
-            match socket.recv_slice(&mut self.stage[self.staged..]) {
-                Ok(n) if n > 0 => {
-                    self.staged += n;
-                    progress = true;
-                }
-                _ => break,
-            }
-        }
-
-        // Answer every complete request held, in order, each completely before the next (the
-        // connection consumes nothing while a response is in flight).
-        let mut source_changed = false;
-        loop {
-            let consumed = conn.handle_input(now, Arrival::UNKNOWN, &self.stage[..self.staged]);
-            drain(
+        let received = receive(socket, &mut self.stage, &mut self.staged);
+        let mut turn = answer_staged(
+            site,
+            conn,
+            socket,
+            &mut self.stage,
+            &mut self.staged,
+            now,
+            on_response,
+        );
+        if !matches!(turn, Pushed::SourceChanged) {
+            turn = turn.then(eof_and_timeout(
+                site,
                 conn,
                 socket,
-                &self.stage[..consumed.min(self.staged)],
+                &mut self.eof_seen,
+                now,
                 on_response,
-            );
-            if consumed > 0 {
-                let consumed = consumed.min(self.staged);
-                self.stage.copy_within(consumed..self.staged, 0);
-                self.staged -= consumed;
-                progress = true;
-            }
-            let pushed = push(site, conn, socket, now);
-            drain(conn, socket, &[], on_response);
-            match pushed {
-                Pushed::Nothing => {}
-                Pushed::Progress => progress = true,
-                Pushed::SourceChanged => {
-                    source_changed = true;
-                    break;
-                }
-            }
-            if consumed == 0 || conn.is_closed() {
-                break;
-            }
+            ));
         }
-
-        if !source_changed {
-            // The peer's FIN, once everything before it is answered: with a response still in
-            // flight the connection would close after it and drop pipelined requests.
-            if !self.eof_seen && !socket.may_recv() && conn.poll_transmit().is_none() {
-                self.eof_seen = true;
-                conn.handle_eof(now);
-                progress = true;
-            }
-            if conn.poll_timeout().is_some_and(|t| now >= t) {
-                conn.handle_timeout(now);
-                drain(conn, socket, &[], on_response);
-                source_changed = matches!(push(site, conn, socket, now), Pushed::SourceChanged);
-                drain(conn, socket, &[], on_response);
-                progress = true;
-            }
-        }
-
-        if source_changed {
+        if let Pushed::SourceChanged = turn {
             // Never send wrong bytes: the peer sees the connection reset mid-body.
             conn.abort();
             drain(conn, socket, &[], on_response);
@@ -462,8 +423,95 @@ impl<'s, S: Site, const TX: usize, const STAGE: usize> Slot<'s, S, TX, STAGE> {
             };
             return true;
         }
-        progress
+        received || matches!(turn, Pushed::Progress)
     }
+}
+
+impl Pushed {
+    /// Two steps of one turn: the source changing wins, then any progress.
+    fn then(self, next: Self) -> Self {
+        match (self, next) {
+            (Self::SourceChanged, _) | (_, Self::SourceChanged) => Self::SourceChanged,
+            (Self::Progress, _) | (_, Self::Progress) => Self::Progress,
+            (Self::Nothing, Self::Nothing) => Self::Nothing,
+        }
+    }
+}
+
+/// Takes what arrived, as far as the staging buffer has room; whether anything did.
+fn receive<const STAGE: usize>(
+    socket: &mut tcp::Socket<'_>,
+    stage: &mut [u8; STAGE],
+    staged: &mut usize,
+) -> bool {
+    let mut progress = false;
+    while *staged < STAGE && socket.can_recv() {
+        match socket.recv_slice(&mut stage[*staged..]) {
+            Ok(n) if n > 0 => {
+                *staged += n;
+                progress = true;
+            }
+            _ => break,
+        }
+    }
+    progress
+}
+
+/// Answers every complete request held, in order, each completely before the next (the
+/// connection consumes nothing while a response is in flight).
+fn answer_staged<S: Site, const TX: usize, const STAGE: usize>(
+    site: &S,
+    conn: &mut Connection<'_, S, TX>,
+    socket: &mut tcp::Socket<'_>,
+    stage: &mut [u8; STAGE],
+    staged: &mut usize,
+    now: Instant,
+    on_response: &mut impl FnMut(Event, Option<IpEndpoint>, &[u8]),
+) -> Pushed {
+    let mut turn = Pushed::Nothing;
+    loop {
+        let consumed = conn.handle_input(now, Arrival::UNKNOWN, &stage[..*staged]);
+        let consumed = consumed.min(*staged);
+        drain(conn, socket, &stage[..consumed], on_response);
+        if consumed > 0 {
+            stage.copy_within(consumed..*staged, 0);
+            *staged -= consumed;
+            turn = Pushed::Progress;
+        }
+        let pushed = push(site, conn, socket, now);
+        drain(conn, socket, &[], on_response);
+        turn = turn.then(pushed);
+        if matches!(turn, Pushed::SourceChanged) || consumed == 0 || conn.is_closed() {
+            return turn;
+        }
+    }
+}
+
+/// The peer's FIN, once everything before it is answered (with a response still in flight
+/// the connection would close after it and drop pipelined requests); then the connection's
+/// deadline, if it has passed.
+fn eof_and_timeout<S: Site, const TX: usize>(
+    site: &S,
+    conn: &mut Connection<'_, S, TX>,
+    socket: &mut tcp::Socket<'_>,
+    eof_seen: &mut bool,
+    now: Instant,
+    on_response: &mut impl FnMut(Event, Option<IpEndpoint>, &[u8]),
+) -> Pushed {
+    let mut turn = Pushed::Nothing;
+    if !*eof_seen && !socket.may_recv() && conn.poll_transmit().is_none() {
+        *eof_seen = true;
+        conn.handle_eof(now);
+        turn = Pushed::Progress;
+    }
+    if conn.poll_timeout().is_some_and(|t| now >= t) {
+        conn.handle_timeout(now);
+        drain(conn, socket, &[], on_response);
+        let pushed = push(site, conn, socket, now);
+        drain(conn, socket, &[], on_response);
+        turn = Pushed::Progress.then(pushed);
+    }
+    turn
 }
 
 /// Hands every waiting event of `conn` to `on_event`, with the request bytes `data` their spans

@@ -341,6 +341,15 @@ impl<'a> ResponseHead<'a> {
         if let Some(date) = self.date {
             field_date(s, b"Date: ", date)?;
         }
+        self.emit_representation(s)?;
+        self.emit_validators(s)?;
+        self.emit_control(s)?;
+        s.put(b"\r\n")
+    }
+
+    /// What the body is: `Content-Type` to `Accept-Ranges`.
+    #[inline]
+    fn emit_representation<S: Sink>(&self, s: &mut S) -> Result<(), S::Error> {
         if let Some(ct) = self.content_type {
             field(s, b"Content-Type: ", ct.as_bytes(), b"")?;
         }
@@ -358,6 +367,12 @@ impl<'a> ResponseHead<'a> {
         if self.accept_ranges {
             s.put(b"Accept-Ranges: bytes\r\n")?;
         }
+        Ok(())
+    }
+
+    /// Which version it is and how caches may keep it: `ETag` to `Cache-Status`.
+    #[inline]
+    fn emit_validators<S: Sink>(&self, s: &mut S) -> Result<(), S::Error> {
         if let Some(etag) = self.etag {
             field(s, b"ETag: ", etag, b"")?;
         }
@@ -370,7 +385,7 @@ impl<'a> ResponseHead<'a> {
         if let Some(cc) = self.cache_control {
             field(s, b"Cache-Control: ", cc.as_bytes(), b"")?;
         }
-        if let Some(digest) = self.repr_digest {
+        if let Some(digest) = &self.repr_digest {
             s.put(b"Repr-Digest: sha-256=:")?;
             s.put(&digest.base64())?;
             s.put(b":\r\n")?;
@@ -378,6 +393,12 @@ impl<'a> ResponseHead<'a> {
         if let Some(cs) = self.cache_status {
             field(s, b"Cache-Status: ", cs.as_str().as_bytes(), b"")?;
         }
+        Ok(())
+    }
+
+    /// What the client should do next: `Location` to `Connection`.
+    #[inline]
+    fn emit_control<S: Sink>(&self, s: &mut S) -> Result<(), S::Error> {
         if let Some(location) = self.location {
             field(s, b"Location: ", location, b"")?;
         }
@@ -393,7 +414,7 @@ impl<'a> ResponseHead<'a> {
         if self.connection_close {
             s.put(b"Connection: close\r\n")?;
         }
-        s.put(b"\r\n")
+        Ok(())
     }
 }
 
