@@ -206,7 +206,7 @@ fn main() -> ! {
         loop {
             let t = now();
             iface.poll(t, device, &mut sockets);
-            server.poll(t, &mut sockets);
+            black_box(server.poll(t, &mut sockets));
             black_box(iface.poll_delay(t, &sockets));
             black_box(server.poll_at());
         }

@@ -27,6 +27,7 @@ const NONE: u32 = u32::MAX;
 
 /// Why an arena store could not be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ArenaError {
     /// No region records were given, or more than `u32::MAX - 1`.
     Records,

@@ -12,6 +12,7 @@ const MAX_FREQ: u8 = 3;
 
 /// Why a [`Cache`] could not be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CacheError {
     /// The slot table is empty or has `u32::MAX` slots or more.
     Slots,
@@ -33,6 +34,7 @@ impl core::error::Error for CacheError {}
 /// Why [`Cache::insert`] did not store an entry. None of these is a failure of the server: it
 /// streams the file instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InsertError {
     /// Above the per-entry limit, or larger than the whole store: never cached.
     TooLarge,

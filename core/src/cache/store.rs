@@ -15,6 +15,7 @@ use crate::source::SourceError;
 
 /// Why a [`Store`] could not store an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreError {
     /// Not enough usable space or bookkeeping records right now; evicting may help.
     Full,

@@ -259,4 +259,60 @@ mod tests {
             Err(EncodeError::BufferTooSmall)
         );
     }
+
+    /// What the client encodes, the server's parser reads back field for field (the request
+    /// round trip: one HTTP layer, both directions).
+    mod round_trip {
+        use super::*;
+        use crate::http::method::Method;
+        use crate::http::request::{parse_request, Limits};
+        use crate::Status;
+        use proptest::prelude::*;
+
+        fn arb_value() -> impl Strategy<Value = std::string::String> {
+            "[!-~]([ -~]{0,30}[!-~])?"
+        }
+
+        proptest! {
+            #[test]
+            fn encode_then_parse(
+                host in "[a-z0-9.-]{1,20}(:[0-9]{1,5})?",
+                target in "/[A-Za-z0-9%/._~!$&'()*+,;=:@?-]{0,60}",
+                accept in proptest::option::of("[a-z*]{1,8}/[a-z*+.-]{1,12}"),
+                range_from in proptest::option::of(any::<u64>()),
+                if_range in proptest::option::of(arb_value()),
+                if_none_match in proptest::option::of(arb_value()),
+                if_modified_since in proptest::option::of(arb_value()),
+                keep_alive in any::<bool>(),
+            ) {
+                let r = Request {
+                    host: &host,
+                    target: &target,
+                    accept: accept.as_deref(),
+                    range_from,
+                    if_range: if_range.as_deref(),
+                    if_none_match: if_none_match.as_deref(),
+                    if_modified_since: if_modified_since.as_deref(),
+                    keep_alive,
+                };
+                let mut buf = [0u8; 1024];
+                let n = r.encode(&mut buf).unwrap();
+                let verdict = parse_request(&buf[..n], &Limits::host());
+                let Ok(Status::Complete((p, used))) = verdict else {
+                    panic!("encoded request rejected: {verdict:?}");
+                };
+                prop_assert_eq!(used, n);
+                prop_assert_eq!(p.method, Method::Get);
+                prop_assert_eq!(p.target, target.as_bytes());
+                prop_assert_eq!(p.host, Some(host.as_bytes()));
+                prop_assert_eq!(p.accept, Some(accept.as_deref().unwrap_or("*/*").as_bytes()));
+                let range = range_from.map(|from| std::format!("bytes={from}-"));
+                prop_assert_eq!(p.range, range.as_deref().map(str::as_bytes));
+                prop_assert_eq!(p.if_range, if_range.as_deref().filter(|_| range_from.is_some()).map(str::as_bytes));
+                prop_assert_eq!(p.if_none_match, if_none_match.as_deref().map(str::as_bytes));
+                prop_assert_eq!(p.if_modified_since, if_modified_since.as_deref().map(str::as_bytes));
+                prop_assert_eq!(p.keep_alive, keep_alive);
+            }
+        }
+    }
 }

@@ -248,6 +248,7 @@ impl<'s, S: Site, const N: usize, const TX: usize, const STAGE: usize> Server<'s
     /// Does all the work due at `now` on every socket: accept, read, answer, send, time out,
     /// close, listen again. Call it after each `Interface::poll`. Returns whether anything
     /// changed (then polling the interface again at once sends it without waiting).
+    #[must_use = "when something changed, poll the interface again at once to send it"]
     pub fn poll(&mut self, now: SmolInstant, sockets: &mut SocketSet<'_>) -> bool {
         self.poll_with(now, sockets, |_| {})
     }
@@ -255,6 +256,7 @@ impl<'s, S: Site, const N: usize, const TX: usize, const STAGE: usize> Server<'s
     /// [`poll`](Self::poll), calling `on_event` with each [`Event`] (a response planned, a
     /// response ended with the bytes actually sent) as an [`Answered`], for an access log or
     /// counters.
+    #[must_use = "when something changed, poll the interface again at once to send it"]
     pub fn poll_with(
         &mut self,
         now: SmolInstant,
@@ -703,7 +705,8 @@ mod tests {
         fn step(&mut self) {
             self.iface
                 .poll(self.now, &mut self.device, &mut self.sockets);
-            self.server.poll(self.now, &mut self.sockets);
+            // The interface is polled again right after, changed or not.
+            let _ = self.server.poll(self.now, &mut self.sockets);
             self.iface
                 .poll(self.now, &mut self.device, &mut self.sockets);
             self.now += ::smoltcp::time::Duration::from_millis(1);
@@ -930,7 +933,7 @@ mod tests {
         for _ in 0..20 {
             let now = world.now;
             world.iface.poll(now, &mut world.device, &mut world.sockets);
-            world.server.poll_with(now, &mut world.sockets, |a| {
+            let _ = world.server.poll_with(now, &mut world.sockets, |a| {
                 let what = match a.event {
                     Event::Response(info) => std::format!(
                         "{} {} {}",
