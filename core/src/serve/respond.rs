@@ -135,21 +135,29 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
             false => source.probe(path, self.arrived),
         };
         let mut unprobed = false;
-        match probed {
+        // One lookup of the path: the probe's, else (a trailing slash, or a probe that found
+        // nothing) the metadata's.
+        let kind = match probed {
             Ok(meta) if meta.kind == FileKind::File => {
                 if let Some(handle) = self.site.cache().lookup(path.as_bytes(), &meta.version) {
                     return Ok(Found::File(Content::Cached(handle), meta));
                 }
+                FileKind::File
             }
+            Ok(meta) => meta.kind,
             // The source would have to wait to look: the open (which may wait) decides.
-            Err(SourceError::WouldBlock) => unprobed = true,
-            _ => match source.metadata(path)?.kind {
-                // "/file.txt/" names no folder: as nginx, not found.
-                FileKind::File if path.trailing_slash() => return Err(SourceError::NotFound),
-                FileKind::File => {}
-                FileKind::Dir => return Ok(Found::Dir),
-                FileKind::Other => return Err(SourceError::NotFound),
-            },
+            Err(SourceError::WouldBlock) => {
+                unprobed = true;
+                FileKind::File
+            }
+            Err(_) => source.metadata(path)?.kind,
+        };
+        match kind {
+            // "/file.txt/" names no folder: as nginx, not found.
+            FileKind::File if path.trailing_slash() => return Err(SourceError::NotFound),
+            FileKind::File => {}
+            FileKind::Dir => return Ok(Found::Dir),
+            FileKind::Other => return Err(SourceError::NotFound),
         }
         // Headers come from the version whose bytes we send: what was opened. HEAD opens too,
         // so that it reports exactly what GET would send, checked the same way.

@@ -519,6 +519,83 @@ fn arrival_reaches_the_probe() {
     assert_eq!(site.source.seen.get(), Some(Arrival(9)));
 }
 
+/// A miss costs one lookup of the path plus the open; a hit, the probe alone; a folder, the
+/// probe alone (it was looked up a second time before).
+#[test]
+fn a_path_is_looked_up_once() {
+    use crate::path::SafePath;
+    use crate::source::{FileSource, Metadata, SourceError};
+    use core::cell::Cell;
+
+    #[derive(Default)]
+    struct Calls {
+        probe: Cell<u32>,
+        metadata: Cell<u32>,
+        open: Cell<u32>,
+    }
+    struct Counting(StaticSource, Calls);
+    impl FileSource for Counting {
+        type File = usize;
+        type Listing = &'static [u8];
+        fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+            self.1.metadata.set(self.1.metadata.get() + 1);
+            self.0.metadata(path)
+        }
+        fn probe(&self, path: &SafePath<'_>, _: Arrival) -> Result<Metadata, SourceError> {
+            self.1.probe.set(self.1.probe.get() + 1);
+            self.0.metadata(path)
+        }
+        fn open(&self, path: &SafePath<'_>) -> Result<(usize, Metadata), SourceError> {
+            self.1.open.set(self.1.open.get() + 1);
+            self.0.open(path)
+        }
+        fn file_metadata(&self, file: &usize) -> Result<Metadata, SourceError> {
+            self.0.file_metadata(file)
+        }
+        fn read_at(&self, file: &usize, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {
+            self.0.read_at(file, offset, buf)
+        }
+    }
+    let site = SiteParts::new(
+        Counting(StaticSource::new(FILES), Calls::default()),
+        test_site().cache,
+        Config::host(),
+    );
+    let calls = |site: &SiteParts<Counting, _>| {
+        let c = &site.source.1;
+        let got = (c.probe.get(), c.metadata.get(), c.open.get());
+        c.probe.set(0);
+        c.metadata.set(0);
+        c.open.set(0);
+        got
+    };
+    // One request on a new connection; the response's bytes.
+    fn serve_one<S: Site>(site: &S, req: &str) -> String {
+        let t = Instant::from_millis(0);
+        let mut conn = Connection::<_, 4096>::new(site, t);
+        assert_eq!(
+            conn.handle_input(t, Arrival::UNKNOWN, req.as_bytes()),
+            req.len()
+        );
+        let (mut out, mut buf) = (Vec::new(), [0u8; 8192]);
+        while let Some(tx) = conn.poll_transmit() {
+            let n = tx.copy_to(site, &mut buf).unwrap();
+            out.extend_from_slice(&buf[..n]);
+            conn.transmitted(t, n);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    let miss = serve_one(&site, &get("/hello.txt"));
+    assert!(miss.starts_with("HTTP/1.1 200 OK\r\n"), "{miss}");
+    assert_eq!(calls(&site), (1, 0, 1), "miss: probe + open");
+    let hit = serve_one(&site, &get("/hello.txt"));
+    assert!(hit.contains("Cache-Status: satchel; hit\r\n"), "{hit}");
+    assert_eq!(calls(&site), (1, 0, 0), "hit: the probe");
+    let folder = serve_one(&site, &get("/docs"));
+    assert!(folder.starts_with("HTTP/1.1 301 "), "{folder}");
+    assert_eq!(calls(&site), (1, 0, 0), "folder: the probe");
+}
+
 /// Every response gives a `Response` event with what was asked, then a `Done` with the bytes
 /// actually sent; a response cut short says so, with the bytes that did go out.
 #[test]
