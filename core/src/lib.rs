@@ -17,23 +17,24 @@
 //!          rules lookup -> open -> decide -> fill -> head (respond), body   mime path source
 //!          and Transmit::copy_to (body); requests waiting for a slow        time
 //!          source; SiteParts
-//! client   sans-IO download: session (redirects, retries, resume,           http percent time
-//!          timeouts), framing, safe names, embedded-nal driver
+//! client   sans-IO download: session (redirects, retries, resume,           http percent status
+//!          timeouts), framing, safe names, embedded-nal driver              time
 //! cache    fixed-capacity content cache: storage + index + eviction +       http source
 //!          admission, a SHA-256 per entry
 //! source   trait FileSource (probe with the request's Arrival, metadata,   listing path version
 //!          open, read_at, waiting opens) + a static table for boards
 //! listing  folder listings (HTML page, text, JSON) and their negotiation    http path percent
 //!                                                                           version
-//! http     both directions on one field scanner and byte table: request     version
-//!          head parser, response head (encode + parse), Content-Range,
-//!          status codes, Range, conditionals, dates, ETag, digests,
-//!          Accept-Encoding
-//! path     percent-decoding and normalisation into a SafePath that cannot   percent
+//! http     both directions on one field scanner and byte table: request     status version
+//!          head parser, one ResponseHead (the server encodes it, the
+//!          client's parser fills it), Content-Range, Range, conditionals,
+//!          dates, ETag, digests and their fields, Accept-Encoding
+//! path     percent-decoding and normalisation into a SafePath that cannot   percent status
 //!          leave the root
 //! proxy    PROXY protocol v2 header (the real client behind a balancer)     -
 //! mime     extension -> media type table                                    -
 //! percent  percent-encoding and -decoding (RFC 3986 §2.1)                   -
+//! status   StatusCode: a u16 newtype, consts, reason(); any 3-digit code    -
 //! version  FileVersion: which version of a file's content bytes are         -
 //! time     Instant / Duration in milliseconds (the core reads no clock)     -
 //! ```

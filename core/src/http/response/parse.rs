@@ -430,6 +430,18 @@ mod parse_tests {
         }
     }
 
+    /// Each head is refused with its error.
+    fn assert_rejects(cases: &[(&[u8], HeadError)]) {
+        for (buf, err) in cases {
+            assert_eq!(
+                parse(buf),
+                Err(*err),
+                "{}",
+                std::string::String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
     #[test]
     fn plain_200_with_length() {
         let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"abc\"\r\n\r\nhello";
@@ -512,14 +524,7 @@ mod parse_tests {
                 HeadError::TransferEncoding,
             ),
         ];
-        for (buf, err) in cases {
-            assert_eq!(
-                parse(buf),
-                Err(*err),
-                "{}",
-                std::string::String::from_utf8_lossy(buf)
-            );
-        }
+        assert_rejects(cases);
     }
 
     #[test]
@@ -540,14 +545,7 @@ mod parse_tests {
             (b"HTTP/1.1 200 OK\rX: y\r\n\r\n", HeadError::BareCr),
             (b"HTTP/1.1 101 Switching\r\n\r\n", HeadError::Upgrade),
         ];
-        for (buf, err) in cases {
-            assert_eq!(
-                parse(buf),
-                Err(*err),
-                "{}",
-                std::string::String::from_utf8_lossy(buf)
-            );
-        }
+        assert_rejects(cases);
     }
 
     #[test]
