@@ -48,8 +48,12 @@ impl StatusCode {
     pub const INTERNAL_SERVER_ERROR: Self = Self(500);
     /// 501 Not Implemented (RFC 9110 §15.6.2).
     pub const NOT_IMPLEMENTED: Self = Self(501);
+    /// 502 Bad Gateway (RFC 9110 §15.6.3).
+    pub const BAD_GATEWAY: Self = Self(502);
     /// 503 Service Unavailable (RFC 9110 §15.6.4).
     pub const SERVICE_UNAVAILABLE: Self = Self(503);
+    /// 504 Gateway Timeout (RFC 9110 §15.6.5).
+    pub const GATEWAY_TIMEOUT: Self = Self(504);
     /// 505 HTTP Version Not Supported (RFC 9110 §15.6.6).
     pub const HTTP_VERSION_NOT_SUPPORTED: Self = Self(505);
 
@@ -195,6 +199,8 @@ mod tests {
             "Range Not Satisfiable"
         );
         assert_eq!(StatusCode::URI_TOO_LONG.reason(), "URI Too Long");
+        assert_eq!(StatusCode::BAD_GATEWAY.reason(), "Bad Gateway");
+        assert_eq!(StatusCode::GATEWAY_TIMEOUT.reason(), "Gateway Timeout");
         assert_eq!(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.reason(),
             "Request Header Fields Too Large"
