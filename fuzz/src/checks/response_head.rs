@@ -16,10 +16,9 @@
 //!   `Transfer-Encoding: chunked` never together with `Content-Length`; equal
 //!   `Content-Length` values only), persistence (RFC 9112 §9.3), the validators kept, and
 //!   `Response::header` finding the first field of each name;
-//! - both directions agree: the parsed head re-encoded (`Response::encode`) parses to the same
-//!   response, and the server's `ResponseHead` built from what was parsed (status,
-//!   `Content-Range`, `Content-Length`, `Location`, `Content-Type`, `Connection`) encodes to a
-//!   head the client reads back with those values;
+//! - both directions agree: the parsed view re-encoded (`Response::encode`) parses to the same
+//!   response, and the typed head the parser filled (`response.head`, the one `ResponseHead`
+//!   the server encodes with) encodes to bytes that parse back to the same head, every field;
 //! - the resume decision (`plan`) for the whole file and for ranges from a few offsets obeys
 //!   RFC 9110 §14 (append only a 206 that starts where asked, reaches the end and agrees with
 //!   its `Content-Length`; complete only a 416 naming the size already saved);
