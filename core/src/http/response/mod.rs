@@ -420,8 +420,26 @@ impl<'a> ResponseHead<'a> {
 
 /// `field-value` may hold visible characters, SP, HTAB and obs-text, never other controls
 /// (RFC 9110 §5.5): the scanner's own byte class, so what we send is what we accept.
+///
+/// Every response checks its values (an entity-tag alone is ~46 bytes), so eight bytes are
+/// tested at a time: a word with no byte below 0x20 and none equal to 0x7f holds only valid
+/// bytes (HTAB, the one control allowed, is below 0x20, so its word takes the byte-wise path).
 fn valid_value(v: &[u8]) -> bool {
-    v.iter().all(|&b| is_value_byte(b))
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Nonzero exactly when some byte of `x` is below `n` (n <= 0x80; "hasless").
+    let has_less = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
+    let mut words = v.chunks_exact(8);
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        let suspect = has_less(x, 0x20) | has_less(x ^ (ONES * 0x7f), 1);
+        if suspect != 0 && !chunk.iter().all(|&b| is_value_byte(b)) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| is_value_byte(b))
 }
 
 /// Emits `name` `sep` `value` CRLF (`sep` is empty when `name` already ends in `": "`).
@@ -752,6 +770,26 @@ mod tests {
         let mut out = [0u8; 8];
         let mut w: &mut [u8] = &mut out;
         assert!(matches!(head.write_to(&mut w), Err(WriteError::Io(_))));
+    }
+
+    proptest! {
+        /// The word-at-a-time check says what the byte class says, for any bytes.
+        #[test]
+        fn valid_value_is_the_byte_class(v in prop::collection::vec(any::<u8>(), 0..40)) {
+            prop_assert_eq!(valid_value(&v), v.iter().all(|&b| is_value_byte(b)));
+        }
+
+        #[test]
+        fn valid_value_finds_one_bad_byte(
+            len in 1usize..40,
+            at in any::<prop::sample::Index>(),
+            bad in prop_oneof![0u8..0x09, 0x0au8..0x20, Just(0x7f)],
+            fill in prop_oneof![Just(b'a'), Just(b'\t'), Just(0x80u8), Just(0xffu8), Just(b' ')],
+        ) {
+            let mut v = std::vec![fill; len];
+            v[at.index(len)] = bad;
+            prop_assert!(!valid_value(&v));
+        }
     }
 
     #[test]
