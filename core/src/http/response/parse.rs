@@ -1,5 +1,6 @@
 //! The client's side: [`Response::parse`] reads a response head with the request parser's
-//! field scanner (`http/scan.rs`), and [`Response::encode`] writes a parsed head back.
+//! field scanner (`http/scan.rs`) into the same [`ResponseHead`] the server encodes, inside a
+//! checked view; [`Response::encode`] writes the view back as received, canonically.
 
 use super::{
     field, valid_value, BufSink, CacheStatus, ContentRange, Counter, EncodeError, ResponseHead,
