@@ -19,6 +19,8 @@
 //!          source; SiteParts
 //! client   sans-IO download: session (redirects, retries, resume,           http percent time
 //!          timeouts), framing, safe names, embedded-nal driver
+//! upstream a caching edge's source: local files, the rest fetched from     cache http listing
+//!          an upstream server (orders for a driver, revalidation)          path source
 //! cache    fixed-capacity content cache: storage + index + eviction +       http source
 //!          admission, a SHA-256 per entry
 //! source   trait FileSource (probe with the request's Arrival, metadata,   listing path version
@@ -67,6 +69,7 @@ pub mod serve;
 pub mod smoltcp;
 pub mod source;
 pub mod time;
+pub mod upstream;
 pub mod version;
 
 /// The outcome of parsing input that may be incomplete.

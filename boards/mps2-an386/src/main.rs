@@ -12,6 +12,11 @@
 //! The loop polls the NIC and the server, then sleeps (`wfi`) until the next interrupt: the
 //! 1 ms SysTick. The LAN9118's interrupt line is not used, so a frame waits at most 1 ms.
 //!
+//! Files not in flash are fetched from the upstream HTTP server in [`config`] (a caching edge,
+//! [`satchel_core::upstream`]): the core's download session on one more TCP socket
+//! ([`Fetcher`]), every request revalidated upstream (`If-None-Match`), the bytes kept in the
+//! cache.
+//!
 //! The register accesses are the only `unsafe`, all in [`hw`].
 #![no_std]
 #![no_main]
@@ -32,15 +37,17 @@ use satchel_core::cache::{ArenaStore, Bucket, Cache, Config as CacheConfig, Regi
 use satchel_core::http::method::Method;
 use satchel_core::http::request::Limits;
 use satchel_core::serve::{Completion, Config, Event, ResponseInfo, Site};
+use satchel_core::smoltcp::fetch::{Fetcher, UpstreamConfig};
 use satchel_core::smoltcp::{Answered, Server, SocketBuffers};
 use satchel_core::source::StaticSource;
 use satchel_core::time::Duration;
+use satchel_core::upstream::Upstream;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::time::Instant;
-use smoltcp::wire::{IpAddress, IpCidr};
+use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint};
 use static_cell::{ConstStaticCell, StaticCell};
 
-use config::{BoardCache, CACHE_BUCKETS, CACHE_BYTES, CACHE_ENTRIES, CONNECTIONS};
+use config::{BoardCache, CACHE_BUCKETS, CACHE_BYTES, CACHE_ENTRIES, CONNECTIONS, FETCH_BODY};
 use lan9118::Lan9118;
 use uart::Uart;
 
@@ -49,22 +56,25 @@ const CORE_HZ: u32 = 25_000_000;
 /// How often the stack's high-water mark is checked (and logged when it grew), in ms.
 const STACK_CHECK_MS: u64 = 1000;
 
+/// The flash files, and the rest fetched from upstream into the cache.
+type EdgeSource = Upstream<'static, StaticSource, RefCell<BoardCache>, FETCH_BODY, CACHE_ENTRIES>;
+
 struct Board {
-    source: StaticSource,
-    cache: RefCell<BoardCache>,
+    source: EdgeSource,
+    cache: &'static RefCell<BoardCache>,
     config: Config,
 }
 
 impl Site for Board {
-    type Source = StaticSource;
+    type Source = EdgeSource;
     type Cache = RefCell<BoardCache>;
 
-    fn source(&self) -> &StaticSource {
+    fn source(&self) -> &EdgeSource {
         &self.source
     }
 
     fn cache(&self) -> &RefCell<BoardCache> {
-        &self.cache
+        self.cache
     }
 
     fn config(&self) -> &Config {
@@ -74,14 +84,20 @@ impl Site for Board {
 
 type BoardServer = Server<'static, Board, CONNECTIONS, { config::HEAD_TX }, { config::STAGE }>;
 
+static CACHE: StaticCell<RefCell<BoardCache>> = StaticCell::new();
 static SITE: StaticCell<Board> = StaticCell::new();
+static UPSTREAM_BUFFERS: ConstStaticCell<
+    SocketBuffers<1, { config::UPSTREAM_RX }, { config::UPSTREAM_TX }>,
+> = ConstStaticCell::new(SocketBuffers::new());
+static FETCHER: StaticCell<Fetcher<{ config::UPSTREAM_STAGE }>> = StaticCell::new();
 static NIC: StaticCell<Lan9118> = StaticCell::new();
 static NIC_BUFFERS: ConstStaticCell<lan9118::Buffers> =
     ConstStaticCell::new(lan9118::Buffers::new());
 static SOCKET_BUFFERS: ConstStaticCell<
     SocketBuffers<CONNECTIONS, { config::SOCK_RX }, { config::SOCK_TX }>,
 > = ConstStaticCell::new(SocketBuffers::new());
-static SOCKET_STORAGE: StaticCell<[SocketStorage<'static>; CONNECTIONS]> = StaticCell::new();
+/// The server's sockets and the upstream one.
+static SOCKET_STORAGE: StaticCell<[SocketStorage<'static>; CONNECTIONS + 1]> = StaticCell::new();
 static SERVER: StaticCell<BoardServer> = StaticCell::new();
 
 /// Milliseconds since boot, counted by the SysTick exception.
@@ -148,6 +164,8 @@ struct World {
     iface: Interface,
     sockets: SocketSet<'static>,
     server: &'static mut BoardServer,
+    fetcher: &'static mut Fetcher<{ config::UPSTREAM_STAGE }>,
+    site: &'static Board,
 }
 
 #[entry]
@@ -182,9 +200,10 @@ fn boot() -> World {
     ) else {
         halt(&mut uart, format_args!("cache geometry"))
     };
-    let site: &'static Board = SITE.init(Board {
-        source: StaticSource::new(files::BAKED),
-        cache: RefCell::new(cache),
+    let cache: &'static RefCell<BoardCache> = CACHE.init(RefCell::new(cache));
+    let site: &'static Board = SITE.init_with(|| Board {
+        source: Upstream::new(StaticSource::new(files::BAKED), cache),
+        cache,
         config: board_config(),
     });
 
@@ -207,8 +226,20 @@ fn boot() -> World {
         let _ = addrs.push(IpCidr::new(IpAddress::v4(a, b, c, d), config::PREFIX_LEN));
     });
     let mut sockets =
-        SocketSet::new(&mut SOCKET_STORAGE.init([SocketStorage::EMPTY; CONNECTIONS])[..]);
+        SocketSet::new(&mut SOCKET_STORAGE.init([SocketStorage::EMPTY; CONNECTIONS + 1])[..]);
     let handles = SOCKET_BUFFERS.take().add_sockets(&mut sockets);
+    let [upstream_socket] = UPSTREAM_BUFFERS.take().add_sockets(&mut sockets);
+    let [ua, ub, uc, ud] = config::UPSTREAM_ADDRESS;
+    let fetcher = FETCHER.init_with(|| {
+        Fetcher::new(
+            upstream_socket,
+            UpstreamConfig {
+                endpoint: IpEndpoint::new(IpAddress::v4(ua, ub, uc, ud), config::UPSTREAM_PORT),
+                host: config::UPSTREAM_HOST,
+                timeout: Duration::from_millis(config::UPSTREAM_TIMEOUT_MS),
+            },
+        )
+    });
     let server = SERVER.init_with(|| match Server::new(site, config::PORT, handles) {
         Ok(server) => server,
         Err(e) => halt(&mut Uart::init(), format_args!("server: {e:?}")),
@@ -218,6 +249,11 @@ fn boot() -> World {
         "satchel: stack high-water at boot {} bytes",
         hw::stack_high_water()
     );
+    let _ = writeln!(
+        uart,
+        "satchel: upstream {ua}.{ub}.{uc}.{ud}:{} for files not in flash",
+        config::UPSTREAM_PORT
+    );
     let _ = writeln!(uart, "satchel: serving on {a}.{b}.{c}.{d}:{}", config::PORT);
     World {
         uart,
@@ -226,6 +262,8 @@ fn boot() -> World {
         iface,
         sockets,
         server,
+        fetcher,
+        site,
     }
 }
 
@@ -239,6 +277,8 @@ fn serve(world: World) -> ! {
         mut iface,
         mut sockets,
         server,
+        fetcher,
+        site,
     } = world;
     // From here on the high-water mark is the serving loop's own.
     hw::repaint_stack();
@@ -248,9 +288,15 @@ fn serve(world: World) -> ! {
     loop {
         let now = clock.now();
         iface.poll(now, nic, &mut sockets);
+        let fetched = fetcher.poll(now, &mut iface, &mut sockets, &site.source);
+        // Once per round, before the server's poll: the requests a finished fetch (or the
+        // free fetch slot) lets go on.
+        if let Some(ticket) = site.source.poll_ready() {
+            server.handle_ready(ticket);
+        }
         let changed = server.poll_with(now, &mut sockets, |answered| {
             access_log.record(&mut uart, answered, now);
-        });
+        }) | fetched;
         if changed {
             // Put what the server just queued on the wire without waiting for the next tick.
             iface.poll(now, nic, &mut sockets);

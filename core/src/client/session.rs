@@ -468,6 +468,32 @@ impl<'a> Download<'a> {
         Ok(session)
     }
 
+    /// A download of `target` (already percent-encoded, starting with `/`) on the server `url`
+    /// names, whose own `target` is not used: the target is copied into the session, so it
+    /// need not outlive it (a board builds each target in a buffer it reuses, with the host
+    /// and `host_header` in its static configuration). Otherwise as [`new`](Self::new).
+    ///
+    /// # Errors
+    /// [`TargetError::TooLong`] when `target` does not fit [`MAX_TARGET`].
+    pub fn for_target(
+        url: Url<'a>,
+        target: &str,
+        host_header: &'a str,
+        config: Config<'a>,
+        connected: bool,
+        now: Instant,
+    ) -> Result<Self, TargetError> {
+        let url = Url { target: "/", ..url };
+        let mut session = Self::new(url, host_header, config, None, connected, now)?;
+        let dst = session
+            .target
+            .get_mut(..target.len())
+            .ok_or(TargetError::TooLong)?;
+        dst.copy_from_slice(target.as_bytes());
+        session.target_len = target.len();
+        Ok(session)
+    }
+
     /// The target now being fetched (after any redirect).
     pub fn target(&self) -> &str {
         let bytes = self.target.get(..self.target_len).unwrap_or_default();

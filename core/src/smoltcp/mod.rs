@@ -39,6 +39,7 @@
 //! }
 //! ```
 
+pub mod fetch;
 pub mod nal;
 
 use ::smoltcp::iface::{SocketHandle, SocketSet};
