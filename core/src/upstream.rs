@@ -544,9 +544,7 @@ impl<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize> File
     }
 
     fn open(&self, path: &SafePath<'_>) -> Result<(Self::File, Metadata), SourceError> {
-        self.local
-            .open(path)
-            .map(|(f, m)| (EdgeFile::Local(f), m))
+        self.local.open(path).map(|(f, m)| (EdgeFile::Local(f), m))
     }
 
     fn open_waiting(

@@ -23,6 +23,11 @@ pub const HOST_CIDR: &str = "192.168.69.1/24";
 pub const BOARD_PORT: u16 = 80;
 /// The firmware's target.
 pub const TARGET: &str = "thumbv7em-none-eabihf";
+/// The upstream server the board fetches files not in flash from
+/// (`boards/mps2-an386/src/config.rs`): the TAP's host side.
+pub const UPSTREAM_IP: &str = "192.168.69.1";
+/// The upstream server's port.
+pub const UPSTREAM_PORT: u16 = 8080;
 
 fn runs(program: &str, args: &[&str]) -> bool {
     Command::new(program)
@@ -341,5 +346,75 @@ impl Drop for Helper {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `satchel-server UPSTREAM_PORT ROOT --bind UPSTREAM_IP` inside the namespace: the board's
+/// upstream. Killed by its PID (`ip netns exec` execs the server itself) and reaped on drop.
+pub struct Upstream {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Upstream {
+    /// Starts it and waits (bounded) for its `listening on` line.
+    ///
+    /// # Panics
+    /// When it does not start or print the line within [`WAIT`].
+    pub fn start(net: &TapNet, root: &Path) -> Self {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &net.netns])
+            .arg(crate::bin_path("satchel-server"))
+            .arg(UPSTREAM_PORT.to_string())
+            .arg(root)
+            .args(["--bind", UPSTREAM_IP])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start satchel-server in the namespace");
+        let lines = crate::line_reader(child.stdout.take().expect("piped stdout"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.starts_with("listening on ") => return Self { child, lines },
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!("the upstream satchel-server did not start ({status:?})");
+                }
+            }
+        }
+    }
+
+    /// The access-log lines it printed so far (waiting at most `timeout` for the first).
+    pub fn lines(&self, timeout: Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut wait = timeout;
+        while let Ok(line) = self.lines.recv_timeout(wait) {
+            out.push(line);
+            wait = Duration::from_millis(200);
+        }
+        out
+    }
+
+    /// Stops it now (SIGKILL to its PID) and reaps it.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

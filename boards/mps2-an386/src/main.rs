@@ -195,6 +195,9 @@ fn boot() -> World {
         [const { Bucket::new() }; CACHE_BUCKETS],
         CacheConfig {
             max_entry_bytes: config::MAX_CACHED_FILE,
+            // Every fill cost an upstream round trip: store on the first request rather than
+            // waiting for a second one to find the file in the ghost queue.
+            large_bytes: config::MAX_CACHED_FILE,
             ..CacheConfig::for_capacity(CACHE_BYTES)
         },
     ) else {

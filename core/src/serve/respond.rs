@@ -525,7 +525,10 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let (status, reason) = match e {
             SourceError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             SourceError::Io => (StatusCode::INTERNAL_SERVER_ERROR, "file could not be read"),
-            SourceError::Upstream(e) => (status_of(if e.is_timeout() { 504 } else { 502 }), e.reason()),
+            SourceError::Upstream(e) => (
+                status_of(if e.is_timeout() { 504 } else { 502 }),
+                e.reason(),
+            ),
             // A source that pends where it may not (outside the `_waiting` methods).
             SourceError::Pending(_) | SourceError::WouldBlock => (
                 StatusCode::INTERNAL_SERVER_ERROR,

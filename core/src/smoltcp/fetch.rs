@@ -192,9 +192,9 @@ impl<const STAGE: usize> Fetcher<STAGE> {
             head_capacity: STAGE,
             accept: None,
         };
-        let download = order.target(&mut target).and_then(|t| {
-            Download::for_target(url, t, self.config.host, config, false, now).ok()
-        });
+        let download = order
+            .target(&mut target)
+            .and_then(|t| Download::for_target(url, t, self.config.host, config, false, now).ok());
         let Some(mut download) = download else {
             upstream.finish(order.ticket, Outcome::Failed(UpstreamError::PathTooLong));
             return false;
