@@ -608,3 +608,430 @@ impl<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize> File
         self.local.listing(path, view)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The edge without a network: a fake upstream (a table of files the test changes) answers
+    //! the source's orders as a driver would, and connections are driven as a server's poll
+    //! loop drives them, on a fake clock.
+
+    use std::boxed::Box;
+    use std::string::String;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::cache::{
+        ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
+    };
+    use crate::http::response::CacheStatus;
+    use crate::serve::{Config, Connection, Event, Site};
+    use crate::source::{Arrival, StaticFile, StaticSource};
+    use crate::time::Instant;
+
+    type Board = ArrayCache<4, 8, 8192>;
+    const BODY: usize = 2048;
+    type Edge = Upstream<'static, StaticSource, RefCell<Board>, BODY, 4>;
+
+    static FLASH: &[StaticFile] = &[StaticFile {
+        path: "hello.txt",
+        data: b"hello from flash\n",
+        modified: None,
+    }];
+
+    struct EdgeSite {
+        source: Edge,
+        cache: &'static RefCell<Board>,
+        config: Config,
+    }
+
+    impl Site for EdgeSite {
+        type Source = Edge;
+        type Cache = RefCell<Board>;
+        fn source(&self) -> &Edge {
+            &self.source
+        }
+        fn cache(&self) -> &RefCell<Board> {
+            self.cache
+        }
+        fn config(&self) -> &Config {
+            &self.config
+        }
+    }
+
+    fn site() -> &'static EdgeSite {
+        let store = ArenaStore::new([0u8; 8192], [const { Region::new() }; 4]).unwrap();
+        let cache = Cache::new(
+            store,
+            [const { Slot::new() }; 4],
+            [const { Bucket::new() }; 8],
+            CacheConfig {
+                max_entry_bytes: BODY,
+                large_bytes: BODY,
+                small_percent: 10,
+            },
+        )
+        .unwrap();
+        let cache: &'static RefCell<Board> = Box::leak(Box::new(RefCell::new(cache)));
+        Box::leak(Box::new(EdgeSite {
+            source: Upstream::new(StaticSource::new(FLASH), cache),
+            cache,
+            config: Config::host(),
+        }))
+    }
+
+    /// What the fake upstream does with the next order.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// Serve its files (`304` when the ETag matches).
+        Serve,
+        /// Fail as given.
+        Fail(UpstreamError),
+        /// Announce a length, then send more bytes than the buffer holds without it.
+        Chunked,
+    }
+
+    /// Upstream's files: path, ETag, bytes; and the requests it saw (path, If-None-Match).
+    #[derive(Default)]
+    struct Fake {
+        files: Vec<(String, String, Vec<u8>)>,
+        seen: Vec<(String, Option<String>)>,
+    }
+
+    impl Fake {
+        fn put(&mut self, path: &str, etag: &str, bytes: &[u8]) {
+            self.files.retain(|(p, _, _)| p != path);
+            self.files.push((path.into(), etag.into(), bytes.to_vec()));
+        }
+
+        /// Answers the source's order, if any; returns whether there was one.
+        fn answer(&mut self, edge: &Edge, how: Answer) -> bool {
+            let Some(order) = edge.take_order() else {
+                return false;
+            };
+            let path = String::from_utf8(order.path().to_vec()).unwrap();
+            let inm = order.if_none_match().map(String::from);
+            let mut target = [0u8; MAX_UPSTREAM_TARGET];
+            assert_eq!(order.target(&mut target), Some(&*std::format!("/{path}")));
+            self.seen.push((path.clone(), inm.clone()));
+            let t = order.ticket;
+            let outcome = match how {
+                Answer::Fail(e) => Outcome::Failed(e),
+                Answer::Chunked => match edge.begin(t, None, Some(b"\"c\""), None) {
+                    Err(e) => Outcome::Failed(e),
+                    Ok(()) => {
+                        match (0..=BODY / 100).try_for_each(|_| edge.append(t, &[1u8; 100])) {
+                            Err(e) => Outcome::Failed(e),
+                            Ok(()) => Outcome::Fetched,
+                        }
+                    }
+                },
+                Answer::Serve => match self.files.iter().find(|(p, _, _)| *p == path) {
+                    None => Outcome::NotFound,
+                    Some((_, etag, _)) if inm.as_deref() == Some(etag) => Outcome::NotModified,
+                    Some((_, etag, bytes)) => {
+                        let lm = b"Tue, 14 Nov 2023 22:13:20 GMT";
+                        let started = edge.begin(
+                            t,
+                            Some(bytes.len() as u64),
+                            Some(etag.as_bytes()),
+                            Some(lm),
+                        );
+                        match started.and_then(|()| edge.append(t, bytes)) {
+                            Ok(()) => Outcome::Fetched,
+                            Err(e) => Outcome::Failed(e),
+                        }
+                    }
+                },
+            };
+            edge.finish(t, outcome);
+            true
+        }
+    }
+
+    type Conn = Connection<'static, EdgeSite, 4096>;
+
+    /// A client's connection as a server's loop drives it.
+    struct Client {
+        conn: Conn,
+        held: Vec<u8>,
+        out: Vec<u8>,
+        log: Vec<(u16, Option<CacheStatus>)>,
+    }
+
+    impl Client {
+        fn new(site: &'static EdgeSite) -> Self {
+            Self {
+                conn: Conn::new(site, Instant::from_millis(0)),
+                held: Vec::new(),
+                out: Vec::new(),
+                log: Vec::new(),
+            }
+        }
+
+        fn pump(&mut self, site: &EdgeSite, bytes: &str) {
+            let t = Instant::from_millis(1);
+            self.held.extend_from_slice(bytes.as_bytes());
+            loop {
+                let n = self.conn.handle_input(t, Arrival::UNKNOWN, &self.held);
+                self.held.drain(..n);
+                let mut moved = n > 0;
+                while let Some(event) = self.conn.poll_event() {
+                    if let Event::Response(info) = event {
+                        self.log.push((info.status.as_u16(), info.cache));
+                    }
+                }
+                while let Some(tx) = self.conn.poll_transmit() {
+                    let mut buf = std::vec![0u8; tx.len() as usize];
+                    let n = tx.copy_to(site, &mut buf).unwrap();
+                    self.out.extend_from_slice(&buf[..n]);
+                    self.conn.transmitted(t, n);
+                    moved = true;
+                    while self.conn.poll_event().is_some() {}
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        /// The last response: status line, head, body.
+        fn last(&self) -> (String, String, Vec<u8>) {
+            let text = String::from_utf8_lossy(&self.out).into_owned();
+            let start = text.rfind("HTTP/1.1 ").unwrap();
+            let end = start + text[start..].find("\r\n\r\n").unwrap();
+            let head = String::from(&text[start..end]);
+            let status = String::from(head.lines().next().unwrap());
+            (status, head, self.out[end + 4..].to_vec())
+        }
+    }
+
+    fn get(path: &str) -> String {
+        std::format!("GET {path} HTTP/1.1\r\nHost: edge\r\n\r\n")
+    }
+
+    /// One round of a board's loop after upstream answered: the ready ticket to the waiting
+    /// connections, which answer.
+    fn round(site: &EdgeSite, clients: &mut [&mut Client]) {
+        if let Some(t) = site.source.poll_ready() {
+            for c in clients.iter_mut() {
+                c.conn.handle_ready(t);
+            }
+        }
+        for c in clients.iter_mut() {
+            c.pump(site, "");
+        }
+    }
+
+    /// A request for `path` through one connection, upstream answering `how`.
+    fn fetch(site: &'static EdgeSite, fake: &mut Fake, path: &str, how: Answer) -> Client {
+        let mut c = Client::new(site);
+        c.pump(site, &get(path));
+        assert!(c.conn.waiting_for().is_some(), "{path} waits for upstream");
+        assert!(fake.answer(&site.source, how), "an order for {path}");
+        round(site, &mut [&mut c]);
+        round(site, &mut [&mut c]);
+        c
+    }
+
+    fn cache_status(head: &str) -> Option<&str> {
+        head.lines().find_map(|l| l.strip_prefix("Cache-Status: "))
+    }
+
+    #[test]
+    fn miss_then_hit_revalidated_then_a_change_is_never_stale() {
+        let site = site();
+        let mut fake = Fake::default();
+        fake.put("a.txt", "\"v1\"", b"first version\n");
+
+        let c = fetch(site, &mut fake, "/a.txt", Answer::Serve);
+        let (status, head, body) = c.last();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, b"first version\n");
+        assert_eq!(cache_status(&head), Some("satchel; fwd=miss; stored"));
+        assert!(
+            head.contains("Last-Modified: Tue, 14 Nov 2023 22:13:20 GMT"),
+            "{head}"
+        );
+        assert_eq!(
+            fake.seen.last().unwrap().1,
+            None,
+            "the first fetch is unconditional"
+        );
+
+        // Asked again: upstream is asked with the ETag, says 304, the cached copy is sent.
+        let c = fetch(site, &mut fake, "/a.txt", Answer::Serve);
+        let (status, head, body) = c.last();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, b"first version\n");
+        assert_eq!(cache_status(&head), Some("satchel; hit"));
+        assert_eq!(fake.seen.last().unwrap().1.as_deref(), Some("\"v1\""));
+        assert_eq!(c.log, [(200, Some(CacheStatus::Hit))]);
+
+        // Changed upstream: the next request has the new bytes.
+        fake.put("a.txt", "\"v2\"", b"second, longer version\n");
+        let c = fetch(site, &mut fake, "/a.txt", Answer::Serve);
+        let (_, head, body) = c.last();
+        assert_eq!(body, b"second, longer version\n");
+        assert_eq!(cache_status(&head), Some("satchel; fwd=miss; stored"));
+        // Same length, other bytes, other ETag: new bytes too.
+        fake.put("a.txt", "\"v3\"", b"second, LONGER version\n");
+        let c = fetch(site, &mut fake, "/a.txt", Answer::Serve);
+        assert_eq!(c.last().2, b"second, LONGER version\n");
+        let c = fetch(site, &mut fake, "/a.txt", Answer::Serve);
+        assert_eq!(c.last().2, b"second, LONGER version\n");
+        assert_eq!(cache_status(&c.last().1), Some("satchel; hit"));
+    }
+
+    #[test]
+    fn flash_files_are_served_at_once_and_never_cached() {
+        let site = site();
+        let mut c = Client::new(site);
+        c.pump(site, &get("/hello.txt"));
+        let (status, head, body) = c.last();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, b"hello from flash\n");
+        assert_eq!(cache_status(&head), Some("satchel; fwd=bypass"));
+        assert!(
+            site.source.take_order().is_none(),
+            "no fetch for a flash file"
+        );
+    }
+
+    #[test]
+    fn upstream_failures_are_502_or_504_with_a_reason_and_404_passes_through() {
+        let site = site();
+        let mut fake = Fake::default();
+        fake.put("big.bin", "\"b\"", &[3u8; BODY + 1]);
+        let cases = [
+            (
+                "/a.txt",
+                Answer::Fail(UpstreamError::Refused),
+                "502",
+                "refused",
+            ),
+            (
+                "/a.txt",
+                Answer::Fail(UpstreamError::Broken),
+                "502",
+                "reset",
+            ),
+            (
+                "/a.txt",
+                Answer::Fail(UpstreamError::BadAnswer),
+                "502",
+                "malformed",
+            ),
+            (
+                "/a.txt",
+                Answer::Fail(UpstreamError::Timeout),
+                "504",
+                "in time",
+            ),
+            ("/big.bin", Answer::Serve, "502", "larger"),
+            ("/chunked", Answer::Chunked, "502", "larger"),
+            ("/missing", Answer::Serve, "404", "not found"),
+        ];
+        for (path, how, code, reason) in cases {
+            let c = fetch(site, &mut fake, path, how);
+            let (status, _, body) = c.last();
+            assert!(
+                status.starts_with(&std::format!("HTTP/1.1 {code} ")),
+                "{path}: {status}"
+            );
+            let text = String::from_utf8_lossy(&body);
+            assert!(text.contains(reason), "{path}: {text}");
+            assert!(!c.conn.is_waiting());
+        }
+        // And after all that, a file is fetched as usual.
+        fake.put("ok.txt", "\"k\"", b"ok\n");
+        assert_eq!(
+            fetch(site, &mut fake, "/ok.txt", Answer::Serve).last().2,
+            b"ok\n"
+        );
+    }
+
+    #[test]
+    fn a_request_for_another_path_waits_for_the_slot_then_gets_its_own_fetch() {
+        let site = site();
+        let mut fake = Fake::default();
+        fake.put("a.txt", "\"a\"", b"aaa\n");
+        fake.put("b.txt", "\"b\"", b"bbb\n");
+        let (mut a, mut b, mut late_a) = (Client::new(site), Client::new(site), Client::new(site));
+        a.pump(site, &get("/a.txt"));
+        // The fetch for /a.txt is sent...
+        let order = site.source.take_order().expect("an order for a.txt");
+        b.pump(site, &get("/b.txt"));
+        // ...so a later request for /a.txt does not join it: it may predate that request.
+        late_a.pump(site, &get("/a.txt"));
+        assert!(b.conn.waiting_for().is_some() && late_a.conn.waiting_for().is_some());
+        assert_ne!(a.conn.waiting_for(), b.conn.waiting_for());
+        site.source
+            .begin(order.ticket, Some(4), Some(b"\"a\""), None)
+            .unwrap();
+        site.source.append(order.ticket, b"aaa\n").unwrap();
+        site.source.finish(order.ticket, Outcome::Fetched);
+        round(site, &mut [&mut a, &mut b, &mut late_a]);
+        assert_eq!(a.last().2, b"aaa\n");
+        assert!(b.conn.is_waiting() && late_a.conn.is_waiting());
+        // The next round frees the slot: the two waiting retry; one fetch is ordered, and the
+        // other path waits for the one after.
+        round(site, &mut [&mut a, &mut b, &mut late_a]);
+        let mut rounds = 0;
+        while b.out.is_empty() || late_a.out.is_empty() {
+            fake.answer(&site.source, Answer::Serve);
+            round(site, &mut [&mut a, &mut b, &mut late_a]);
+            round(site, &mut [&mut a, &mut b, &mut late_a]);
+            rounds += 1;
+            assert!(rounds < 5, "both answered within a few fetches");
+        }
+        assert_eq!(b.last().2, b"bbb\n");
+        assert_eq!(late_a.last().2, b"aaa\n");
+        assert_eq!(
+            late_a.log,
+            [(200, Some(CacheStatus::Hit))],
+            "revalidated, not refetched"
+        );
+    }
+
+    #[test]
+    fn a_304_for_a_copy_evicted_meanwhile_fetches_it_whole() {
+        let site = site();
+        let mut fake = Fake::default();
+        fake.put("a.txt", "\"a\"", b"aaa\n");
+        fetch(site, &mut fake, "/a.txt", Answer::Serve);
+        let mut c = Client::new(site);
+        c.pump(site, &get("/a.txt"));
+        let order = site.source.take_order().unwrap();
+        assert_eq!(order.if_none_match(), Some("\"a\""));
+        // Evicted before the 304 arrives (another fill took the room).
+        let v = site
+            .source
+            .state
+            .borrow()
+            .known(b"a.txt")
+            .unwrap()
+            .meta
+            .version;
+        assert!(site
+            .cache
+            .lookup(
+                b"a.txt",
+                &FileVersion {
+                    stamp: v.stamp ^ 1,
+                    ..v
+                }
+            )
+            .is_none());
+        site.source.finish(order.ticket, Outcome::NotModified);
+        round(site, &mut [&mut c]);
+        let again = site.source.take_order().expect("an unconditional fetch");
+        assert_eq!(again.if_none_match(), None);
+        site.source
+            .begin(again.ticket, Some(4), Some(b"\"a\""), None)
+            .unwrap();
+        site.source.append(again.ticket, b"aaa\n").unwrap();
+        site.source.finish(again.ticket, Outcome::Fetched);
+        round(site, &mut [&mut c]);
+        assert_eq!(c.last().2, b"aaa\n");
+    }
+}

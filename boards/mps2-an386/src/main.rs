@@ -233,15 +233,14 @@ fn boot() -> World {
     let handles = SOCKET_BUFFERS.take().add_sockets(&mut sockets);
     let [upstream_socket] = UPSTREAM_BUFFERS.take().add_sockets(&mut sockets);
     let [ua, ub, uc, ud] = config::UPSTREAM_ADDRESS;
-    let fetcher = FETCHER.init_with(|| {
-        Fetcher::new(
-            upstream_socket,
-            UpstreamConfig {
-                endpoint: IpEndpoint::new(IpAddress::v4(ua, ub, uc, ud), config::UPSTREAM_PORT),
-                host: config::UPSTREAM_HOST,
-                timeout: Duration::from_millis(config::UPSTREAM_TIMEOUT_MS),
-            },
-        )
+    let upstream = UpstreamConfig {
+        endpoint: IpEndpoint::new(IpAddress::v4(ua, ub, uc, ud), config::UPSTREAM_PORT),
+        host: config::UPSTREAM_HOST,
+        timeout: Duration::from_millis(config::UPSTREAM_TIMEOUT_MS),
+    };
+    let fetcher = FETCHER.init_with(|| match Fetcher::new(upstream_socket, upstream) {
+        Ok(fetcher) => fetcher,
+        Err(e) => halt(&mut Uart::init(), format_args!("upstream: {e:?}")),
     });
     let server = SERVER.init_with(|| match Server::new(site, config::PORT, handles) {
         Ok(server) => server,

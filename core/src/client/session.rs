@@ -468,30 +468,43 @@ impl<'a> Download<'a> {
         Ok(session)
     }
 
-    /// A download of `target` (already percent-encoded, starting with `/`) on the server `url`
-    /// names, whose own `target` is not used: the target is copied into the session, so it
-    /// need not outlive it (a board builds each target in a buffer it reuses, with the host
-    /// and `host_header` in its static configuration). Otherwise as [`new`](Self::new).
+    /// Starts this session over, in place, as a new download of `target` (already
+    /// percent-encoded, starting with `/`) on the same server with the same configuration:
+    /// as [`new`](Self::new) without a `.part`, but without building a new session (a few KB)
+    /// on the stack, which a board running one fetch after another cannot spare.
     ///
     /// # Errors
-    /// [`TargetError::TooLong`] when `target` does not fit [`MAX_TARGET`].
-    pub fn for_target(
-        url: Url<'a>,
+    /// [`TargetError::TooLong`] when `target` does not fit [`MAX_TARGET`] (the session is then
+    /// unchanged).
+    pub fn renew(
+        &mut self,
         target: &str,
-        host_header: &'a str,
-        config: Config<'a>,
         connected: bool,
         now: Instant,
-    ) -> Result<Self, TargetError> {
-        let url = Url { target: "/", ..url };
-        let mut session = Self::new(url, host_header, config, None, connected, now)?;
-        let dst = session
+    ) -> Result<(), TargetError> {
+        let dst = self
             .target
             .get_mut(..target.len())
             .ok_or(TargetError::TooLong)?;
         dst.copy_from_slice(target.as_bytes());
-        session.target_len = target.len();
-        Ok(session)
+        self.target_len = target.len();
+        self.state = State::Ready(now);
+        self.validator_len = None;
+        self.reason_len = 0;
+        self.saved = 0;
+        self.total = None;
+        self.asked_from = None;
+        self.connected = connected;
+        self.reused = connected;
+        self.retries = 0;
+        self.redirects = 0;
+        self.restarts = 0;
+        self.pending_retry = None;
+        self.cond_etag_len = 0;
+        self.cond_date_len = 0;
+        self.not_modified = false;
+        self.waiting = None;
+        Ok(())
     }
 
     /// The target now being fetched (after any redirect).

@@ -25,7 +25,7 @@ use ::smoltcp::wire::IpEndpoint;
 use super::core_instant;
 use crate::cache::ContentCache;
 use crate::client::session::{self, Action, ConnectFailure, Download, Error, Event};
-use crate::client::{Plan, Url};
+use crate::client::{Plan, TargetError, Url};
 use crate::source::{FileSource, Ticket, UpstreamError};
 use crate::time::{Duration, Instant};
 use crate::upstream::{Outcome, Upstream, MAX_UPSTREAM_TARGET};
@@ -44,10 +44,10 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
 }
 
-/// One fetch in progress.
+/// One fetch in progress (its session is the fetcher's, renewed for each fetch).
+#[derive(Debug, Clone, Copy)]
 struct Running {
     ticket: Ticket,
-    download: Download<'static>,
     /// The source refused the body (too large): the download is ended with this.
     refused: Option<UpstreamError>,
     /// `connect` was issued for the session's current `Connect`.
@@ -59,6 +59,8 @@ struct Running {
 pub struct Fetcher<const STAGE: usize> {
     handle: SocketHandle,
     config: UpstreamConfig,
+    /// The download session, built once and renewed for each fetch.
+    download: Download<'static>,
     running: Option<Running>,
     stage: [u8; STAGE],
     staged: usize,
@@ -68,15 +70,32 @@ pub struct Fetcher<const STAGE: usize> {
 impl<const STAGE: usize> Fetcher<STAGE> {
     /// A fetcher on the TCP socket `handle` (in the set the server's sockets are in; its
     /// transmit buffer must hold a request head, a few hundred bytes).
-    pub const fn new(handle: SocketHandle, config: UpstreamConfig) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// [`TargetError::TooLong`] never in practice (the session is built for `/`), but the
+    /// session's constructor can fail in general.
+    pub fn new(handle: SocketHandle, config: UpstreamConfig) -> Result<Self, TargetError> {
+        let url = Url {
+            host: config.host,
+            port: config.endpoint.port,
+            target: "/",
+        };
+        let session = session::Config {
+            timeout: config.timeout,
+            retries: 0,
+            head_capacity: STAGE,
+            accept: None,
+        };
+        let download = Download::new(url, config.host, session, None, false, Instant::default())?;
+        Ok(Self {
             handle,
             config,
+            download,
             running: None,
             stage: [0; STAGE],
             staged: 0,
             next_port: EPHEMERAL_FIRST,
-        }
+        })
     }
 
     /// Whether a fetch is in progress.
@@ -87,6 +106,9 @@ impl<const STAGE: usize> Fetcher<STAGE> {
     /// Starts the fetch `upstream` ordered, if any, and moves the one in progress on: connect,
     /// send, receive into the source, finish. Returns whether anything changed (poll the
     /// interface again to send it).
+    // Kept out of the caller's frame (a board's poll loop): its locals, and the session's
+    // construction, then count on the stack only while it runs.
+    #[inline(never)]
     pub fn poll<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>(
         &mut self,
         now: SmolInstant,
@@ -105,7 +127,7 @@ impl<const STAGE: usize> Fetcher<STAGE> {
             let Some(run) = self.running.as_mut() else {
                 return progress;
             };
-            match run.download.poll(now_core) {
+            match self.download.poll(now_core) {
                 Action::Connect if !run.connecting => {
                     socket.abort();
                     self.staged = 0;
@@ -113,7 +135,7 @@ impl<const STAGE: usize> Fetcher<STAGE> {
                     self.next_port = port.checked_add(1).unwrap_or(EPHEMERAL_FIRST);
                     match socket.connect(iface.context(), self.config.endpoint, port) {
                         Ok(()) => run.connecting = true,
-                        Err(_) => run
+                        Err(_) => self
                             .download
                             .handle_connect_failed(now_core, ConnectFailure::Other),
                     }
@@ -123,11 +145,11 @@ impl<const STAGE: usize> Fetcher<STAGE> {
                     tcp::State::SynSent | tcp::State::SynReceived => return progress,
                     tcp::State::Established => {
                         run.connecting = false;
-                        run.download.handle_connected(now_core);
+                        self.download.handle_connected(now_core);
                     }
                     _ => {
                         run.connecting = false;
-                        run.download
+                        self.download
                             .handle_connect_failed(now_core, ConnectFailure::Refused);
                     }
                 },
@@ -139,7 +161,7 @@ impl<const STAGE: usize> Fetcher<STAGE> {
                         .and_then(|n| head.get(..n))
                         .is_some_and(|h| socket.send_slice(h).is_ok_and(|m| m == h.len()));
                     if !sent {
-                        run.download.handle_broken(now_core);
+                        self.download.handle_broken(now_core);
                     }
                     progress = true;
                 }
@@ -155,7 +177,7 @@ impl<const STAGE: usize> Fetcher<STAGE> {
                 Action::Done(result) => {
                     let outcome = match (run.refused, result) {
                         (Some(e), _) => Outcome::Failed(e),
-                        (None, Ok(_)) if run.download.not_modified() => Outcome::NotModified,
+                        (None, Ok(_)) if self.download.not_modified() => Outcome::NotModified,
                         (None, Ok(_)) => Outcome::Fetched,
                         (None, Err(Error::Status(404))) => Outcome::NotFound,
                         (None, Err(e)) => Outcome::Failed(upstream_error(e)),
@@ -172,6 +194,7 @@ impl<const STAGE: usize> Fetcher<STAGE> {
     }
 
     /// Takes the source's order, if any, and starts its session.
+    #[inline(never)]
     fn start<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>(
         &mut self,
         now: Instant,
@@ -181,28 +204,16 @@ impl<const STAGE: usize> Fetcher<STAGE> {
             return false;
         };
         let mut target = [0u8; MAX_UPSTREAM_TARGET];
-        let url = Url {
-            host: self.config.host,
-            port: self.config.endpoint.port,
-            target: "/",
-        };
-        let config = session::Config {
-            timeout: self.config.timeout,
-            retries: 0,
-            head_capacity: STAGE,
-            accept: None,
-        };
-        let download = order
+        let renewed = order
             .target(&mut target)
-            .and_then(|t| Download::for_target(url, t, self.config.host, config, false, now).ok());
-        let Some(mut download) = download else {
+            .is_some_and(|t| self.download.renew(t, false, now).is_ok());
+        if !renewed {
             upstream.finish(order.ticket, Outcome::Failed(UpstreamError::PathTooLong));
             return false;
-        };
-        download.set_conditional(order.if_none_match(), None);
+        }
+        self.download.set_conditional(order.if_none_match(), None);
         self.running = Some(Running {
             ticket: order.ticket,
-            download,
             refused: None,
             connecting: false,
         });
@@ -211,6 +222,7 @@ impl<const STAGE: usize> Fetcher<STAGE> {
 
     /// Reads what the socket holds and feeds the session; the body goes to the source.
     /// Returns whether anything happened.
+    #[inline(never)]
     fn receive<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>(
         &mut self,
         now: Instant,
@@ -230,7 +242,7 @@ impl<const STAGE: usize> Fetcher<STAGE> {
         let mut moved = got > 0;
         loop {
             let data = self.stage.get(consumed..self.staged).unwrap_or_default();
-            let (n, event) = run.download.handle_input(now, data);
+            let (n, event) = self.download.handle_input(now, data);
             consumed += n;
             moved |= n > 0;
             let refused = match event {
@@ -251,7 +263,7 @@ impl<const STAGE: usize> Fetcher<STAGE> {
             if let Some(e) = refused {
                 // Stop reading: the session ends as broken, reported as the refusal.
                 run.refused = Some(e);
-                run.download.handle_broken(now);
+                self.download.handle_broken(now);
                 self.staged = 0;
                 return true;
             }
@@ -263,11 +275,11 @@ impl<const STAGE: usize> Fetcher<STAGE> {
             match socket.state() {
                 // Closed without a FIN read: reset (or aborted by smoltcp's own timeouts).
                 tcp::State::Closed => {
-                    run.download.handle_broken(now);
+                    self.download.handle_broken(now);
                     return true;
                 }
                 _ if !socket.may_recv() => {
-                    run.download.handle_eof(now);
+                    self.download.handle_eof(now);
                     return true;
                 }
                 _ => {}
