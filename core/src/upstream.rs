@@ -756,6 +756,10 @@ mod tests {
         held: Vec<u8>,
         out: Vec<u8>,
         log: Vec<(u16, Option<CacheStatus>)>,
+        /// When each response started, as its access-log line says.
+        starts: Vec<Instant>,
+        /// The driver's clock.
+        now: Instant,
     }
 
     impl Client {
@@ -765,11 +769,13 @@ mod tests {
                 held: Vec::new(),
                 out: Vec::new(),
                 log: Vec::new(),
+                starts: Vec::new(),
+                now: Instant::from_millis(1),
             }
         }
 
         fn pump(&mut self, site: &EdgeSite, bytes: &str) {
-            let t = Instant::from_millis(1);
+            let t = self.now;
             self.held.extend_from_slice(bytes.as_bytes());
             loop {
                 let n = self.conn.handle_input(t, Arrival::UNKNOWN, &self.held);
@@ -778,6 +784,7 @@ mod tests {
                 while let Some(event) = self.conn.poll_event() {
                     if let Event::Response(info) = event {
                         self.log.push((info.status.as_u16(), info.cache));
+                        self.starts.push(info.started);
                     }
                 }
                 while let Some(tx) = self.conn.poll_transmit() {
@@ -880,6 +887,29 @@ mod tests {
         let c = fetch(site, &mut fake, "/a.txt", Answer::Serve);
         assert_eq!(c.last().2, b"second, LONGER version\n");
         assert_eq!(cache_status(&c.last().1), Some("satchel; hit"));
+    }
+
+    #[test]
+    fn the_access_log_counts_the_wait_for_upstream() {
+        let site = site();
+        let mut fake = Fake::default();
+        fake.put("a.txt", "\"a\"", b"aaa\n");
+        let mut c = Client::new(site);
+        c.now = Instant::from_millis(100);
+        c.pump(site, &get("/a.txt"));
+        c.now = Instant::from_millis(900);
+        fake.answer(&site.source, Answer::Serve);
+        round(site, &mut [&mut c]);
+        assert_eq!(c.last().2, b"aaa\n");
+        assert_eq!(
+            c.starts,
+            [Instant::from_millis(100)],
+            "started when it began waiting"
+        );
+        // The next request on the connection starts when it arrives.
+        c.now = Instant::from_millis(1000);
+        c.pump(site, &get("/hello.txt"));
+        assert_eq!(c.starts[1], Instant::from_millis(1000));
     }
 
     #[test]

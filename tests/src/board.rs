@@ -259,6 +259,22 @@ elif mode == "stall":
             break
         got += len(chunk)
     print("got", got, end, flush=True)
+elif mode == "silent":
+    # silent HOST PORT: an upstream that accepts connections, reads requests and never answers,
+    # until stdin closes.
+    import threading
+    l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((host, port))
+    l.listen(8)
+    held = []
+    def accept():
+        while True:
+            c, _ = l.accept()
+            held.append(c)
+    threading.Thread(target=accept, daemon=True).start()
+    print("listening", flush=True)
+    sys.stdin.read()
 elif mode == "ping":
     # ping HOST 0: one ICMP echo request; prints "reply" when the echo comes back.
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)

@@ -11,7 +11,8 @@
 //! (`192.168.69.1:8080`, the board's configured upstream) serves a folder this test writes;
 //! through the board: a miss, then a hit revalidated upstream (its `304`), a change upstream
 //! served at once, a file too large for the board (`502` saying so), upstream's `404`,
-//! upstream stopped (`502`/`504` with a reason, flash still served) and started again.
+//! upstream stopped (`502` with a reason, flash still served), an upstream that never answers
+//! (`504`), and upstream started again.
 //!
 //! It needs root, `/dev/net/tun`, `ip`, `qemu-system-arm`, curl, python3 and the
 //! `thumbv7em-none-eabihf` target (or a built firmware in `SATCHEL_BOARD_ELF`); without them
@@ -117,7 +118,7 @@ fn the_firmware_serves_curl_from_an_emulated_mps2_board() {
     ping_check(&net, &script);
     concurrency_checks(&net, &script, dir);
     equivalence_checks(&net, &script, dir);
-    edge_checks(&net, dir, &qemu, upstream);
+    edge_checks(&net, &script, dir, &qemu, upstream);
 
     let log = qemu.log_text();
     eprintln!("board_qemu: UART log:\n{log}");
@@ -517,7 +518,7 @@ fn wait_log_line(qemu: &Qemu, prefix: &str, count: usize) -> String {
 
 /// The caching edge: files not in flash fetched from satchel-server upstream, cached,
 /// revalidated, never stale; upstream down answered 502/504 without a hang.
-fn edge_checks(net: &TapNet, dir: &Path, qemu: &Qemu, upstream: Upstream) {
+fn edge_checks(net: &TapNet, script: &Path, dir: &Path, qemu: &Qemu, upstream: Upstream) {
     let root = dir.join("upstream");
     std::fs::create_dir_all(root.join("edge")).unwrap();
     let first = satchel_tests::content(1500, 7);
@@ -611,6 +612,18 @@ fn edge_checks(net: &TapNet, dir: &Path, qemu: &Qemu, upstream: Upstream) {
     assert_eq!(bytes, BAKED[0].data);
     let line = wait_log_line(qemu, &format!("192.168.69.1 GET /edge/a.txt {status}"), 1);
     assert!(!line.is_empty());
+
+    // An upstream that accepts and never answers: 504 once the board's upstream timeout
+    // (2 s) passes, well within curl's 10 s; the slot comes back (flash served after).
+    let port = board::UPSTREAM_PORT.to_string();
+    let mut silent = Helper::start(net, script, &["silent", board::UPSTREAM_IP, &port]);
+    assert_eq!(silent.line(), "listening");
+    let (status, bytes, h) = get("/edge/a.txt");
+    assert_eq!(status, "504", "{h}");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("upstream did not answer in time"), "{text}");
+    assert_eq!(get("/hello.txt").0, "200");
+    drop(silent);
 
     // Upstream back: served again (the copy cached before is still current).
     let upstream = Upstream::start(net, &root);
