@@ -185,30 +185,7 @@ fn boot() -> World {
         "satchel: mps2-an386 firmware, {CONNECTIONS} connections"
     );
 
-    let Ok(store) = ArenaStore::new([0u8; CACHE_BYTES], [const { Region::new() }; CACHE_ENTRIES])
-    else {
-        halt(&mut uart, format_args!("cache arena geometry"))
-    };
-    let Ok(cache) = Cache::new(
-        store,
-        [const { Slot::new() }; CACHE_ENTRIES],
-        [const { Bucket::new() }; CACHE_BUCKETS],
-        CacheConfig {
-            max_entry_bytes: config::MAX_CACHED_FILE,
-            // Every fill cost an upstream round trip: store on the first request rather than
-            // waiting for a second one to find the file in the ghost queue.
-            large_bytes: config::MAX_CACHED_FILE,
-            ..CacheConfig::for_capacity(CACHE_BYTES)
-        },
-    ) else {
-        halt(&mut uart, format_args!("cache geometry"))
-    };
-    let cache: &'static RefCell<BoardCache> = CACHE.init(RefCell::new(cache));
-    let site: &'static Board = SITE.init_with(|| Board {
-        source: Upstream::new(StaticSource::new(files::BAKED), cache),
-        cache,
-        config: board_config(),
-    });
+    let site = init_site(&mut uart);
 
     let nic = match Lan9118::init(config::FALLBACK_MAC, NIC_BUFFERS.take()) {
         Ok(nic) => NIC.init(nic),
@@ -238,14 +215,8 @@ fn boot() -> World {
         host: config::UPSTREAM_HOST,
         timeout: Duration::from_millis(config::UPSTREAM_TIMEOUT_MS),
     };
-    let fetcher = FETCHER.init_with(|| match Fetcher::new(upstream_socket, upstream) {
-        Ok(fetcher) => fetcher,
-        Err(e) => halt(&mut Uart::init(), format_args!("upstream: {e:?}")),
-    });
-    let server = SERVER.init_with(|| match Server::new(site, config::PORT, handles) {
-        Ok(server) => server,
-        Err(e) => halt(&mut Uart::init(), format_args!("server: {e:?}")),
-    });
+    let fetcher = init_fetcher(upstream_socket, upstream);
+    let server = init_server(site, handles);
     let _ = writeln!(
         uart,
         "satchel: stack high-water at boot {} bytes",
@@ -267,6 +238,65 @@ fn boot() -> World {
         fetcher,
         site,
     }
+}
+
+// Each big static is built in its own frame (`inline(never)`): its by-value copies then count
+// on the stack one at a time, not all together in `boot`'s frame.
+
+/// The cache and the site (the flash files and the upstream source).
+#[inline(never)]
+fn init_site(uart: &mut Uart) -> &'static Board {
+    let Ok(store) = ArenaStore::new([0u8; CACHE_BYTES], [const { Region::new() }; CACHE_ENTRIES])
+    else {
+        halt(uart, format_args!("cache arena geometry"))
+    };
+    let Ok(cache) = Cache::new(
+        store,
+        [const { Slot::new() }; CACHE_ENTRIES],
+        [const { Bucket::new() }; CACHE_BUCKETS],
+        CacheConfig {
+            max_entry_bytes: config::MAX_CACHED_FILE,
+            // Every fill cost an upstream round trip: store on the first request rather than
+            // waiting for a second one to find the file in the ghost queue.
+            large_bytes: config::MAX_CACHED_FILE,
+            ..CacheConfig::for_capacity(CACHE_BYTES)
+        },
+    ) else {
+        halt(uart, format_args!("cache geometry"))
+    };
+    let cache: &'static RefCell<BoardCache> = CACHE.init(RefCell::new(cache));
+    init_board(cache)
+}
+
+#[inline(never)]
+fn init_board(cache: &'static RefCell<BoardCache>) -> &'static Board {
+    SITE.init_with(|| Board {
+        source: Upstream::new(StaticSource::new(files::BAKED), cache),
+        cache,
+        config: board_config(),
+    })
+}
+
+#[inline(never)]
+fn init_fetcher(
+    socket: smoltcp::iface::SocketHandle,
+    upstream: UpstreamConfig,
+) -> &'static mut Fetcher<{ config::UPSTREAM_STAGE }> {
+    FETCHER.init_with(|| match Fetcher::new(socket, upstream) {
+        Ok(fetcher) => fetcher,
+        Err(e) => halt(&mut Uart::init(), format_args!("upstream: {e:?}")),
+    })
+}
+
+#[inline(never)]
+fn init_server(
+    site: &'static Board,
+    handles: [smoltcp::iface::SocketHandle; CONNECTIONS],
+) -> &'static mut BoardServer {
+    SERVER.init_with(|| match Server::new(site, config::PORT, handles) {
+        Ok(server) => server,
+        Err(e) => halt(&mut Uart::init(), format_args!("server: {e:?}")),
+    })
 }
 
 /// The poll loop: the NIC and the server on every SysTick (1 ms), `wfi` in between.
