@@ -624,7 +624,7 @@ mod tests {
         ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
     };
     use crate::http::response::CacheStatus;
-    use crate::serve::{Config, Connection, Event, Site};
+    use crate::serve::{Config, Connection, Event, SiteParts};
     use crate::source::{Arrival, StaticFile, StaticSource};
     use crate::time::Instant;
 
@@ -638,25 +638,7 @@ mod tests {
         modified: None,
     }];
 
-    struct EdgeSite {
-        source: Edge,
-        cache: &'static RefCell<Board>,
-        config: Config,
-    }
-
-    impl Site for EdgeSite {
-        type Source = Edge;
-        type Cache = RefCell<Board>;
-        fn source(&self) -> &Edge {
-            &self.source
-        }
-        fn cache(&self) -> &RefCell<Board> {
-            self.cache
-        }
-        fn config(&self) -> &Config {
-            &self.config
-        }
-    }
+    type EdgeSite = SiteParts<Edge, &'static RefCell<Board>>;
 
     fn site() -> &'static EdgeSite {
         let store = ArenaStore::new([0u8; 8192], [const { Region::new() }; 4]).unwrap();
@@ -672,11 +654,11 @@ mod tests {
         )
         .unwrap();
         let cache: &'static RefCell<Board> = Box::leak(Box::new(RefCell::new(cache)));
-        Box::leak(Box::new(EdgeSite {
-            source: Upstream::new(StaticSource::new(FLASH), cache),
+        Box::leak(Box::new(SiteParts::new(
+            Upstream::new(StaticSource::new(FLASH), cache),
             cache,
-            config: Config::host(),
-        }))
+            Config::host(),
+        )))
     }
 
     /// What the fake upstream does with the next order.

@@ -36,7 +36,7 @@ use cortex_m_rt::{entry, exception};
 use satchel_core::cache::{ArenaStore, Bucket, Cache, Config as CacheConfig, Region, Slot};
 use satchel_core::http::method::Method;
 use satchel_core::http::request::Limits;
-use satchel_core::serve::{Completion, Config, Event, ResponseInfo, Site};
+use satchel_core::serve::{Completion, Config, Event, ResponseInfo, SiteParts};
 use satchel_core::smoltcp::fetch::{Fetcher, UpstreamConfig};
 use satchel_core::smoltcp::{Answered, Server, SocketBuffers};
 use satchel_core::source::StaticSource;
@@ -59,28 +59,8 @@ const STACK_CHECK_MS: u64 = 1000;
 /// The flash files, and the rest fetched from upstream into the cache.
 type EdgeSource = Upstream<'static, StaticSource, RefCell<BoardCache>, FETCH_BODY, CACHE_ENTRIES>;
 
-struct Board {
-    source: EdgeSource,
-    cache: &'static RefCell<BoardCache>,
-    config: Config,
-}
-
-impl Site for Board {
-    type Source = EdgeSource;
-    type Cache = RefCell<BoardCache>;
-
-    fn source(&self) -> &EdgeSource {
-        &self.source
-    }
-
-    fn cache(&self) -> &RefCell<BoardCache> {
-        self.cache
-    }
-
-    fn config(&self) -> &Config {
-        &self.config
-    }
-}
+/// The site: the edge source, the cache it shares with the server, the configuration.
+type Board = SiteParts<EdgeSource, &'static RefCell<BoardCache>>;
 
 type BoardServer = Server<'static, Board, CONNECTIONS, { config::HEAD_TX }, { config::STAGE }>;
 
@@ -270,10 +250,12 @@ fn init_site(uart: &mut Uart) -> &'static Board {
 
 #[inline(never)]
 fn init_board(cache: &'static RefCell<BoardCache>) -> &'static Board {
-    SITE.init_with(|| Board {
-        source: Upstream::new(StaticSource::new(files::BAKED), cache),
-        cache,
-        config: board_config(),
+    SITE.init_with(|| {
+        SiteParts::new(
+            Upstream::new(StaticSource::new(files::BAKED), cache),
+            cache,
+            board_config(),
+        )
     })
 }
 

@@ -299,3 +299,332 @@ fn upstream_error(e: Error) -> UpstreamError {
         _ => UpstreamError::BadAnswer,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fetcher on smoltcp's Loopback, on a virtual clock: an edge server whose source
+    //! fetches from an upstream satchel server on the same interface (127.0.0.1:8080), and a
+    //! client socket asking the edge (127.0.0.1:80).
+
+    use core::cell::RefCell;
+    use std::boxed::Box;
+    use std::string::String;
+    use std::vec::Vec;
+
+    use ::smoltcp::iface::{Config as IfaceConfig, SocketStorage};
+    use ::smoltcp::phy::{Loopback, Medium};
+    use ::smoltcp::time::Duration as SmolDuration;
+    use ::smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+    use super::*;
+    use crate::cache::{
+        ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
+    };
+    use crate::path::SafePath;
+    use crate::serve::{Config, SiteParts};
+    use crate::smoltcp::{Server, SocketBuffers};
+    use crate::source::{FileKind, FileVersion, Metadata, SourceError, StaticFile, StaticSource};
+
+    type Board = ArrayCache<4, 8, 8192>;
+    const BODY: usize = 2048;
+    const EDGE_PORT: u16 = 80;
+    /// The servers' staging buffers: more than the host limits' `max_head`.
+    const STAGE: usize = 8192 + 64;
+    const UPSTREAM_PORT: u16 = 8080;
+    type Edge = Upstream<'static, StaticSource, RefCell<Board>, BODY, 4>;
+    type EdgeSite = SiteParts<Edge, &'static RefCell<Board>>;
+    type OriginSite = SiteParts<Origin, RefCell<Board>>;
+
+    static FLASH: &[StaticFile] = &[StaticFile {
+        path: "hello.txt",
+        data: b"hello from flash\n",
+        modified: None,
+    }];
+
+    /// The upstream's files, which the test changes: name, bytes, a stamp bumped per change.
+    #[derive(Default)]
+    struct Origin {
+        files: RefCell<Vec<(String, Vec<u8>, u64)>>,
+    }
+
+    impl Origin {
+        fn put(&self, name: &str, bytes: &[u8]) {
+            let mut files = self.files.borrow_mut();
+            let stamp = files.iter().map(|f| f.2).max().unwrap_or(0) + 1;
+            files.retain(|f| f.0 != name);
+            files.push((name.into(), bytes.to_vec(), stamp));
+        }
+
+        fn meta(&self, i: usize) -> Option<Metadata> {
+            let files = self.files.borrow();
+            let (_, bytes, stamp) = files.get(i)?;
+            Some(Metadata {
+                kind: FileKind::File,
+                version: FileVersion {
+                    len: bytes.len() as u64,
+                    stamp: *stamp,
+                    id: *stamp,
+                },
+                modified: Some(1_700_000_000),
+            })
+        }
+    }
+
+    impl FileSource for Origin {
+        type File = usize;
+        type Listing = &'static [u8];
+
+        fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+            self.open(path).map(|(_, m)| m)
+        }
+
+        fn open(&self, path: &SafePath<'_>) -> Result<(usize, Metadata), SourceError> {
+            let i = self
+                .files
+                .borrow()
+                .iter()
+                .position(|f| f.0.as_bytes() == path.as_bytes())
+                .ok_or(SourceError::NotFound)?;
+            Ok((i, self.meta(i).ok_or(SourceError::NotFound)?))
+        }
+
+        fn file_metadata(&self, file: &usize) -> Result<Metadata, SourceError> {
+            self.meta(*file).ok_or(SourceError::Io)
+        }
+
+        fn read_at(&self, file: &usize, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {
+            let files = self.files.borrow();
+            let data = &files.get(*file).ok_or(SourceError::Io)?.1;
+            let start = (offset as usize).min(data.len());
+            let n = buf.len().min(data.len() - start);
+            buf[..n].copy_from_slice(&data[start..start + n]);
+            Ok(n)
+        }
+    }
+
+    fn cache() -> Board {
+        let store = ArenaStore::new([0u8; 8192], [const { Region::new() }; 4]).unwrap();
+        Cache::new(
+            store,
+            [const { Slot::new() }; 4],
+            [const { Bucket::new() }; 8],
+            CacheConfig {
+                max_entry_bytes: BODY,
+                large_bytes: BODY,
+                small_percent: 10,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Either upstream: a satchel server, or a socket that accepts and never answers.
+    enum Up {
+        Server(Box<Server<'static, OriginSite, 1, 4096, STAGE>>),
+        Silent,
+        Down,
+    }
+
+    struct World {
+        iface: Interface,
+        device: Loopback,
+        sockets: SocketSet<'static>,
+        origin: &'static OriginSite,
+        up: Up,
+        up_handle: SocketHandle,
+        edge_site: &'static EdgeSite,
+        edge: Server<'static, EdgeSite, 1, 4096, STAGE>,
+        fetcher: Fetcher<1024>,
+        client: SocketHandle,
+        next_port: u16,
+        now: SmolInstant,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let mut device = Loopback::new(Medium::Ip);
+            let now = SmolInstant::from_millis(1);
+            let mut iface = Interface::new(IfaceConfig::new(HardwareAddress::Ip), &mut device, now);
+            iface.update_ip_addrs(|a| {
+                a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap();
+            });
+            let storage = Box::leak(Box::new([SocketStorage::EMPTY; 4]));
+            let mut sockets = SocketSet::new(&mut storage[..]);
+            let bufs = Box::leak(Box::new(SocketBuffers::<4, 4096, 4096>::new()));
+            let [up_handle, edge_handle, fetch_handle, client] = bufs.add_sockets(&mut sockets);
+            let origin: &'static OriginSite = Box::leak(Box::new(SiteParts::new(
+                Origin::default(),
+                RefCell::new(cache()),
+                Config::host(),
+            )));
+            let edge_cache: &'static RefCell<Board> = Box::leak(Box::new(RefCell::new(cache())));
+            let edge_site: &'static EdgeSite = Box::leak(Box::new(SiteParts::new(
+                Upstream::new(StaticSource::new(FLASH), edge_cache),
+                edge_cache,
+                Config::host(),
+            )));
+            let up = Up::Server(Box::new(
+                Server::new(origin, UPSTREAM_PORT, [up_handle]).unwrap(),
+            ));
+            let edge = Server::new(edge_site, EDGE_PORT, [edge_handle]).unwrap();
+            let config = UpstreamConfig {
+                endpoint: IpEndpoint::new(IpAddress::v4(127, 0, 0, 1), UPSTREAM_PORT),
+                host: "127.0.0.1:8080",
+                timeout: Duration::from_millis(300),
+            };
+            let fetcher = Fetcher::new(fetch_handle, config).unwrap();
+            let mut world = Self {
+                iface,
+                device,
+                sockets,
+                origin,
+                up,
+                up_handle,
+                edge_site,
+                edge,
+                fetcher,
+                client,
+                next_port: 40_000,
+                now,
+            };
+            // The servers' sockets listen from their first poll.
+            world.step();
+            world
+        }
+
+        /// One round of a board's loop.
+        fn step(&mut self) {
+            self.iface
+                .poll(self.now, &mut self.device, &mut self.sockets);
+            if let Up::Server(s) = &mut self.up {
+                s.poll(self.now, &mut self.sockets);
+            }
+            let source = &self.edge_site.source;
+            self.fetcher
+                .poll(self.now, &mut self.iface, &mut self.sockets, source);
+            if let Some(t) = source.poll_ready() {
+                self.edge.handle_ready(t);
+            }
+            self.edge.poll(self.now, &mut self.sockets);
+            self.iface
+                .poll(self.now, &mut self.device, &mut self.sockets);
+            self.now += SmolDuration::from_millis(1);
+        }
+
+        /// Upstream goes away (its socket reset and closed), or becomes a listener that never
+        /// answers.
+        fn set_upstream(&mut self, silent: bool) {
+            let socket = self.sockets.get_mut::<tcp::Socket<'static>>(self.up_handle);
+            socket.abort();
+            self.up = Up::Down;
+            if silent {
+                socket.listen(UPSTREAM_PORT).unwrap();
+                self.up = Up::Silent;
+            }
+        }
+
+        /// `GET path` from the client (its own connection, `Connection: close`): the
+        /// response head and body, within a bounded number of 1 ms steps.
+        fn get(&mut self, path: &str) -> (String, Vec<u8>, u64) {
+            // The last connection (closed by the server) goes first, its reset sent.
+            self.sockets
+                .get_mut::<tcp::Socket<'static>>(self.client)
+                .abort();
+            self.step();
+            let started = self.now;
+            self.next_port += 1;
+            let cx = self.iface.context();
+            self.sockets
+                .get_mut::<tcp::Socket<'static>>(self.client)
+                .connect(cx, (IpAddress::v4(127, 0, 0, 1), EDGE_PORT), self.next_port)
+                .unwrap();
+            let request =
+                std::format!("GET {path} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n");
+            let mut sent = false;
+            let mut got = Vec::new();
+            for _ in 0..5000 {
+                self.step();
+                let client = self.sockets.get_mut::<tcp::Socket<'static>>(self.client);
+                if !sent && client.can_send() {
+                    client.send_slice(request.as_bytes()).unwrap();
+                    sent = true;
+                }
+                while client.can_recv() {
+                    let mut buf = [0u8; 4096];
+                    let n = client.recv_slice(&mut buf).unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+                if sent && !client.may_recv() {
+                    break;
+                }
+            }
+            let state = self
+                .sockets
+                .get::<tcp::Socket<'static>>(self.client)
+                .state();
+            let end = got
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or_else(|| panic!("no head for {path} (client {state}, got {got:?})"))
+                + 4;
+            let head = String::from_utf8_lossy(&got[..end]).into_owned();
+            let took = (self.now - started).total_millis();
+            (head, got[end..].to_vec(), took)
+        }
+    }
+
+    fn cache_status(head: &str) -> &str {
+        head.lines()
+            .find_map(|l| l.strip_prefix("Cache-Status: "))
+            .unwrap_or("-")
+    }
+
+    #[test]
+    fn the_edge_fetches_caches_revalidates_and_answers_failures() {
+        let mut w = World::new();
+        w.origin.source.put("a.txt", b"first\n");
+        w.origin.source.put("big.bin", &[5u8; BODY + 1]);
+
+        let (head, body, _) = w.get("/a.txt");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(body, b"first\n");
+        assert_eq!(cache_status(&head), "satchel; fwd=miss; stored");
+
+        let (head, body, _) = w.get("/a.txt");
+        assert_eq!(body, b"first\n");
+        assert_eq!(cache_status(&head), "satchel; hit", "a 304 from upstream");
+
+        w.origin.source.put("a.txt", b"second\n");
+        let (head, body, _) = w.get("/a.txt");
+        assert_eq!(body, b"second\n", "never stale");
+        assert_eq!(cache_status(&head), "satchel; fwd=miss; stored");
+
+        let (head, body, _) = w.get("/big.bin");
+        assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
+        assert!(String::from_utf8_lossy(&body).contains("larger"));
+
+        let (head, _, _) = w.get("/none.txt");
+        assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+
+        let (head, body, _) = w.get("/hello.txt");
+        assert_eq!(body, b"hello from flash\n");
+        assert_eq!(cache_status(&head), "satchel; fwd=bypass");
+
+        // Upstream gone: refused at once, 502.
+        w.set_upstream(false);
+        let (head, body, _) = w.get("/a.txt");
+        assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
+        assert!(String::from_utf8_lossy(&body).contains("refused"));
+
+        // Upstream that never answers: 504 once the fetcher's timeout (300 ms) passes.
+        w.set_upstream(true);
+        let (head, body, took) = w.get("/a.txt");
+        assert!(head.starts_with("HTTP/1.1 504 "), "{head}");
+        assert!(String::from_utf8_lossy(&body).contains("in time"));
+        assert!((300..1000).contains(&took), "{took} ms of virtual time");
+        assert!(matches!(w.up, Up::Silent));
+
+        // The flash still answers, and the edge's slot came back for it.
+        let (_, body, _) = w.get("/hello.txt");
+        assert_eq!(body, b"hello from flash\n");
+    }
+}
