@@ -610,7 +610,7 @@ impl<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize> File
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The edge without a network: a fake upstream (a table of files the test changes) answers
     //! the source's orders as a driver would, and connections are driven as a server's poll
     //! loop drives them, on a fake clock.
@@ -628,8 +628,9 @@ mod tests {
     use crate::source::{Arrival, StaticFile, StaticSource};
     use crate::time::Instant;
 
-    type Board = ArrayCache<4, 8, 8192>;
-    const BODY: usize = 2048;
+    pub(crate) type Board = ArrayCache<4, 8, 8192>;
+    /// The fetch buffer of the tests' edges.
+    pub(crate) const BODY: usize = 2048;
     type Edge = Upstream<'static, StaticSource, RefCell<Board>, BODY, 4>;
 
     static FLASH: &[StaticFile] = &[StaticFile {
@@ -640,9 +641,11 @@ mod tests {
 
     type EdgeSite = SiteParts<Edge, &'static RefCell<Board>>;
 
-    fn site() -> &'static EdgeSite {
+    /// A board's cache that stores any file a fetch can hold on its first request (also the
+    /// fetcher's tests' caches).
+    pub(crate) fn edge_cache() -> Board {
         let store = ArenaStore::new([0u8; 8192], [const { Region::new() }; 4]).unwrap();
-        let cache = Cache::new(
+        Cache::new(
             store,
             [const { Slot::new() }; 4],
             [const { Bucket::new() }; 8],
@@ -652,8 +655,11 @@ mod tests {
                 small_percent: 10,
             },
         )
-        .unwrap();
-        let cache: &'static RefCell<Board> = Box::leak(Box::new(RefCell::new(cache)));
+        .unwrap()
+    }
+
+    fn site() -> &'static EdgeSite {
+        let cache: &'static RefCell<Board> = Box::leak(Box::new(RefCell::new(edge_cache())));
         Box::leak(Box::new(SiteParts::new(
             Upstream::new(StaticSource::new(FLASH), cache),
             cache,

@@ -317,16 +317,12 @@ mod tests {
     use ::smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
     use super::*;
-    use crate::cache::{
-        ArenaStore, ArrayCache, Bucket, Cache, Config as CacheConfig, Region, Slot,
-    };
     use crate::path::SafePath;
     use crate::serve::{Config, SiteParts};
     use crate::smoltcp::{Server, SocketBuffers};
     use crate::source::{FileKind, FileVersion, Metadata, SourceError, StaticFile, StaticSource};
+    use crate::upstream::tests::{edge_cache, Board, BODY};
 
-    type Board = ArrayCache<4, 8, 8192>;
-    const BODY: usize = 2048;
     const EDGE_PORT: u16 = 80;
     /// The servers' staging buffers: more than the host limits' `max_head`.
     const STAGE: usize = 8192 + 64;
@@ -402,21 +398,6 @@ mod tests {
         }
     }
 
-    fn cache() -> Board {
-        let store = ArenaStore::new([0u8; 8192], [const { Region::new() }; 4]).unwrap();
-        Cache::new(
-            store,
-            [const { Slot::new() }; 4],
-            [const { Bucket::new() }; 8],
-            CacheConfig {
-                max_entry_bytes: BODY,
-                large_bytes: BODY,
-                small_percent: 10,
-            },
-        )
-        .unwrap()
-    }
-
     /// Either upstream: a satchel server, or a socket that accepts and never answers.
     enum Up {
         Server(Box<Server<'static, OriginSite, 1, 4096, STAGE>>),
@@ -453,10 +434,11 @@ mod tests {
             let [up_handle, edge_handle, fetch_handle, client] = bufs.add_sockets(&mut sockets);
             let origin: &'static OriginSite = Box::leak(Box::new(SiteParts::new(
                 Origin::default(),
-                RefCell::new(cache()),
+                RefCell::new(edge_cache()),
                 Config::host(),
             )));
-            let edge_cache: &'static RefCell<Board> = Box::leak(Box::new(RefCell::new(cache())));
+            let edge_cache: &'static RefCell<Board> =
+                Box::leak(Box::new(RefCell::new(edge_cache())));
             let edge_site: &'static EdgeSite = Box::leak(Box::new(SiteParts::new(
                 Upstream::new(StaticSource::new(FLASH), edge_cache),
                 edge_cache,
