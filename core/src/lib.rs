@@ -12,7 +12,8 @@
 //! ```text
 //! io       blocking driver over embedded-io Read + Write                    serve source time
 //! smoltcp  (feature) server connections on smoltcp TCP sockets;             serve source time
-//!          embedded-nal client stack
+//!          embedded-nal client stack; an edge's fetches                     client upstream
+//!                                                                           cache
 //! serve    sans-IO server connection: state machine (connection), response  cache http listing
 //!          rules lookup -> open -> decide -> fill -> head (respond), body   mime path source
 //!          and Transmit::copy_to (body); requests waiting for a slow        time
