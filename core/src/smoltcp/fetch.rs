@@ -1,5 +1,5 @@
 //! The driver of an [`Upstream`] edge on smoltcp: one TCP client socket running the core's own
-//! download [`session`](crate::client::session) for each fetch the source orders, in the
+//! download [`session`] for each fetch the source orders, in the
 //! board's poll loop, beside the [`Server`](super::Server) on the same interface.
 //!
 //! ```text
