@@ -2,8 +2,8 @@
 //! and fetches every other file from an upstream HTTP server, sans-IO.
 //!
 //! [`Upstream`] answers the server connection's `_waiting` calls; the fetching itself is the
-//! driver's (on a board, `smoltcp::fetch::Fetcher` (feature `smoltcp`) runs the core's own download
-//! [`session`](crate::client::session) over a smoltcp socket). Between them:
+//! driver's (on a board, `smoltcp::fetch::Fetcher`, feature `smoltcp`, runs the core's own
+//! download [`session`](crate::client::session) over a smoltcp socket). Between them:
 //!
 //! ```text
 //! request for /a (not local)  open_waiting -> a job for /a under ticket t: Pending(t)
