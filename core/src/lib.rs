@@ -12,17 +12,20 @@
 //! ```text
 //! io       blocking driver over embedded-io Read + Write                    serve source time
 //! smoltcp  (feature) server connections on smoltcp TCP sockets;             serve source time
-//!          embedded-nal client stack
+//!          embedded-nal client stack; an edge's fetches                     client upstream
+//!                                                                           cache
 //! serve    sans-IO server connection: state machine (connection), response  cache http listing
 //!          rules lookup -> open -> decide -> fill -> head (respond), body   mime path source
 //!          and Transmit::copy_to (body); requests waiting for a slow        time
 //!          source; SiteParts
 //! client   sans-IO download: session (redirects, retries, resume,           http percent status
 //!          timeouts), framing, safe names, embedded-nal driver              time
+//! upstream a caching edge's source: local files, the rest fetched from     cache http listing
+//!          an upstream server (orders for a driver, revalidation)          path source
 //! cache    fixed-capacity content cache: storage + index + eviction +       http source
 //!          admission, a SHA-256 per entry
-//! source   trait FileSource (probe with the request's Arrival, metadata,   listing path version
-//!          open, read_at, waiting opens) + a static table for boards
+//! source   trait FileSource (probe with the request's Arrival, metadata,   listing path status
+//!          open, read_at, waiting opens) + a static table for boards        version
 //! listing  folder listings (HTML page, text, JSON) and their negotiation    http path percent
 //!                                                                           version
 //! http     both directions on one field scanner and byte table: request     status version
@@ -69,6 +72,7 @@ pub mod smoltcp;
 pub mod source;
 pub mod status;
 pub mod time;
+pub mod upstream;
 pub mod version;
 
 /// The outcome of parsing input that may be incomplete.

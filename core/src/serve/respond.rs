@@ -438,7 +438,9 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let cache = self.site.cache();
         let file = match content {
             Content::Cached(h) => return (Content::Cached(h), CacheStatus::Hit),
-            Content::Opened(_) if !cache.admits(version.len) => {
+            Content::Opened(ref file)
+                if !self.site.source().cacheable(file) || !cache.admits(version.len) =>
+            {
                 return (content, CacheStatus::Bypass)
             }
             Content::Opened(file) => file,
@@ -525,6 +527,7 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let (status, reason) = match e {
             SourceError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             SourceError::Io => (StatusCode::INTERNAL_SERVER_ERROR, "file could not be read"),
+            SourceError::Upstream(e) => (e.status(), e.reason()),
             // A source that pends where it may not (outside the `_waiting` methods).
             SourceError::Pending(_) | SourceError::WouldBlock => (
                 StatusCode::INTERNAL_SERVER_ERROR,
