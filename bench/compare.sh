@@ -10,6 +10,8 @@
 # (median [min-max] per scenario and server) go to bench/results/<UTC timestamp>/. For the
 # 64 KiB, 1 MiB and 256 MiB rows the summary also gives the machine's CPU per request (server
 # core + wrk core, bench/machine_cpu.py), where a copy moved to the receiver still counts.
+# The README's speed table comes out as <run>/readme_table.md (bench/readme_table.py); the line
+# printed at the end splices it into README.md between its speed-table markers.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -96,3 +98,7 @@ if grep -q '^FAILED' "$OUT"; then
       grep '^FAILED' "$OUT" | sed 's/^FAILED /- /'; } >> "$RES/summary.md"
 fi
 cat "$RES/summary.md"
+SHARED="$SHARED" python3 "$HERE/readme_table.py" "$RES" > "$RES/readme_table.md"
+echo
+echo "README table: $RES/readme_table.md; into README.md with:"
+echo "  SHARED=$SHARED python3 $HERE/readme_table.py $RES --splice $ROOT/README.md"
