@@ -11,6 +11,10 @@
 //                     the last piece by pread() + send() (issue 19's proposal; see README: not safe)
 //   6 send-zerocopy   send(MSG_ZEROCOPY) from the heap, completions read off the error queue
 //                     (on loopback the kernel copies anyway: SO_EE_CODE_ZEROCOPY_COPIED)
+//   HEAD=N in the environment puts an N-byte response head before each body in modes 0 and 1,
+//   sent as satchel-server sends it: mode 0 one send() of head and body copied together up to
+//   8 KiB, else one sendmsg() of both; mode 1 send(head, MSG_MORE) then sendfile().
+//   PIECE=N in the environment sets mode 3's piece size (512 KiB by default, as the server's).
 //   SNDBUF=N in the environment sets SO_SNDBUF on the sending socket first (the kernel doubles
 //   it and stops autotuning it; unset or 0: the default, autotuned up to tcp_wmem's max).
 //
@@ -35,6 +39,7 @@
 #include <sys/sendfile.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <errno.h>
 #include <linux/errqueue.h>
 #ifndef SO_EE_ORIGIN_ZEROCOPY
@@ -67,12 +72,21 @@ int main(int argc,char**argv){
  {size_t w=0;while(w<size){ssize_t n=pwrite(mfd,heap+w,size-w,w);w+=n;}}
  int ffd=open(path,O_RDONLY);char*buf=malloc(512*1024);
  unsigned zc_sent=0;
- total=(long long)size*iters;pthread_t t;pin(0);pthread_create(&t,0,rx,0);
+ size_t piece=getenv("PIECE")?strtoul(getenv("PIECE"),0,0):512*1024;if(piece>512*1024)buf=realloc(buf,piece);
+ size_t hl=getenv("HEAD")?strtoul(getenv("HEAD"),0,0):0;if(mode>1)hl=0;
+ char*head=malloc(hl+1);memset(head,'h',hl);char*co=malloc(8192);
+ total=(long long)(size+hl)*iters;pthread_t t;pin(0);pthread_create(&t,0,rx,0);
  double t0=tcpu();
  for(int i=0;i<iters;i++){
-  if(mode==0){size_t w=0;while(w<size){ssize_t n=send(s,heap+w,size-w,0);w+=n;}}
+  if(hl&&mode==0){size_t all=hl+size,w=0;
+    if(all<=8192){memcpy(co,head,hl);memcpy(co+hl,heap,size);while(w<all){ssize_t n=send(s,co+w,all-w,0);w+=n;}}
+    else{struct iovec v[2]={{head,hl},{heap,size}};struct msghdr mh={.msg_iov=v,.msg_iovlen=2};ssize_t n=sendmsg(s,&mh,0);w=n;
+     while(w<all){ssize_t m=w<hl?send(s,head+w,hl-w,0):send(s,heap+(w-hl),all-w,0);w+=m;}}}
+  else if(hl&&mode==1){size_t w=0;while(w<hl){ssize_t n=send(s,head+w,hl-w,MSG_MORE);w+=n;}
+    off_t o=0;while((size_t)o<size){ssize_t n=sendfile(s,mfd,&o,size-o);if(n<=0){perror("sendfile");return 1;}}}
+  else if(mode==0){size_t w=0;while(w<size){ssize_t n=send(s,heap+w,size-w,0);w+=n;}}
   else if(mode==1||mode==2){int fd=mode==1?mfd:ffd;off_t o=0;while((size_t)o<size){ssize_t n=sendfile(s,fd,&o,size-o);if(n<=0){perror("sendfile");return 1;}}}
-  else if(mode==3){size_t o=0;while(o<size){size_t k=size-o<512*1024?size-o:512*1024;ssize_t n=pread(ffd,buf,k,o);size_t w=0;while(w<(size_t)n){ssize_t m=send(s,buf+w,n-w,0);w+=m;}o+=n;}}
+  else if(mode==3){size_t o=0;while(o<size){size_t k=size-o<piece?size-o:piece;ssize_t n=pread(ffd,buf,k,o);size_t w=0;while(w<(size_t)n){ssize_t m=send(s,buf+w,n-w,0);w+=m;}o+=n;}}
   else if(mode==4){size_t o=0;while(o<size){size_t k=size-o<512*1024?size-o:512*1024;
     // Drop the last piece's pages from the memfd (the socket may still hold them), copy anew.
     if(ftruncate(m2,0)){perror("ftruncate");return 1;}size_t c=0;
@@ -90,6 +104,9 @@ int main(int argc,char**argv){
  double sc=tcpu()-t0;pthread_join(t,0);
  const char*way=(const char*[]){"send-heap","sendfile-memfd","sendfile-file","pread+send","splice+sendfile","sendfile+last","send-zerocopy"}[mode];
  const char*sb=getenv("SNDBUF");
- printf("%zu %s%s%s sender_us=%.2f receiver_us=%.2f\n",size,way,sb&&atoi(sb)>0?",sndbuf=":"",sb&&atoi(sb)>0?sb:"",sc/iters/1e3,rcpu/iters/1e3);
+ char extra[64]="";if(sb&&atoi(sb)>0)snprintf(extra,sizeof extra,",sndbuf=%s",sb);
+ if(mode==3&&piece!=512*1024)snprintf(extra+strlen(extra),sizeof extra-strlen(extra),",piece=%zu",piece);
+ if(hl)snprintf(extra+strlen(extra),sizeof extra-strlen(extra),",head=%zu",hl);
+ printf("%zu %s%s sender_us=%.2f receiver_us=%.2f\n",size,way,extra,sc/iters/1e3,rcpu/iters/1e3);
  if(mode==6)fprintf(stderr,"zerocopy: %ld of %ld sends copied by the kernel\n",zc_copied,zc_done);
  return 0;}

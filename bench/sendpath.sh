@@ -6,14 +6,16 @@
 #   SETS="cached" ROUNDS=7 bench/sendpath.sh
 #
 # Sets: cached   (heap send against memfd sendfile: where sealed memfd entries start to pay)
+#       head     (the same with a 385-byte response head, sent as the server sends it)
 #       uncached (pread + send against sendfile from the file, splice into a memfd, and
 #                 sendfile for all but the last piece)
+#       piece    (pread + send of a 256 MiB file in 64 KiB to 1 MiB pieces; the server uses 512)
 #       sndbuf   (SO_SNDBUF fixed at 1 and 4 MiB against the autotuned default)
 #       zerocopy (send with MSG_ZEROCOPY against plain send; loopback copies anyway)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROUNDS=${ROUNDS:-5}
-SETS=${SETS:-cached uncached sndbuf zerocopy}
+SETS=${SETS:-cached head uncached piece sndbuf zerocopy}
 BIN=/tmp/satchel-sendpath
 FILE=${FILE:-/tmp/satchel-sendpath-256m}
 gcc -O2 -pthread "$HERE/sendpath.c" -o "$BIN"
@@ -30,9 +32,15 @@ for r in $(seq 1 "$ROUNDS"); do
         cached)
             for sz in 4096:20000 8192:20000 12288:15000 16384:10000 65536:4000 262144:1000 \
                       1048576:300 8388608:40; do run "$sz" 0 1; done ;;
+        head)
+            for sz in 4096:20000 8192:20000 12288:15000 16384:10000 32768:8000 65536:4000; do
+                HEAD=385 run "$sz" 0 1
+            done ;;
         uncached)
             for sz in 65536:4000 262144:1000 1048576:300 8388608:40; do run "$sz" 3 2 4 5; done
             run 268435456:3 3 2 4 5 ;;
+        piece)
+            for p in 65536 131072 262144 524288 1048576; do PIECE=$p run 268435456:3 3; done ;;
         sndbuf)
             for sz in 1048576:300 268435456:3; do
                 for b in 0 1048576 4194304; do SNDBUF=$b run "$sz" 3 1; done
