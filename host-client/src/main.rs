@@ -98,6 +98,12 @@ struct Cli {
     /// With -r: connections used at once for the files
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     connections: u16,
+
+    /// With -r: requests sent ahead on each connection while earlier answers arrive (HTTP/1.1
+    /// pipelining; 1 sends one at a time). Requests a server leaves unanswered when it closes
+    /// are sent again on a new connection
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pipeline: u16,
 }
 
 /// One thing to fetch.
@@ -224,6 +230,7 @@ fn run(cli: &Cli) -> Result<u8, Fail> {
     let mirror_opts = MirrorOptions {
         delete: cli.delete,
         connections: usize::from(cli.connections),
+        pipeline: usize::from(cli.pipeline),
     };
 
     if let Some(path) = &cli.list {

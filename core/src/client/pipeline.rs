@@ -132,6 +132,9 @@ pub struct Pipeline<'a, const N: usize> {
     used: bool,
     /// The slot whose session asked for the connection being opened.
     connecting: Option<usize>,
+    /// The earliest backoff of a session off the line, as of the last [`poll`](Self::poll)
+    /// (one that is due waits for room on the line, which only the front's progress makes).
+    backoff: Option<Instant>,
 }
 
 impl<'a, const N: usize> Pipeline<'a, N> {
@@ -148,6 +151,7 @@ impl<'a, const N: usize> Pipeline<'a, N> {
             open: false,
             used: false,
             connecting: None,
+            backoff: None,
         }
     }
 
@@ -246,6 +250,7 @@ impl<'a, const N: usize> Pipeline<'a, N> {
                 },
             }
         }
+        self.backoff = wait;
         let can_send = self.open && self.line_len < self.depth && (may_send || self.line_len == 0);
         if let Some(slot) = due.filter(|_| can_send || !self.open) {
             return self.start(slot, now);
@@ -303,11 +308,14 @@ impl<'a, const N: usize> Pipeline<'a, N> {
 
     /// The next deadline: of the connect, the front response, or a session's backoff.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let front = self.front();
-        (0..N)
-            .filter(|&slot| front == Some(slot) || self.position(slot).is_none())
-            .filter_map(|slot| self.slots[slot].as_ref()?.poll_timeout())
-            .min()
+        if let Some(slot) = self.connecting {
+            return self.slots[slot].as_ref()?.poll_timeout();
+        }
+        let front = self.front().and_then(|slot| self.slots[slot].as_ref());
+        match (front.and_then(Download::poll_timeout), self.backoff) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The connection asked for by [`Action::Connect`] is open.

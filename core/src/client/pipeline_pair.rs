@@ -159,6 +159,12 @@ fn run<const N: usize>(
         }
         match pipeline.poll(now, true) {
             Action::Connect => {
+                let deadline = pipeline.poll_timeout().expect("a connect deadline");
+                assert_eq!(
+                    deadline,
+                    now + TIMEOUT,
+                    "the connecting session's own deadline"
+                );
                 run.connects += 1;
                 server.connections += 1;
                 conn = Some(Conn {
