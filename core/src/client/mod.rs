@@ -10,7 +10,7 @@
 //! target    URLs, request targets, redirects on the same server, safe local file names
 //! session   one download: redirects, retries with backoff, resume, timeouts (time is an input)
 //! pipeline  download sessions sharing one connection, the next requests sent ahead
-//! nal       a blocking driver over embedded-nal's TcpClientStack, for an exchange or a session
+//! nal       blocking drivers over embedded-nal's TcpClientStack: an exchange, a session, a pipeline
 //! ```
 //!
 //! [`Exchange`] ties head and body together for one request on a connection: feed it the bytes
