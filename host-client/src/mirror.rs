@@ -277,17 +277,20 @@ fn fetch_all(
                 prepare(opts, job, &folders[job.folder]),
             ))
         };
-        let file_done = |i: usize, r: Result<Got, Fail>, batch: &mut Batch| {
+        let file_done = |i: usize, r: Result<Got, Fail>, batch: Option<&mut Batch>| {
             done.push((i, r));
-            if batch.len() >= HAND_OVER {
+            if let Some(batch) = batch.filter(|b| b.len() >= HAND_OVER) {
                 let _ = out.send(std::mem::take(batch));
             }
         };
-        if let Err(fail) = s.download_pipelined(mirror.pipeline, next_file, file_done, &mut batch) {
+        let piped = s.download_pipelined(mirror.pipeline, next_file, file_done, Some(&mut batch));
+        if let Err(fail) = piped {
             // No poller for the connection: every file this worker would take fails.
-            while let Some(i) =
-                Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&i| i < jobs.len())
-            {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= jobs.len() {
+                    break;
+                }
                 done.push((i, Err(Fail::new(fail.code, fail.message.clone()))));
             }
         }

@@ -621,13 +621,13 @@ struct Piped<'p, 't, 'b, F, G> {
     last_connect_error: Arc<Mutex<String>>,
     next: F,
     done: G,
-    batch: &'b mut Batch,
+    batch: Option<&'b mut Batch>,
 }
 
 impl<'p, 't: 'p, F, G> Jobs<'p, SLOTS> for Piped<'p, 't, '_, F, G>
 where
     F: FnMut() -> Option<(usize, &'t str, Result<FileJob<'t>, Fail>)>,
-    G: FnMut(usize, Result<Got, Fail>, &mut Batch),
+    G: FnMut(usize, Result<Got, Fail>, Option<&mut Batch>),
 {
     type Error = Fail;
 
@@ -639,7 +639,7 @@ where
             let file = match prepared {
                 Ok(file) => file,
                 Err(fail) => {
-                    (self.done)(tag, Err(fail), self.batch);
+                    (self.done)(tag, Err(fail), self.batch.as_deref_mut());
                     continue;
                 }
             };
@@ -653,7 +653,11 @@ where
             let mut download = match made {
                 Ok(d) => d,
                 Err(e) => {
-                    (self.done)(tag, Err(Fail::usage(format!("{target}: {e}"))), self.batch);
+                    (self.done)(
+                        tag,
+                        Err(Fail::usage(format!("{target}: {e}"))),
+                        self.batch.as_deref_mut(),
+                    );
                     continue;
                 }
             };
@@ -706,9 +710,11 @@ where
             (self.host, self.port, &last_connect_error),
             self.opts.timeout,
         );
-        self.batch.tag = tag;
-        let got = file.complete(self.opts, outcome, Some(self.batch));
-        (self.done)(tag, got, self.batch);
+        if let Some(batch) = self.batch.as_deref_mut() {
+            batch.tag = tag;
+        }
+        let got = file.complete(self.opts, outcome, self.batch.as_deref_mut());
+        (self.done)(tag, got, self.batch.as_deref_mut());
     }
 }
 
@@ -838,13 +844,16 @@ impl Session {
     /// Downloads files over one connection, pipelined `depth` requests deep (see the core's
     /// `client::pipeline`): `next` hands out the next file (a tag, its target, and the file
     /// prepared, or why it cannot be), `done` gets each file's result with its tag and the
-    /// batch its part went to.
+    /// batch its part went to (without a batch, each file is flushed and renamed on its own).
+    ///
+    /// # Errors
+    /// A [`Fail`] when the connection's poller cannot be made (nothing was fetched).
     pub(crate) fn download_pipelined<'t>(
         &mut self,
         depth: usize,
         next: impl FnMut() -> Option<(usize, &'t str, Result<FileJob<'t>, Fail>)>,
-        done: impl FnMut(usize, Result<Got, Fail>, &mut Batch),
-        batch: &mut Batch,
+        done: impl FnMut(usize, Result<Got, Fail>, Option<&mut Batch>),
+        batch: Option<&mut Batch>,
     ) -> Result<(), Fail> {
         let host = self.host.clone();
         let host_header = self.host_header.clone();

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use satchel_tests::content;
-use satchel_tests::peers::{run_client, ClientRun};
+use satchel_tests::peers::{run_client, ClientRun, Kind, Peer};
 use satchel_tests::Server;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -340,4 +340,68 @@ fn a_pipelined_mirror_from_satchel_server_saves_every_file() {
         "{}",
         run.stderr
     );
+}
+
+/// A folder of `n` files `fN.bin` for a third-party server.
+fn peer_root(n: usize) -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("tempdir");
+    for i in 0..n {
+        std::fs::write(root.path().join(format!("f{i}.bin")), body(i)).expect("write");
+    }
+    root
+}
+
+#[test]
+fn several_names_from_nginx_are_pipelined_on_one_connection() {
+    let root = peer_root(12);
+    let Some(peer) = Peer::start(Kind::Nginx, root.path()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = peer.addr().port().to_string();
+    let names: Vec<String> = (0..12).map(|i| format!("f{i}.bin")).collect();
+    let mut args = vec!["127.0.0.1", &port];
+    args.extend(names.iter().map(String::as_str));
+    args.extend(["-d", "out", "-q", "--pipeline", "8"]);
+    let run = client(dir.path(), &args);
+    run.assert_code(0);
+    for i in 0..12 {
+        let saved = std::fs::read(dir.path().join(format!("out/f{i}.bin"))).expect("saved");
+        assert_eq!(saved, body(i), "f{i}.bin holds its own bytes");
+    }
+    // nginx's `$pipe` says which requests it read while earlier ones were being answered.
+    let log = peer.access_log();
+    let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 12, "each name asked once: {log}");
+    assert!(
+        lines.iter().all(|l| l.first() == lines[0].first()),
+        "one connection: {log}"
+    );
+    assert!(
+        lines.iter().filter(|l| l.get(2) == Some(&"p")).count() >= 4,
+        "nginx saw pipelined requests: {log}"
+    );
+}
+
+#[test]
+fn several_names_from_an_http_1_0_server_that_closes_after_each_answer() {
+    // python3's http.server answers HTTP/1.0 and closes after every response: the requests
+    // sent ahead are unanswered each time, and sent again on the next connection.
+    let root = peer_root(6);
+    let Some(peer) = Peer::start(Kind::Python, root.path()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = peer.addr().port().to_string();
+    let names: Vec<String> = (0..6).map(|i| format!("f{i}.bin")).collect();
+    let mut args = vec!["127.0.0.1", &port];
+    args.extend(names.iter().map(String::as_str));
+    args.extend(["-d", "out", "--pipeline", "4"]);
+    let run = client(dir.path(), &args);
+    run.assert_code(0);
+    assert!(!run.stderr.contains("retry"), "no retries: {}", run.stderr);
+    for i in 0..6 {
+        let saved = std::fs::read(dir.path().join(format!("out/f{i}.bin"))).expect("saved");
+        assert_eq!(saved, body(i), "f{i}.bin holds its own bytes");
+    }
 }
