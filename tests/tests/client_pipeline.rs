@@ -22,6 +22,14 @@ fn client(dir: &Path, args: &[&str]) -> ClientRun {
     run_client(dir, args, LIMIT)
 }
 
+/// `satchel-client -r URL -d DEST --connections C --pipeline P` (and `extra`) in `dir`.
+fn mirror(dir: &Path, url: &str, dest: &str, (c, p): (u32, u32), extra: &[&str]) -> ClientRun {
+    let (c, p) = (c.to_string(), p.to_string());
+    let mut args = vec!["-r", url, "-d", dest, "--connections", &c, "--pipeline", &p];
+    args.extend(extra);
+    client(dir, &args)
+}
+
 fn body(i: usize) -> Vec<u8> {
     content(300 + 37 * i, i as u8)
 }
@@ -204,19 +212,7 @@ fn several_requests_are_in_flight_on_one_connection() {
     let rec = Recorder::start(usize::MAX, false);
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("http://{}/d/", rec.addr);
-    let run = client(
-        dir.path(),
-        &[
-            "-r",
-            &url,
-            "-d",
-            "m",
-            "--connections",
-            "1",
-            "--pipeline",
-            "8",
-        ],
-    );
+    let run = mirror(dir.path(), &url, "m", (1, 8), &[]);
     run.assert_code(0);
     assert_mirrored(&dir.path().join("m/d"));
     let seen = rec.seen();
@@ -232,20 +228,7 @@ fn several_requests_are_in_flight_on_one_connection() {
     // --pipeline 1: one request at a time (the server waits 2 s, then answers it alone).
     let rec = Recorder::start(usize::MAX, false);
     let url = format!("http://{}/d/", rec.addr);
-    let run = client(
-        dir.path(),
-        &[
-            "-r",
-            &url,
-            "-d",
-            "one",
-            "--connections",
-            "1",
-            "--pipeline",
-            "1",
-            "-q",
-        ],
-    );
+    let run = mirror(dir.path(), &url, "one", (1, 1), &["-q"]);
     run.assert_code(0);
     assert_mirrored(&dir.path().join("one/d"));
     assert!(rec.seen().iter().all(|s| s.ahead <= 1), "{:?}", rec.seen());
@@ -257,19 +240,7 @@ fn a_server_closing_after_some_answers_gets_the_rest_asked_again() {
         let rec = Recorder::start(5, announce);
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("http://{}/d/", rec.addr);
-        let run = client(
-            dir.path(),
-            &[
-                "-r",
-                &url,
-                "-d",
-                "m",
-                "--connections",
-                "2",
-                "--pipeline",
-                "8",
-            ],
-        );
+        let run = mirror(dir.path(), &url, "m", (2, 8), &[]);
         run.assert_code(0);
         assert_mirrored(&dir.path().join("m/d"));
         assert!(
@@ -299,19 +270,7 @@ fn a_pipelined_mirror_from_satchel_server_saves_every_file() {
     let server = Server::start(root.path(), &[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let url = server.url("/site/");
-    let run = client(
-        dir.path(),
-        &[
-            "-r",
-            &url,
-            "-d",
-            "m",
-            "--connections",
-            "1",
-            "--pipeline",
-            "16",
-        ],
-    );
+    let run = mirror(dir.path(), &url, "m", (1, 16), &[]);
     run.assert_code(0);
     assert!(run.stderr.contains("61 saved"), "{}", run.stderr);
     for i in 0..60 {
@@ -321,25 +280,31 @@ fn a_pipelined_mirror_from_satchel_server_saves_every_file() {
     let big = std::fs::read(dir.path().join("m/site/sub/big")).expect("saved");
     assert_eq!(big, content(3 << 20, 9));
     // Again: every file is unchanged (304s), pipelined as well.
-    let run = client(
-        dir.path(),
-        &[
-            "-r",
-            &url,
-            "-d",
-            "m",
-            "--connections",
-            "1",
-            "--pipeline",
-            "16",
-        ],
-    );
+    let run = mirror(dir.path(), &url, "m", (1, 16), &[]);
     run.assert_code(0);
     assert!(
         run.stderr.contains("0 saved, 61 unchanged"),
         "{}",
         run.stderr
     );
+}
+
+/// `satchel-client 127.0.0.1 PORT f0.bin ... f{n-1}.bin -d out` (and `extra`) in `dir`, each
+/// file then checked.
+fn several_names(dir: &Path, peer: &Peer, n: usize, extra: &[&str]) -> ClientRun {
+    let port = peer.addr().port().to_string();
+    let names: Vec<String> = (0..n).map(|i| format!("f{i}.bin")).collect();
+    let mut args = vec!["127.0.0.1", &port];
+    args.extend(names.iter().map(String::as_str));
+    args.extend(["-d", "out"]);
+    args.extend(extra);
+    let run = client(dir, &args);
+    run.assert_code(0);
+    for i in 0..n {
+        let saved = std::fs::read(dir.join(format!("out/f{i}.bin"))).expect("saved");
+        assert_eq!(saved, body(i), "f{i}.bin holds its own bytes");
+    }
+    run
 }
 
 /// A folder of `n` files `fN.bin` for a third-party server.
@@ -358,17 +323,7 @@ fn several_names_from_nginx_are_pipelined_on_one_connection() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = peer.addr().port().to_string();
-    let names: Vec<String> = (0..12).map(|i| format!("f{i}.bin")).collect();
-    let mut args = vec!["127.0.0.1", &port];
-    args.extend(names.iter().map(String::as_str));
-    args.extend(["-d", "out", "-q", "--pipeline", "8"]);
-    let run = client(dir.path(), &args);
-    run.assert_code(0);
-    for i in 0..12 {
-        let saved = std::fs::read(dir.path().join(format!("out/f{i}.bin"))).expect("saved");
-        assert_eq!(saved, body(i), "f{i}.bin holds its own bytes");
-    }
+    several_names(dir.path(), &peer, 12, &["-q", "--pipeline", "8"]);
     // nginx's `$pipe` says which requests it read while earlier ones were being answered.
     let log = peer.access_log();
     let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split(' ').collect()).collect();
@@ -392,16 +347,6 @@ fn several_names_from_an_http_1_0_server_that_closes_after_each_answer() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = peer.addr().port().to_string();
-    let names: Vec<String> = (0..6).map(|i| format!("f{i}.bin")).collect();
-    let mut args = vec!["127.0.0.1", &port];
-    args.extend(names.iter().map(String::as_str));
-    args.extend(["-d", "out", "--pipeline", "4"]);
-    let run = client(dir.path(), &args);
-    run.assert_code(0);
+    let run = several_names(dir.path(), &peer, 6, &["--pipeline", "4"]);
     assert!(!run.stderr.contains("retry"), "no retries: {}", run.stderr);
-    for i in 0..6 {
-        let saved = std::fs::read(dir.path().join(format!("out/f{i}.bin"))).expect("saved");
-        assert_eq!(saved, body(i), "f{i}.bin holds its own bytes");
-    }
 }

@@ -317,13 +317,7 @@ where
     K: Sink,
     C: FnMut(&mut S, &mut W, Instant) -> Result<S::TcpSocket, ConnectFailure>,
 {
-    let mut io = Io {
-        tx: buffers.tx,
-        rx: buffers.rx,
-        sent: 0,
-        len: 0,
-        filled: 0,
-    };
+    let mut io = Io::new(buffers);
     let result = loop {
         let now = waiter.now();
         match session.poll(now) {
@@ -384,7 +378,17 @@ struct Io<'b> {
     filled: usize,
 }
 
-impl Io<'_> {
+impl<'b> Io<'b> {
+    fn new(buffers: Buffers<'b>) -> Self {
+        Self {
+            tx: buffers.tx,
+            rx: buffers.rx,
+            sent: 0,
+            len: 0,
+            filled: 0,
+        }
+    }
+
     /// Encodes the next request; nothing of it is sent and nothing of its answer received yet.
     fn load(&mut self, request: &Request<'_>) -> Result<(), super::EncodeError> {
         self.len = request.encode(self.tx)?;
@@ -523,13 +527,7 @@ pub fn pipeline<'a, S, W, J, C, const N: usize>(
     J: Jobs<'a, N>,
     C: FnMut(&mut S, &mut W, Instant) -> Result<S::TcpSocket, ConnectFailure>,
 {
-    let mut io = Io {
-        tx: buffers.tx,
-        rx: buffers.rx,
-        sent: 0,
-        len: 0,
-        filled: 0,
-    };
+    let mut io = Io::new(buffers);
     // Every byte in rx has been offered to the pipeline since the last receive.
     let mut offered = true;
     loop {
