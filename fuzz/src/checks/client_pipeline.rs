@@ -193,7 +193,8 @@ pub fn check(data: &[u8]) {
                 pipeline.handle_connected(now);
             }
             Action::Send { request, .. } => {
-                let mut buf = vec![0u8; 1024];
+                // A redirect's target may be as long as the client keeps (3 KiB).
+                let mut buf = vec![0u8; 8192];
                 let n = request.encode(&mut buf).expect("encodes");
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
                 script.answer(conn.as_mut().expect("connected"), &text, &files);
