@@ -12,13 +12,16 @@
 //! ```text
 //! io       blocking driver over embedded-io Read + Write                    serve source time
 //! smoltcp  (feature) server connections on smoltcp TCP sockets;             serve source time
-//!          embedded-nal client stack
+//!          embedded-nal client stack; an edge's fetches                     client upstream
+//!                                                                           cache
 //! serve    sans-IO server connection: state machine (connection), response  cache http listing
 //!          rules lookup -> open -> decide -> fill -> head (respond), body   mime path source
 //!          and Transmit::copy_to (body); requests waiting for a slow        time
 //!          source; SiteParts
 //! client   sans-IO download: session (redirects, retries, resume,           http percent time
 //!          timeouts), framing, safe names, embedded-nal driver
+//! upstream a caching edge's source: local files, the rest fetched from     cache http listing
+//!          an upstream server (orders for a driver, revalidation)          path source
 //! cache    fixed-capacity content cache: storage + index + eviction +       http source
 //!          admission, a SHA-256 per entry
 //! source   trait FileSource (probe with the request's Arrival, metadata,   listing path version
@@ -67,6 +70,7 @@ pub mod serve;
 pub mod smoltcp;
 pub mod source;
 pub mod time;
+pub mod upstream;
 pub mod version;
 
 /// The outcome of parsing input that may be incomplete.

@@ -49,6 +49,50 @@ pub enum SourceError {
     /// [`FileSource::open_waiting`] (the probe only validates a cached entry, and a source
     /// that knows the cache holds nothing under the path need not look).
     WouldBlock,
+    /// The file comes from an upstream server, which could not deliver it (see
+    /// [`UpstreamError`]): the server answers `502 Bad Gateway`, or `504 Gateway Timeout`
+    /// when upstream did not answer in time.
+    Upstream(UpstreamError),
+}
+
+/// Why an upstream server did not deliver a file (see [`SourceError::Upstream`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// Nobody listens at the upstream address (the connection was refused).
+    Refused,
+    /// The connection could not be made, or broke before the whole answer was in.
+    Broken,
+    /// No answer in time: the connection, the response head, or the body's progress.
+    Timeout,
+    /// The answer was malformed, cut short, or not of the length it announced.
+    BadAnswer,
+    /// Upstream answered an error status (other than `404`, which is passed on as not found).
+    Status(u16),
+    /// The file is larger than the fetch buffer: never served truncated.
+    TooLarge,
+    /// The path is too long to be fetched.
+    PathTooLong,
+}
+
+impl UpstreamError {
+    /// Whether the server answers `504 Gateway Timeout` (else `502 Bad Gateway`).
+    pub const fn is_timeout(self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+
+    /// The reason sent in the error response's body.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::Refused => "upstream refused the connection",
+            Self::Broken => "upstream connection failed or was reset",
+            Self::Timeout => "upstream did not answer in time",
+            Self::BadAnswer => "upstream sent a malformed or incomplete answer",
+            Self::Status(_) => "upstream answered with an error status",
+            Self::TooLarge => "upstream file is larger than this server can hold",
+            Self::PathTooLong => "path too long to fetch from upstream",
+        }
+    }
 }
 
 impl core::fmt::Display for SourceError {
@@ -59,6 +103,7 @@ impl core::fmt::Display for SourceError {
             Self::Io => "i/o error",
             Self::Pending(_) => "pending",
             Self::WouldBlock => "would block",
+            Self::Upstream(e) => e.reason(),
         })
     }
 }
@@ -158,6 +203,15 @@ pub trait FileSource {
     ) -> Result<(Self::File, Metadata), SourceError> {
         let _ = wait;
         self.open(path)
+    }
+
+    /// Whether the server may copy `file` into its cache (default: yes). A source whose bytes
+    /// already sit in fast, addressable memory (flash on a board) answers `false` for them, so
+    /// the cache keeps its room for files from a slow source; they are then streamed
+    /// (`Cache-Status: satchel; fwd=bypass`).
+    fn cacheable(&self, file: &Self::File) -> bool {
+        let _ = file;
+        true
     }
 
     /// The metadata of an open file as it is now (`fstat` on the host).

@@ -23,6 +23,11 @@ pub const HOST_CIDR: &str = "192.168.69.1/24";
 pub const BOARD_PORT: u16 = 80;
 /// The firmware's target.
 pub const TARGET: &str = "thumbv7em-none-eabihf";
+/// The upstream server the board fetches files not in flash from
+/// (`boards/mps2-an386/src/config.rs`): the TAP's host side.
+pub const UPSTREAM_IP: &str = "192.168.69.1";
+/// The upstream server's port.
+pub const UPSTREAM_PORT: u16 = 8080;
 
 fn runs(program: &str, args: &[&str]) -> bool {
     Command::new(program)
@@ -254,6 +259,22 @@ elif mode == "stall":
             break
         got += len(chunk)
     print("got", got, end, flush=True)
+elif mode == "silent":
+    # silent HOST PORT: an upstream that accepts connections, reads requests and never answers,
+    # until stdin closes.
+    import threading
+    l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((host, port))
+    l.listen(8)
+    held = []
+    def accept():
+        while True:
+            c, _ = l.accept()
+            held.append(c)
+    threading.Thread(target=accept, daemon=True).start()
+    print("listening", flush=True)
+    sys.stdin.read()
 elif mode == "ping":
     # ping HOST 0: one ICMP echo request; prints "reply" when the echo comes back.
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
@@ -341,5 +362,75 @@ impl Drop for Helper {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `satchel-server UPSTREAM_PORT ROOT --bind UPSTREAM_IP` inside the namespace: the board's
+/// upstream. Killed by its PID (`ip netns exec` execs the server itself) and reaped on drop.
+pub struct Upstream {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Upstream {
+    /// Starts it and waits (bounded) for its `listening on` line.
+    ///
+    /// # Panics
+    /// When it does not start or print the line within [`WAIT`].
+    pub fn start(net: &TapNet, root: &Path) -> Self {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &net.netns])
+            .arg(crate::bin_path("satchel-server"))
+            .arg(UPSTREAM_PORT.to_string())
+            .arg(root)
+            .args(["--bind", UPSTREAM_IP])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start satchel-server in the namespace");
+        let lines = crate::line_reader(child.stdout.take().expect("piped stdout"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.starts_with("listening on ") => return Self { child, lines },
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!("the upstream satchel-server did not start ({status:?})");
+                }
+            }
+        }
+    }
+
+    /// The access-log lines it printed so far (waiting at most `timeout` for the first).
+    pub fn lines(&self, timeout: Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut wait = timeout;
+        while let Ok(line) = self.lines.recv_timeout(wait) {
+            out.push(line);
+            wait = Duration::from_millis(200);
+        }
+        out
+    }
+
+    /// Stops it now (SIGKILL to its PID) and reaps it.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -7,6 +7,13 @@
 //! that stalls mid-response (timed out, its slot comes back), ping, the same answers as
 //! satchel-server for the same requests, and the UART log (the requests, no panic).
 //!
+//! Then the board as a caching edge: satchel-server in the namespace on the TAP's host side
+//! (`192.168.69.1:8080`, the board's configured upstream) serves a folder this test writes;
+//! through the board: a miss, then a hit revalidated upstream (its `304`), a change upstream
+//! served at once, a file too large for the board (`502` saying so), upstream's `404`,
+//! upstream stopped (`502` with a reason, flash still served), an upstream that never answers
+//! (`504`), and upstream started again.
+//!
 //! It needs root, `/dev/net/tun`, `ip`, `qemu-system-arm`, curl, python3 and the
 //! `thumbv7em-none-eabihf` target (or a built firmware in `SATCHEL_BOARD_ELF`); without them
 //! it says so and passes as skipped, unless `SATCHEL_REQUIRE_QEMU=1` (set by `.ci/run`) makes
@@ -15,7 +22,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use satchel_tests::board::{self, Helper, Qemu, BOARD_IP, BOARD_PORT};
+use satchel_tests::board::{self, Helper, Qemu, Upstream, BOARD_IP, BOARD_PORT};
 use satchel_tests::smol::{
     self, exchange_std, header_value as header, without_date, TapNet, BAKED, BIG, MEDIUM,
 };
@@ -53,8 +60,14 @@ fn the_firmware_serves_curl_from_an_emulated_mps2_board() {
     let script = dir.path().join("helper.py");
     std::fs::write(&script, board::HELPER).expect("write the helper");
 
-    // Guards drop in reverse order: QEMU is killed before its namespace goes.
+    // Guards drop in reverse order: QEMU and the upstream server are killed before their
+    // namespace goes.
     let net = board::tap_net();
+    // The board's upstream, for the files not in flash (none yet: a path the board does not
+    // hold is upstream's 404, as the error and equivalence checks expect).
+    let upstream_root = dir.path().join("upstream");
+    std::fs::create_dir_all(&upstream_root).expect("upstream folder");
+    let upstream = Upstream::start(&net, &upstream_root);
     let mut qemu = Qemu::start(&net, &elf, &dir.path().join("uart.log"));
 
     // Boot to the first 200 (reported, not asserted: the machine is shared). The first
@@ -105,6 +118,7 @@ fn the_firmware_serves_curl_from_an_emulated_mps2_board() {
     ping_check(&net, &script);
     concurrency_checks(&net, &script, dir);
     equivalence_checks(&net, &script, dir);
+    edge_checks(&net, &script, dir, &qemu, upstream);
 
     let log = qemu.log_text();
     eprintln!("board_qemu: UART log:\n{log}");
@@ -479,4 +493,147 @@ fn equivalence_checks(net: &TapNet, script: &Path, dir: &Path) {
             board_body.len()
         );
     }
+}
+
+/// The board's fetch buffer (`FETCH_BODY` in `boards/mps2-an386/src/config.rs`).
+const FETCH_BODY: usize = 4096;
+
+/// The UART log gains a line starting with `prefix` (bounded wait): the access-log line is
+/// written when the response ends, which may be just after curl has its last byte.
+fn wait_log_line(qemu: &Qemu, prefix: &str, count: usize) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = qemu.log_text();
+        let lines: Vec<&str> = log.lines().filter(|l| l.starts_with(prefix)).collect();
+        if lines.len() >= count {
+            return lines[count - 1].to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line {count} starting `{prefix}` in the UART log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The caching edge: files not in flash fetched from satchel-server upstream, cached,
+/// revalidated, never stale; upstream down answered 502/504 without a hang.
+fn edge_checks(net: &TapNet, script: &Path, dir: &Path, qemu: &Qemu, upstream: Upstream) {
+    let root = dir.join("upstream");
+    std::fs::create_dir_all(root.join("edge")).unwrap();
+    let first = satchel_tests::content(1500, 7);
+    std::fs::write(root.join("edge/a.txt"), &first).unwrap();
+    std::fs::write(
+        root.join("edge/too-big.bin"),
+        satchel_tests::content(FETCH_BODY + 1, 9),
+    )
+    .unwrap();
+
+    let body = dir.join("edge-body");
+    let headers = dir.join("edge-headers");
+    let get = |path: &str| -> (String, Vec<u8>, String) {
+        let _ = std::fs::remove_file(&body);
+        let (code, out) = curl(
+            net,
+            &[
+                "-o",
+                body.to_str().unwrap(),
+                "-D",
+                headers.to_str().unwrap(),
+                "-w",
+                "%{http_code}",
+                &url(path),
+            ],
+        );
+        assert_eq!(code, 0, "curl {path}");
+        let h = std::fs::read_to_string(&headers).unwrap_or_default();
+        (out, std::fs::read(&body).unwrap_or_default(), h)
+    };
+    let cache_status = |h: &str| header(h, "cache-status").unwrap_or("-").to_string();
+
+    // A miss: fetched, stored, served.
+    let (status, bytes, h) = get("/edge/a.txt");
+    assert_eq!(status, "200", "{h}");
+    assert!(bytes == first, "the fetched bytes ({} bytes)", bytes.len());
+    assert_eq!(cache_status(&h), "satchel; fwd=miss; stored", "{h}");
+    let line = wait_log_line(qemu, "192.168.69.1 GET /edge/a.txt ", 1);
+    assert!(
+        line.contains(" 200 ") && line.contains(" miss-stored "),
+        "{line}"
+    );
+
+    // Again: upstream answers the board's If-None-Match with 304, the cached copy is sent.
+    let (status, bytes, h) = get("/edge/a.txt");
+    assert_eq!(status, "200", "{h}");
+    assert!(bytes == first, "the cached bytes ({} bytes)", bytes.len());
+    assert_eq!(cache_status(&h), "satchel; hit", "{h}");
+    let line = wait_log_line(qemu, "192.168.69.1 GET /edge/a.txt ", 2);
+    assert!(line.contains(" 200 ") && line.contains(" hit "), "{line}");
+    let upstream_log = upstream.lines(WAIT);
+    let revalidated = upstream_log
+        .iter()
+        .filter(|l| l.contains(" GET /edge/a.txt 304 "))
+        .count();
+    assert_eq!(revalidated, 1, "one 304 upstream: {upstream_log:?}");
+
+    // A conditional request from the client is answered by the board from the cached copy.
+    let etag = header(&h, "etag").expect("an etag").to_string();
+    let inm = format!("If-None-Match: {etag}");
+    assert_eq!(status_of(net, &["-H", &inm, &url("/edge/a.txt")]), "304");
+
+    // Changed upstream: the next request gets the new bytes, never the cached ones.
+    let second = satchel_tests::content(2100, 8);
+    std::fs::write(root.join("edge/a.txt"), &second).unwrap();
+    let (status, bytes, h) = get("/edge/a.txt");
+    assert_eq!(status, "200", "{h}");
+    assert!(bytes == second, "not the new bytes ({} bytes)", bytes.len());
+    assert_eq!(cache_status(&h), "satchel; fwd=miss; stored", "{h}");
+    let (_, bytes, h) = get("/edge/a.txt");
+    assert!(bytes == second, "the new bytes, cached");
+    assert_eq!(cache_status(&h), "satchel; hit", "{h}");
+
+    // Too large for the board: a 502 that says so, never a truncated body.
+    let (status, bytes, h) = get("/edge/too-big.bin");
+    assert_eq!(status, "502", "{h}");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("larger"), "{text}");
+    // Not upstream either: its 404.
+    assert_eq!(status_of(net, &[&url("/edge/none.txt")]), "404");
+
+    // Upstream stopped: a clear 502 (refused) or 504, quickly (curl's 10 s limit), with a
+    // reason; the flash files are still served.
+    upstream.stop();
+    let (status, bytes, h) = get("/edge/a.txt");
+    assert!(status == "502" || status == "504", "{status}: {h}");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("upstream"), "{text}");
+    let (status, bytes, _) = get("/hello.txt");
+    assert_eq!(status, "200");
+    assert_eq!(bytes, BAKED[0].data);
+    let line = wait_log_line(qemu, &format!("192.168.69.1 GET /edge/a.txt {status}"), 1);
+    assert!(!line.is_empty());
+
+    // An upstream that accepts and never answers: 504 once the board's upstream timeout
+    // (2 s) passes, well within curl's 10 s; the slot comes back (flash served after).
+    let port = board::UPSTREAM_PORT.to_string();
+    let mut silent = Helper::start(net, script, &["silent", board::UPSTREAM_IP, &port]);
+    assert_eq!(silent.line(), "listening");
+    let (status, bytes, h) = get("/edge/a.txt");
+    assert_eq!(status, "504", "{h}");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("upstream did not answer in time"), "{text}");
+    assert_eq!(get("/hello.txt").0, "200");
+    drop(silent);
+
+    // Upstream back: served again (the copy cached before is still current).
+    let upstream = Upstream::start(net, &root);
+    let (status, bytes, h) = get("/edge/a.txt");
+    assert_eq!(status, "200", "{h}");
+    assert!(bytes == second, "the current bytes after upstream returned");
+    assert_eq!(cache_status(&h), "satchel; hit", "{h}");
+    drop(upstream);
+}
+
+fn status_of(net: &TapNet, args: &[&str]) -> String {
+    status(net, args)
 }

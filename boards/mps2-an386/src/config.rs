@@ -31,17 +31,38 @@ pub const SOCK_RX: usize = 1024;
 /// (about `SOCK_TX / RTT`).
 pub const SOCK_TX: usize = 4096;
 
-/// The cache's file slots (a power of two's half of [`CACHE_BUCKETS`]).
-pub const CACHE_ENTRIES: usize = 1;
+/// The upstream HTTP server the board fetches the files it does not hold in flash from (the
+/// caching edge). Static: in the QEMU test it is `satchel-server` on the TAP's host side, in
+/// the network namespace the test owns.
+pub const UPSTREAM_ADDRESS: [u8; 4] = [192, 168, 69, 1];
+/// The upstream server's port.
+pub const UPSTREAM_PORT: u16 = 8080;
+/// The `Host` header sent upstream: [`UPSTREAM_ADDRESS`]`:`[`UPSTREAM_PORT`].
+pub const UPSTREAM_HOST: &str = "192.168.69.1:8080";
+/// How long upstream may take to accept the connection, to send its response head, and to
+/// send each 1 KiB of body; past it the request gets `504`. Shorter than
+/// [`SEND_TIMEOUT_SECS`], after which a waiting request would get `503` instead.
+pub const UPSTREAM_TIMEOUT_MS: u64 = 2000;
+/// The largest file fetched from upstream (its fetch buffer). A larger one is answered `502`
+/// with the reason, never sent truncated.
+pub const FETCH_BODY: usize = 4096;
+/// The upstream socket's receive buffer (its window).
+pub const UPSTREAM_RX: usize = 1024;
+/// The upstream socket's transmit buffer: holds one request head.
+pub const UPSTREAM_TX: usize = 512;
+/// The staging buffer for upstream's response head (a longer head is a `502`).
+pub const UPSTREAM_STAGE: usize = 1024;
+
+/// The cache's file slots (a power of two's half of [`CACHE_BUCKETS`]). Only fetched files
+/// are cached: flash files are sent straight from flash into the socket's transmit buffer,
+/// never copied into RAM first (`Cache-Status: satchel; fwd=bypass`).
+pub const CACHE_ENTRIES: usize = 4;
 /// The cache's index buckets (a power of two, at least twice [`CACHE_ENTRIES`]).
-pub const CACHE_BUCKETS: usize = 2;
+pub const CACHE_BUCKETS: usize = 8;
 /// The cache arena, in bytes (keys and content).
-pub const CACHE_BYTES: usize = 64;
-/// The largest file the cache stores. `0`: every file in flash is sent straight from flash
-/// into the socket's transmit buffer, never copied into RAM first (`Cache-Status: satchel;
-/// fwd=bypass`). The cache earns its place only for files from a slow source (an SD card, an
-/// upstream server): raise the four cache knobs for those.
-pub const MAX_CACHED_FILE: usize = 0;
+pub const CACHE_BYTES: usize = 8192;
+/// The largest file the cache stores: any file a fetch can hold.
+pub const MAX_CACHED_FILE: usize = FETCH_BODY;
 
 /// The cache type these knobs give.
 pub type BoardCache = ArrayCache<CACHE_ENTRIES, CACHE_BUCKETS, CACHE_BYTES>;

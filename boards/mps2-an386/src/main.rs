@@ -12,6 +12,11 @@
 //! The loop polls the NIC and the server, then sleeps (`wfi`) until the next interrupt: the
 //! 1 ms SysTick. The LAN9118's interrupt line is not used, so a frame waits at most 1 ms.
 //!
+//! Files not in flash are fetched from the upstream HTTP server in [`config`] (a caching edge,
+//! [`satchel_core::upstream`]): the core's download session on one more TCP socket
+//! ([`Fetcher`]), every request revalidated upstream (`If-None-Match`), the bytes kept in the
+//! cache.
+//!
 //! The register accesses are the only `unsafe`, all in [`hw`].
 #![no_std]
 #![no_main]
@@ -31,16 +36,18 @@ use cortex_m_rt::{entry, exception};
 use satchel_core::cache::{ArenaStore, Bucket, Cache, Config as CacheConfig, Region, Slot};
 use satchel_core::http::method::Method;
 use satchel_core::http::request::Limits;
-use satchel_core::serve::{Completion, Config, Event, ResponseInfo, Site};
+use satchel_core::serve::{Completion, Config, Event, ResponseInfo, SiteParts};
+use satchel_core::smoltcp::fetch::{Fetcher, UpstreamConfig};
 use satchel_core::smoltcp::{Answered, Server, SocketBuffers};
 use satchel_core::source::StaticSource;
 use satchel_core::time::Duration;
+use satchel_core::upstream::Upstream;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::time::Instant;
-use smoltcp::wire::{IpAddress, IpCidr};
+use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint};
 use static_cell::{ConstStaticCell, StaticCell};
 
-use config::{BoardCache, CACHE_BUCKETS, CACHE_BYTES, CACHE_ENTRIES, CONNECTIONS};
+use config::{BoardCache, CACHE_BUCKETS, CACHE_BYTES, CACHE_ENTRIES, CONNECTIONS, FETCH_BODY};
 use lan9118::Lan9118;
 use uart::Uart;
 
@@ -49,39 +56,28 @@ const CORE_HZ: u32 = 25_000_000;
 /// How often the stack's high-water mark is checked (and logged when it grew), in ms.
 const STACK_CHECK_MS: u64 = 1000;
 
-struct Board {
-    source: StaticSource,
-    cache: RefCell<BoardCache>,
-    config: Config,
-}
+/// The flash files, and the rest fetched from upstream into the cache.
+type EdgeSource = Upstream<'static, StaticSource, RefCell<BoardCache>, FETCH_BODY, CACHE_ENTRIES>;
 
-impl Site for Board {
-    type Source = StaticSource;
-    type Cache = RefCell<BoardCache>;
-
-    fn source(&self) -> &StaticSource {
-        &self.source
-    }
-
-    fn cache(&self) -> &RefCell<BoardCache> {
-        &self.cache
-    }
-
-    fn config(&self) -> &Config {
-        &self.config
-    }
-}
+/// The site: the edge source, the cache it shares with the server, the configuration.
+type Board = SiteParts<EdgeSource, &'static RefCell<BoardCache>>;
 
 type BoardServer = Server<'static, Board, CONNECTIONS, { config::HEAD_TX }, { config::STAGE }>;
 
+static CACHE: StaticCell<RefCell<BoardCache>> = StaticCell::new();
 static SITE: StaticCell<Board> = StaticCell::new();
+static UPSTREAM_BUFFERS: ConstStaticCell<
+    SocketBuffers<1, { config::UPSTREAM_RX }, { config::UPSTREAM_TX }>,
+> = ConstStaticCell::new(SocketBuffers::new());
+static FETCHER: StaticCell<Fetcher<{ config::UPSTREAM_STAGE }>> = StaticCell::new();
 static NIC: StaticCell<Lan9118> = StaticCell::new();
 static NIC_BUFFERS: ConstStaticCell<lan9118::Buffers> =
     ConstStaticCell::new(lan9118::Buffers::new());
 static SOCKET_BUFFERS: ConstStaticCell<
     SocketBuffers<CONNECTIONS, { config::SOCK_RX }, { config::SOCK_TX }>,
 > = ConstStaticCell::new(SocketBuffers::new());
-static SOCKET_STORAGE: StaticCell<[SocketStorage<'static>; CONNECTIONS]> = StaticCell::new();
+/// The server's sockets and the upstream one.
+static SOCKET_STORAGE: StaticCell<[SocketStorage<'static>; CONNECTIONS + 1]> = StaticCell::new();
 static SERVER: StaticCell<BoardServer> = StaticCell::new();
 
 /// Milliseconds since boot, counted by the SysTick exception.
@@ -148,6 +144,8 @@ struct World {
     iface: Interface,
     sockets: SocketSet<'static>,
     server: &'static mut BoardServer,
+    fetcher: &'static mut Fetcher<{ config::UPSTREAM_STAGE }>,
+    site: &'static Board,
 }
 
 #[entry]
@@ -167,26 +165,7 @@ fn boot() -> World {
         "satchel: mps2-an386 firmware, {CONNECTIONS} connections"
     );
 
-    let Ok(store) = ArenaStore::new([0u8; CACHE_BYTES], [const { Region::new() }; CACHE_ENTRIES])
-    else {
-        halt(&mut uart, format_args!("cache arena geometry"))
-    };
-    let Ok(cache) = Cache::new(
-        store,
-        [const { Slot::new() }; CACHE_ENTRIES],
-        [const { Bucket::new() }; CACHE_BUCKETS],
-        CacheConfig {
-            max_entry_bytes: config::MAX_CACHED_FILE,
-            ..CacheConfig::for_capacity(CACHE_BYTES)
-        },
-    ) else {
-        halt(&mut uart, format_args!("cache geometry"))
-    };
-    let site: &'static Board = SITE.init(Board {
-        source: StaticSource::new(files::BAKED),
-        cache: RefCell::new(cache),
-        config: board_config(),
-    });
+    let site = init_site(&mut uart);
 
     let nic = match Lan9118::init(config::FALLBACK_MAC, NIC_BUFFERS.take()) {
         Ok(nic) => NIC.init(nic),
@@ -207,16 +186,26 @@ fn boot() -> World {
         let _ = addrs.push(IpCidr::new(IpAddress::v4(a, b, c, d), config::PREFIX_LEN));
     });
     let mut sockets =
-        SocketSet::new(&mut SOCKET_STORAGE.init([SocketStorage::EMPTY; CONNECTIONS])[..]);
+        SocketSet::new(&mut SOCKET_STORAGE.init([SocketStorage::EMPTY; CONNECTIONS + 1])[..]);
     let handles = SOCKET_BUFFERS.take().add_sockets(&mut sockets);
-    let server = SERVER.init_with(|| match Server::new(site, config::PORT, handles) {
-        Ok(server) => server,
-        Err(e) => halt(&mut Uart::init(), format_args!("server: {e:?}")),
-    });
+    let [upstream_socket] = UPSTREAM_BUFFERS.take().add_sockets(&mut sockets);
+    let [ua, ub, uc, ud] = config::UPSTREAM_ADDRESS;
+    let upstream = UpstreamConfig {
+        endpoint: IpEndpoint::new(IpAddress::v4(ua, ub, uc, ud), config::UPSTREAM_PORT),
+        host: config::UPSTREAM_HOST,
+        timeout: Duration::from_millis(config::UPSTREAM_TIMEOUT_MS),
+    };
+    let fetcher = init_fetcher(upstream_socket, upstream);
+    let server = init_server(site, handles);
     let _ = writeln!(
         uart,
         "satchel: stack high-water at boot {} bytes",
         hw::stack_high_water()
+    );
+    let _ = writeln!(
+        uart,
+        "satchel: upstream {ua}.{ub}.{uc}.{ud}:{} for files not in flash",
+        config::UPSTREAM_PORT
     );
     let _ = writeln!(uart, "satchel: serving on {a}.{b}.{c}.{d}:{}", config::PORT);
     World {
@@ -226,7 +215,70 @@ fn boot() -> World {
         iface,
         sockets,
         server,
+        fetcher,
+        site,
     }
+}
+
+// Each big static is built in its own frame (`inline(never)`): its by-value copies then count
+// on the stack one at a time, not all together in `boot`'s frame.
+
+/// The cache and the site (the flash files and the upstream source).
+#[inline(never)]
+fn init_site(uart: &mut Uart) -> &'static Board {
+    let Ok(store) = ArenaStore::new([0u8; CACHE_BYTES], [const { Region::new() }; CACHE_ENTRIES])
+    else {
+        halt(uart, format_args!("cache arena geometry"))
+    };
+    let Ok(cache) = Cache::new(
+        store,
+        [const { Slot::new() }; CACHE_ENTRIES],
+        [const { Bucket::new() }; CACHE_BUCKETS],
+        CacheConfig {
+            max_entry_bytes: config::MAX_CACHED_FILE,
+            // Every fill cost an upstream round trip: store on the first request rather than
+            // waiting for a second one to find the file in the ghost queue.
+            large_bytes: config::MAX_CACHED_FILE,
+            ..CacheConfig::for_capacity(CACHE_BYTES)
+        },
+    ) else {
+        halt(uart, format_args!("cache geometry"))
+    };
+    let cache: &'static RefCell<BoardCache> = CACHE.init(RefCell::new(cache));
+    init_board(cache)
+}
+
+#[inline(never)]
+fn init_board(cache: &'static RefCell<BoardCache>) -> &'static Board {
+    SITE.init_with(|| {
+        SiteParts::new(
+            Upstream::new(StaticSource::new(files::BAKED), cache),
+            cache,
+            board_config(),
+        )
+    })
+}
+
+#[inline(never)]
+fn init_fetcher(
+    socket: smoltcp::iface::SocketHandle,
+    upstream: UpstreamConfig,
+) -> &'static mut Fetcher<{ config::UPSTREAM_STAGE }> {
+    FETCHER.init_with(|| match Fetcher::new(socket, upstream) {
+        Ok(fetcher) => fetcher,
+        Err(e) => halt(&mut Uart::init(), format_args!("upstream: {e:?}")),
+    })
+}
+
+#[inline(never)]
+fn init_server(
+    site: &'static Board,
+    handles: [smoltcp::iface::SocketHandle; CONNECTIONS],
+) -> &'static mut BoardServer {
+    SERVER.init_with(|| match Server::new(site, config::PORT, handles) {
+        Ok(server) => server,
+        Err(e) => halt(&mut Uart::init(), format_args!("server: {e:?}")),
+    })
 }
 
 /// The poll loop: the NIC and the server on every SysTick (1 ms), `wfi` in between.
@@ -239,6 +291,8 @@ fn serve(world: World) -> ! {
         mut iface,
         mut sockets,
         server,
+        fetcher,
+        site,
     } = world;
     // From here on the high-water mark is the serving loop's own.
     hw::repaint_stack();
@@ -248,9 +302,15 @@ fn serve(world: World) -> ! {
     loop {
         let now = clock.now();
         iface.poll(now, nic, &mut sockets);
+        let fetched = fetcher.poll(now, &mut iface, &mut sockets, &site.source);
+        // Once per round, before the server's poll: the requests a finished fetch (or the
+        // free fetch slot) lets go on.
+        if let Some(ticket) = site.source.poll_ready() {
+            server.handle_ready(ticket);
+        }
         let changed = server.poll_with(now, &mut sockets, |answered| {
             access_log.record(&mut uart, answered, now);
-        });
+        }) | fetched;
         if changed {
             // Put what the server just queued on the wire without waiting for the next tick.
             iface.poll(now, nic, &mut sockets);

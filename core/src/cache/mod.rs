@@ -220,6 +220,55 @@ pub trait ContentCache {
     }
 }
 
+/// A shared reference to a cache is the cache: a site and a source that both need it (a
+/// caching edge's [`Upstream`](crate::upstream::Upstream) checks what the cache holds before
+/// revalidating) can share one in a static, e.g. `SiteParts::new(source, &CACHE, config)`.
+impl<C: ContentCache + ?Sized> ContentCache for &C {
+    type Handle = C::Handle;
+
+    fn lookup(&self, key: &[u8], version: &FileVersion) -> Option<Self::Handle> {
+        (**self).lookup(key, version)
+    }
+
+    fn admits(&self, len: u64) -> bool {
+        (**self).admits(len)
+    }
+
+    fn insert(
+        &self,
+        key: &[u8],
+        version: &FileVersion,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), SourceError>,
+    ) -> Option<Self::Handle> {
+        (**self).insert(key, version, len, fill)
+    }
+
+    fn content_len(&self, h: &Self::Handle) -> usize {
+        (**self).content_len(h)
+    }
+
+    fn copy_out(&self, h: &Self::Handle, offset: usize, dst: &mut [u8]) -> usize {
+        (**self).copy_out(h, offset, dst)
+    }
+
+    fn release(&self, h: Self::Handle) {
+        (**self).release(h);
+    }
+
+    fn stats(&self) -> CacheStats {
+        (**self).stats()
+    }
+
+    fn digest(&self, key: &[u8], version: &FileVersion) -> Option<ContentDigest> {
+        (**self).digest(key, version)
+    }
+
+    fn handle_digest(&self, h: &Self::Handle) -> Option<ContentDigest> {
+        (**self).handle_digest(h)
+    }
+}
+
 /// The board configuration: a single-threaded poll loop owns the cache in a `RefCell`.
 ///
 /// A call made while the cache is already borrowed (from inside an insertion's `fill`) finds

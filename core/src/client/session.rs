@@ -468,6 +468,45 @@ impl<'a> Download<'a> {
         Ok(session)
     }
 
+    /// Starts this session over, in place, as a new download of `target` (already
+    /// percent-encoded, starting with `/`) on the same server with the same configuration:
+    /// as [`new`](Self::new) without a `.part`, but without building a new session (a few KB)
+    /// on the stack, which a board running one fetch after another cannot spare.
+    ///
+    /// # Errors
+    /// [`TargetError::TooLong`] when `target` does not fit [`MAX_TARGET`] (the session is then
+    /// unchanged).
+    pub fn renew(
+        &mut self,
+        target: &str,
+        connected: bool,
+        now: Instant,
+    ) -> Result<(), TargetError> {
+        let dst = self
+            .target
+            .get_mut(..target.len())
+            .ok_or(TargetError::TooLong)?;
+        dst.copy_from_slice(target.as_bytes());
+        self.target_len = target.len();
+        self.state = State::Ready(now);
+        self.validator_len = None;
+        self.reason_len = 0;
+        self.saved = 0;
+        self.total = None;
+        self.asked_from = None;
+        self.connected = connected;
+        self.reused = connected;
+        self.retries = 0;
+        self.redirects = 0;
+        self.restarts = 0;
+        self.pending_retry = None;
+        self.cond_etag_len = 0;
+        self.cond_date_len = 0;
+        self.not_modified = false;
+        self.waiting = None;
+        Ok(())
+    }
+
     /// The target now being fetched (after any redirect).
     pub fn target(&self) -> &str {
         let bytes = self.target.get(..self.target_len).unwrap_or_default();

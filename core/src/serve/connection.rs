@@ -40,7 +40,8 @@ pub struct ResponseInfo {
     pub cache: Option<CacheStatus>,
     /// Head plus body bytes planned.
     pub bytes: u64,
-    /// When the request head was complete (or the timeout fired).
+    /// When the request head was complete (for a request that waited for its file source:
+    /// when it began waiting), or when the timeout fired.
     pub started: Instant,
 }
 
@@ -563,6 +564,12 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     ) {
         self.sent = 0;
         self.last_status = Some(status);
+        // A request that waited for its source started when it began waiting (its head was
+        // complete then), so the duration logged includes the wait.
+        let now = match self.wait {
+            Some(_) => self.last_activity,
+            None => now,
+        };
         self.started = Some(ResponseInfo {
             method,
             method_token: Span::default(),

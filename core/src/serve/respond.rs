@@ -436,7 +436,9 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let cache = self.site.cache();
         let file = match content {
             Content::Cached(h) => return (Content::Cached(h), CacheStatus::Hit),
-            Content::Opened(_) if !cache.admits(version.len) => {
+            Content::Opened(ref file)
+                if !self.site.source().cacheable(file) || !cache.admits(version.len) =>
+            {
                 return (content, CacheStatus::Bypass)
             }
             Content::Opened(file) => file,
@@ -523,6 +525,10 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
         let (status, reason) = match e {
             SourceError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             SourceError::Io => (StatusCode::INTERNAL_SERVER_ERROR, "file could not be read"),
+            SourceError::Upstream(e) => (
+                status_of(if e.is_timeout() { 504 } else { 502 }),
+                e.reason(),
+            ),
             // A source that pends where it may not (outside the `_waiting` methods).
             SourceError::Pending(_) | SourceError::WouldBlock => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,7 +5,9 @@
 //! connection plans to send ([`Connection::poll_transmit`]) into the socket's transmit buffer,
 //! acts on the connection's timeouts and puts the socket back to listening once the connection
 //! is over. [`nal::NalStack`] gives the client side the same stack through embedded-nal's
-//! `TcpClientStack`.
+//! `TcpClientStack`, and [`fetch::Fetcher`] runs a caching edge's fetches (the core's download
+//! session for an [`Upstream`](crate::upstream::Upstream) source) on one more socket of the
+//! same poll loop.
 //!
 //! # Memory
 //!
@@ -39,6 +41,7 @@
 //! }
 //! ```
 
+pub mod fetch;
 pub mod nal;
 
 use ::smoltcp::iface::{SocketHandle, SocketSet};

@@ -1,0 +1,612 @@
+//! The driver of an [`Upstream`] edge on smoltcp: one TCP client socket running the core's own
+//! download [`session`] for each fetch the source orders, in the
+//! board's poll loop, beside the [`Server`](super::Server) on the same interface.
+//!
+//! ```text
+//! loop {
+//!     iface.poll(now, device, sockets);
+//!     fetcher.poll(now, &mut iface, sockets, upstream);   // make the ordered fetch
+//!     if let Some(t) = upstream.poll_ready() { server.handle_ready(t) }
+//!     server.poll(now, sockets);                           // answers those that waited
+//! }
+//! ```
+//!
+//! Each fetch is a new connection (closed with a reset when it ends, so the socket is free at
+//! once for the next); no retries (a board answers `502`/`504` and the client may retry).
+//! Time limits are the session's: the connection, the response head, then body progress, each
+//! within the configured timeout, which should be shorter than the server's send timeout so
+//! the waiting request gets the `504` rather than a `503`.
+
+use ::smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use ::smoltcp::socket::tcp;
+use ::smoltcp::time::Instant as SmolInstant;
+use ::smoltcp::wire::IpEndpoint;
+
+use super::core_instant;
+use crate::cache::ContentCache;
+use crate::client::session::{self, Action, ConnectFailure, Download, Error, Event};
+use crate::client::{Plan, TargetError, Url};
+use crate::source::{FileSource, Ticket, UpstreamError};
+use crate::time::{Duration, Instant};
+use crate::upstream::{Outcome, Upstream, MAX_UPSTREAM_TARGET};
+
+/// The first local port used (the IANA dynamic range); each fetch takes the next.
+const EPHEMERAL_FIRST: u16 = 49_152;
+
+/// Where the upstream server is and how long it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamConfig {
+    /// Its address and port.
+    pub endpoint: IpEndpoint,
+    /// The `Host` header sent (`192.168.69.1:8080`).
+    pub host: &'static str,
+    /// Connect, response head, and each body-progress window.
+    pub timeout: Duration,
+}
+
+/// One fetch in progress (its session is the fetcher's, renewed for each fetch).
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    ticket: Ticket,
+    /// The source refused the body (too large): the download is ended with this.
+    refused: Option<UpstreamError>,
+    /// `connect` was issued for the session's current `Connect`.
+    connecting: bool,
+}
+
+/// Runs an [`Upstream`]'s fetches on one TCP socket; `STAGE`: the receive staging buffer,
+/// which must hold a whole response head.
+pub struct Fetcher<const STAGE: usize> {
+    handle: SocketHandle,
+    config: UpstreamConfig,
+    /// The download session, built once and renewed for each fetch.
+    download: Download<'static>,
+    running: Option<Running>,
+    stage: [u8; STAGE],
+    staged: usize,
+    next_port: u16,
+}
+
+impl<const STAGE: usize> Fetcher<STAGE> {
+    /// A fetcher on the TCP socket `handle` (in the set the server's sockets are in; its
+    /// transmit buffer must hold a request head, a few hundred bytes).
+    ///
+    /// # Errors
+    /// [`TargetError::TooLong`] never in practice (the session is built for `/`), but the
+    /// session's constructor can fail in general.
+    pub fn new(handle: SocketHandle, config: UpstreamConfig) -> Result<Self, TargetError> {
+        let url = Url {
+            host: config.host,
+            port: config.endpoint.port,
+            target: "/",
+        };
+        let session = session::Config {
+            timeout: config.timeout,
+            retries: 0,
+            head_capacity: STAGE,
+            accept: None,
+        };
+        let download = Download::new(url, config.host, session, None, false, Instant::default())?;
+        Ok(Self {
+            handle,
+            config,
+            download,
+            running: None,
+            stage: [0; STAGE],
+            staged: 0,
+            next_port: EPHEMERAL_FIRST,
+        })
+    }
+
+    /// Whether a fetch is in progress.
+    pub fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Starts the fetch `upstream` ordered, if any, and moves the one in progress on: connect,
+    /// send, receive into the source, finish. Returns whether anything changed (poll the
+    /// interface again to send it).
+    // Kept out of the caller's frame (a board's poll loop): its locals, and the session's
+    // construction, then count on the stack only while it runs.
+    #[inline(never)]
+    pub fn poll<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>(
+        &mut self,
+        now: SmolInstant,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'_>,
+        upstream: &Upstream<'_, L, C, BODY, KNOWN>,
+    ) -> bool {
+        let now_core = core_instant(now);
+        if self.running.is_none() && !self.start(now_core, upstream) {
+            return false;
+        }
+        let socket = sockets.get_mut::<tcp::Socket<'_>>(self.handle);
+        let mut progress = false;
+        // Bounded: each turn either acts or returns.
+        for _ in 0..16 {
+            let Some(run) = self.running.as_mut() else {
+                return progress;
+            };
+            match self.download.poll(now_core) {
+                Action::Connect if !run.connecting => {
+                    socket.abort();
+                    self.staged = 0;
+                    let port = self.next_port;
+                    self.next_port = port.checked_add(1).unwrap_or(EPHEMERAL_FIRST);
+                    match socket.connect(iface.context(), self.config.endpoint, port) {
+                        Ok(()) => run.connecting = true,
+                        Err(_) => self
+                            .download
+                            .handle_connect_failed(now_core, ConnectFailure::Other),
+                    }
+                    progress = true;
+                }
+                Action::Connect => match socket.state() {
+                    tcp::State::SynSent | tcp::State::SynReceived => return progress,
+                    tcp::State::Established => {
+                        run.connecting = false;
+                        self.download.handle_connected(now_core);
+                    }
+                    _ => {
+                        run.connecting = false;
+                        self.download
+                            .handle_connect_failed(now_core, ConnectFailure::Refused);
+                    }
+                },
+                Action::Send(request) => {
+                    let mut head = [0u8; MAX_UPSTREAM_TARGET + 512];
+                    let sent = request
+                        .encode(&mut head)
+                        .ok()
+                        .and_then(|n| head.get(..n))
+                        .is_some_and(|h| socket.send_slice(h).is_ok_and(|m| m == h.len()));
+                    if !sent {
+                        self.download.handle_broken(now_core);
+                    }
+                    progress = true;
+                }
+                Action::Receive => {
+                    if !self.receive(now_core, socket, upstream) {
+                        return progress;
+                    }
+                    progress = true;
+                }
+                // No retries are configured; a retry or a backoff is waited out by polling.
+                Action::Retry(_) => {}
+                Action::Wait(_) => return progress,
+                Action::Done(result) => {
+                    let outcome = match (run.refused, result) {
+                        (Some(e), _) => Outcome::Failed(e),
+                        (None, Ok(_)) if self.download.not_modified() => Outcome::NotModified,
+                        (None, Ok(_)) => Outcome::Fetched,
+                        (None, Err(Error::Status(404))) => Outcome::NotFound,
+                        (None, Err(e)) => Outcome::Failed(upstream_error(e)),
+                    };
+                    upstream.finish(run.ticket, outcome);
+                    socket.abort();
+                    self.staged = 0;
+                    self.running = None;
+                    return true;
+                }
+            }
+        }
+        progress
+    }
+
+    /// Takes the source's order, if any, and starts its session.
+    #[inline(never)]
+    fn start<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>(
+        &mut self,
+        now: Instant,
+        upstream: &Upstream<'_, L, C, BODY, KNOWN>,
+    ) -> bool {
+        let Some(order) = upstream.take_order() else {
+            return false;
+        };
+        let mut target = [0u8; MAX_UPSTREAM_TARGET];
+        let renewed = order
+            .target(&mut target)
+            .is_some_and(|t| self.download.renew(t, false, now).is_ok());
+        if !renewed {
+            upstream.finish(order.ticket, Outcome::Failed(UpstreamError::PathTooLong));
+            return false;
+        }
+        self.download.set_conditional(order.if_none_match(), None);
+        self.running = Some(Running {
+            ticket: order.ticket,
+            refused: None,
+            connecting: false,
+        });
+        true
+    }
+
+    /// Reads what the socket holds and feeds the session; the body goes to the source.
+    /// Returns whether anything happened.
+    #[inline(never)]
+    fn receive<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>(
+        &mut self,
+        now: Instant,
+        socket: &mut tcp::Socket<'_>,
+        upstream: &Upstream<'_, L, C, BODY, KNOWN>,
+    ) -> bool {
+        let Some(run) = self.running.as_mut() else {
+            return false;
+        };
+        let room = self.stage.get_mut(self.staged..).unwrap_or_default();
+        let got = match socket.can_recv() {
+            true => socket.recv_slice(room).unwrap_or(0),
+            false => 0,
+        };
+        self.staged += got;
+        let mut consumed = 0;
+        let mut moved = got > 0;
+        loop {
+            let data = self.stage.get(consumed..self.staged).unwrap_or_default();
+            let (n, event) = self.download.handle_input(now, data);
+            consumed += n;
+            moved |= n > 0;
+            let refused = match event {
+                Event::NeedMore | Event::Ended => break,
+                Event::Start(start) => match start.plan {
+                    Plan::Write { total } => upstream
+                        .begin(
+                            run.ticket,
+                            total,
+                            start.response.etag,
+                            start.response.last_modified,
+                        )
+                        .err(),
+                    _ => None,
+                },
+                Event::Body(bytes) => upstream.append(run.ticket, bytes).err(),
+            };
+            if let Some(e) = refused {
+                // Stop reading: the session ends as broken, reported as the refusal.
+                run.refused = Some(e);
+                self.download.handle_broken(now);
+                self.staged = 0;
+                return true;
+            }
+        }
+        self.stage.copy_within(consumed..self.staged, 0);
+        self.staged -= consumed;
+        // Time limits are checked by the session's own poll.
+        if got == 0 && !socket.can_recv() {
+            match socket.state() {
+                // Closed without a FIN read: reset (or aborted by smoltcp's own timeouts).
+                tcp::State::Closed => {
+                    self.download.handle_broken(now);
+                    return true;
+                }
+                _ if !socket.may_recv() => {
+                    self.download.handle_eof(now);
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        moved
+    }
+}
+
+/// What a failed session means for the request waiting for it.
+fn upstream_error(e: Error) -> UpstreamError {
+    match e {
+        Error::Connect(ConnectFailure::Refused) => UpstreamError::Refused,
+        Error::Connect(ConnectFailure::TimedOut) | Error::Timeout => UpstreamError::Timeout,
+        Error::Connect(_) | Error::Broken => UpstreamError::Broken,
+        Error::Status(code) => UpstreamError::Status(code),
+        _ => UpstreamError::BadAnswer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fetcher on smoltcp's Loopback, on a virtual clock: an edge server whose source
+    //! fetches from an upstream satchel server on the same interface (127.0.0.1:8080), and a
+    //! client socket asking the edge (127.0.0.1:80).
+
+    use core::cell::RefCell;
+    use std::boxed::Box;
+    use std::string::String;
+    use std::vec::Vec;
+
+    use ::smoltcp::iface::{Config as IfaceConfig, SocketStorage};
+    use ::smoltcp::phy::{Loopback, Medium};
+    use ::smoltcp::time::Duration as SmolDuration;
+    use ::smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+    use super::*;
+    use crate::path::SafePath;
+    use crate::serve::{Config, SiteParts};
+    use crate::smoltcp::{Server, SocketBuffers};
+    use crate::source::{FileKind, FileVersion, Metadata, SourceError, StaticFile, StaticSource};
+    use crate::upstream::tests::{edge_cache, Board, BODY};
+
+    const EDGE_PORT: u16 = 80;
+    /// The servers' staging buffers: more than the host limits' `max_head`.
+    const STAGE: usize = 8192 + 64;
+    const UPSTREAM_PORT: u16 = 8080;
+    type Edge = Upstream<'static, StaticSource, RefCell<Board>, BODY, 4>;
+    type EdgeSite = SiteParts<Edge, &'static RefCell<Board>>;
+    type OriginSite = SiteParts<Origin, RefCell<Board>>;
+
+    static FLASH: &[StaticFile] = &[StaticFile {
+        path: "hello.txt",
+        data: b"hello from flash\n",
+        modified: None,
+    }];
+
+    /// The upstream's files, which the test changes: name, bytes, a stamp bumped per change.
+    #[derive(Default)]
+    struct Origin {
+        files: RefCell<Vec<(String, Vec<u8>, u64)>>,
+    }
+
+    impl Origin {
+        fn put(&self, name: &str, bytes: &[u8]) {
+            let mut files = self.files.borrow_mut();
+            let stamp = files.iter().map(|f| f.2).max().unwrap_or(0) + 1;
+            files.retain(|f| f.0 != name);
+            files.push((name.into(), bytes.to_vec(), stamp));
+        }
+
+        fn meta(&self, i: usize) -> Option<Metadata> {
+            let files = self.files.borrow();
+            let (_, bytes, stamp) = files.get(i)?;
+            Some(Metadata {
+                kind: FileKind::File,
+                version: FileVersion {
+                    len: bytes.len() as u64,
+                    stamp: *stamp,
+                    id: *stamp,
+                },
+                modified: Some(1_700_000_000),
+            })
+        }
+    }
+
+    impl FileSource for Origin {
+        type File = usize;
+        type Listing = &'static [u8];
+
+        fn metadata(&self, path: &SafePath<'_>) -> Result<Metadata, SourceError> {
+            self.open(path).map(|(_, m)| m)
+        }
+
+        fn open(&self, path: &SafePath<'_>) -> Result<(usize, Metadata), SourceError> {
+            let i = self
+                .files
+                .borrow()
+                .iter()
+                .position(|f| f.0.as_bytes() == path.as_bytes())
+                .ok_or(SourceError::NotFound)?;
+            Ok((i, self.meta(i).ok_or(SourceError::NotFound)?))
+        }
+
+        fn file_metadata(&self, file: &usize) -> Result<Metadata, SourceError> {
+            self.meta(*file).ok_or(SourceError::Io)
+        }
+
+        fn read_at(&self, file: &usize, offset: u64, buf: &mut [u8]) -> Result<usize, SourceError> {
+            let files = self.files.borrow();
+            let data = &files.get(*file).ok_or(SourceError::Io)?.1;
+            let start = (offset as usize).min(data.len());
+            let n = buf.len().min(data.len() - start);
+            buf[..n].copy_from_slice(&data[start..start + n]);
+            Ok(n)
+        }
+    }
+
+    /// Either upstream: a satchel server, or a socket that accepts and never answers.
+    enum Up {
+        Server(Box<Server<'static, OriginSite, 1, 4096, STAGE>>),
+        Silent,
+        Down,
+    }
+
+    struct World {
+        iface: Interface,
+        device: Loopback,
+        sockets: SocketSet<'static>,
+        origin: &'static OriginSite,
+        up: Up,
+        up_handle: SocketHandle,
+        edge_site: &'static EdgeSite,
+        edge: Server<'static, EdgeSite, 1, 4096, STAGE>,
+        fetcher: Fetcher<1024>,
+        client: SocketHandle,
+        next_port: u16,
+        now: SmolInstant,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let mut device = Loopback::new(Medium::Ip);
+            let now = SmolInstant::from_millis(1);
+            let mut iface = Interface::new(IfaceConfig::new(HardwareAddress::Ip), &mut device, now);
+            iface.update_ip_addrs(|a| {
+                a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap();
+            });
+            let storage = Box::leak(Box::new([SocketStorage::EMPTY; 4]));
+            let mut sockets = SocketSet::new(&mut storage[..]);
+            let bufs = Box::leak(Box::new(SocketBuffers::<4, 4096, 4096>::new()));
+            let [up_handle, edge_handle, fetch_handle, client] = bufs.add_sockets(&mut sockets);
+            let origin: &'static OriginSite = Box::leak(Box::new(SiteParts::new(
+                Origin::default(),
+                RefCell::new(edge_cache()),
+                Config::host(),
+            )));
+            let edge_cache: &'static RefCell<Board> =
+                Box::leak(Box::new(RefCell::new(edge_cache())));
+            let edge_site: &'static EdgeSite = Box::leak(Box::new(SiteParts::new(
+                Upstream::new(StaticSource::new(FLASH), edge_cache),
+                edge_cache,
+                Config::host(),
+            )));
+            let up = Up::Server(Box::new(
+                Server::new(origin, UPSTREAM_PORT, [up_handle]).unwrap(),
+            ));
+            let edge = Server::new(edge_site, EDGE_PORT, [edge_handle]).unwrap();
+            let config = UpstreamConfig {
+                endpoint: IpEndpoint::new(IpAddress::v4(127, 0, 0, 1), UPSTREAM_PORT),
+                host: "127.0.0.1:8080",
+                timeout: Duration::from_millis(300),
+            };
+            let fetcher = Fetcher::new(fetch_handle, config).unwrap();
+            let mut world = Self {
+                iface,
+                device,
+                sockets,
+                origin,
+                up,
+                up_handle,
+                edge_site,
+                edge,
+                fetcher,
+                client,
+                next_port: 40_000,
+                now,
+            };
+            // The servers' sockets listen from their first poll.
+            world.step();
+            world
+        }
+
+        /// One round of a board's loop.
+        fn step(&mut self) {
+            self.iface
+                .poll(self.now, &mut self.device, &mut self.sockets);
+            if let Up::Server(s) = &mut self.up {
+                s.poll(self.now, &mut self.sockets);
+            }
+            let source = &self.edge_site.source;
+            self.fetcher
+                .poll(self.now, &mut self.iface, &mut self.sockets, source);
+            if let Some(t) = source.poll_ready() {
+                self.edge.handle_ready(t);
+            }
+            self.edge.poll(self.now, &mut self.sockets);
+            self.iface
+                .poll(self.now, &mut self.device, &mut self.sockets);
+            self.now += SmolDuration::from_millis(1);
+        }
+
+        /// Upstream goes away (its socket reset and closed), or becomes a listener that never
+        /// answers.
+        fn set_upstream(&mut self, silent: bool) {
+            let socket = self.sockets.get_mut::<tcp::Socket<'static>>(self.up_handle);
+            socket.abort();
+            self.up = Up::Down;
+            if silent {
+                socket.listen(UPSTREAM_PORT).unwrap();
+                self.up = Up::Silent;
+            }
+        }
+
+        /// `GET path` from the client (its own connection, `Connection: close`): the
+        /// response head and body, within a bounded number of 1 ms steps.
+        fn get(&mut self, path: &str) -> (String, Vec<u8>, u64) {
+            // The last connection (closed by the server) goes first, its reset sent.
+            self.sockets
+                .get_mut::<tcp::Socket<'static>>(self.client)
+                .abort();
+            self.step();
+            let started = self.now;
+            self.next_port += 1;
+            let cx = self.iface.context();
+            self.sockets
+                .get_mut::<tcp::Socket<'static>>(self.client)
+                .connect(cx, (IpAddress::v4(127, 0, 0, 1), EDGE_PORT), self.next_port)
+                .unwrap();
+            let request =
+                std::format!("GET {path} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n");
+            let mut sent = false;
+            let mut got = Vec::new();
+            for _ in 0..5000 {
+                self.step();
+                let client = self.sockets.get_mut::<tcp::Socket<'static>>(self.client);
+                if !sent && client.can_send() {
+                    client.send_slice(request.as_bytes()).unwrap();
+                    sent = true;
+                }
+                while client.can_recv() {
+                    let mut buf = [0u8; 4096];
+                    let n = client.recv_slice(&mut buf).unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+                if sent && !client.may_recv() {
+                    break;
+                }
+            }
+            let state = self
+                .sockets
+                .get::<tcp::Socket<'static>>(self.client)
+                .state();
+            let end = got
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or_else(|| panic!("no head for {path} (client {state}, got {got:?})"))
+                + 4;
+            let head = String::from_utf8_lossy(&got[..end]).into_owned();
+            let took = (self.now - started).total_millis();
+            (head, got[end..].to_vec(), took)
+        }
+    }
+
+    fn cache_status(head: &str) -> &str {
+        head.lines()
+            .find_map(|l| l.strip_prefix("Cache-Status: "))
+            .unwrap_or("-")
+    }
+
+    #[test]
+    fn the_edge_fetches_caches_revalidates_and_answers_failures() {
+        let mut w = World::new();
+        w.origin.source.put("a.txt", b"first\n");
+        w.origin.source.put("big.bin", &[5u8; BODY + 1]);
+
+        let (head, body, _) = w.get("/a.txt");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(body, b"first\n");
+        assert_eq!(cache_status(&head), "satchel; fwd=miss; stored");
+
+        let (head, body, _) = w.get("/a.txt");
+        assert_eq!(body, b"first\n");
+        assert_eq!(cache_status(&head), "satchel; hit", "a 304 from upstream");
+
+        w.origin.source.put("a.txt", b"second\n");
+        let (head, body, _) = w.get("/a.txt");
+        assert_eq!(body, b"second\n", "never stale");
+        assert_eq!(cache_status(&head), "satchel; fwd=miss; stored");
+
+        let (head, body, _) = w.get("/big.bin");
+        assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
+        assert!(String::from_utf8_lossy(&body).contains("larger"));
+
+        let (head, _, _) = w.get("/none.txt");
+        assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+
+        let (head, body, _) = w.get("/hello.txt");
+        assert_eq!(body, b"hello from flash\n");
+        assert_eq!(cache_status(&head), "satchel; fwd=bypass");
+
+        // Upstream gone: refused at once, 502.
+        w.set_upstream(false);
+        let (head, body, _) = w.get("/a.txt");
+        assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
+        assert!(String::from_utf8_lossy(&body).contains("refused"));
+
+        // Upstream that never answers: 504 once the fetcher's timeout (300 ms) passes.
+        w.set_upstream(true);
+        let (head, body, took) = w.get("/a.txt");
+        assert!(head.starts_with("HTTP/1.1 504 "), "{head}");
+        assert!(String::from_utf8_lossy(&body).contains("in time"));
+        assert!((300..1000).contains(&took), "{took} ms of virtual time");
+        assert!(matches!(w.up, Up::Silent));
+
+        // The flash still answers, and the edge's slot came back for it.
+        let (_, body, _) = w.get("/hello.txt");
+        assert_eq!(body, b"hello from flash\n");
+    }
+}
