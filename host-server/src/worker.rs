@@ -841,75 +841,16 @@ impl Slot<'_> {
     }
 
     /// Writes until everything owed is sent (`Ok(true)`) or the socket is full (`Ok(false)`).
-    ///
-    /// When the connection closes after this response, its last write goes with `MSG_MORE`: the
-    /// kernel holds the tail for the FIN that closing adds, and both leave in one segment (one
-    /// packet less per connection, and the peer learns of the end with the data).
     fn send(&mut self, buf: &mut [u8], ctx: &mut Ctx<'_>) -> io::Result<bool> {
         loop {
-            // For a write that reaches the end of the response; a file's earlier pieces clear it.
-            let mut flags = if self.conn.closes_after() {
-                SendFlags::MORE
-            } else {
-                SendFlags::empty()
-            };
-            let result = {
-                let Some(t) = self.conn.poll_transmit() else {
-                    return Ok(true);
-                };
-                match t.body {
-                    BodyRef::None if t.head.is_empty() => Ok(0),
-                    BodyRef::None => send_two(&self.sock, t.head, &[], flags, buf),
-                    BodyRef::Cached {
-                        handle,
-                        offset,
-                        len,
-                    } => match handle.sealed() {
-                        // A large entry: its sealed pages handed to the socket (`sendfile`).
-                        Some(sealed) => {
-                            flags = SendFlags::empty();
-                            sealed.send_to(&self.sock, t.head, offset, len)
-                        }
-                        None => {
-                            let bytes = handle.bytes().unwrap_or_default();
-                            let body = bytes.get(offset..offset + len).unwrap_or(&[]);
-                            send_two(&self.sock, t.head, body, flags, buf)
-                        }
-                    },
-                    BodyRef::Listing {
-                        listing,
-                        offset,
-                        len,
-                    } => {
-                        let body = listing.get(offset..offset + len).unwrap_or(&[]);
-                        send_two(&self.sock, t.head, body, flags, buf)
-                    }
-                    BodyRef::File { len, .. } => {
-                        // The head (while still owed) and the next piece of the file in one
-                        // write, from the worker's buffer. After a partial write the rest is
-                        // read again: cheap, and no per-connection buffer is needed.
-                        match t.copy_to(ctx.site, buf) {
-                            Ok(n) => {
-                                if (n.saturating_sub(t.head.len()) as u64) < len {
-                                    flags = SendFlags::empty();
-                                }
-                                rustix::net::send(&self.sock, &buf[..n], flags)
-                                    .map_err(io::Error::from)
-                            }
-                            // The file ended before its length (it shrank under us) or cannot
-                            // be read: nothing truthful can follow, so the connection ends.
-                            Err(_) => {
-                                self.conn.abort();
-                                return Ok(true);
-                            }
-                        }
-                    }
-                }
+            let (result, more) = match self.write_next(buf, ctx) {
+                Wrote::Done => return Ok(true),
+                Wrote::Sent { result, more } => (result, more),
             };
             match result {
                 Ok(n) => {
                     if n > 0 {
-                        self.held = flags.contains(SendFlags::MORE);
+                        self.held = more;
                     }
                     self.conn.transmitted(ctx.site.clock.now(), n);
                     self.drain_events(&[], ctx.log, ctx.quiet, ctx.counters);
@@ -920,6 +861,87 @@ impl Slot<'_> {
             }
         }
     }
+
+    /// One write of what the connection owes next: the head with the body (or the next piece
+    /// of it) in one system call, from wherever the body lives.
+    ///
+    /// When the connection closes after this response, its last write goes with `MSG_MORE`: the
+    /// kernel holds the tail for the FIN that closing adds, and both leave in one segment (one
+    /// packet less per connection, and the peer learns of the end with the data).
+    #[inline]
+    fn write_next(&mut self, buf: &mut [u8], ctx: &Ctx<'_>) -> Wrote {
+        // For a write that reaches the end of the response; a file's earlier pieces clear it.
+        let mut flags = if self.conn.closes_after() {
+            SendFlags::MORE
+        } else {
+            SendFlags::empty()
+        };
+        let Some(t) = self.conn.poll_transmit() else {
+            return Wrote::Done;
+        };
+        let result = match t.body {
+            BodyRef::None if t.head.is_empty() => Ok(0),
+            BodyRef::None => send_two(&self.sock, t.head, &[], flags, buf),
+            BodyRef::Cached {
+                handle,
+                offset,
+                len,
+            } => match handle.sealed() {
+                // A large entry: its sealed pages handed to the socket (`sendfile`).
+                Some(sealed) => {
+                    flags = SendFlags::empty();
+                    sealed.send_to(&self.sock, t.head, offset, len)
+                }
+                None => {
+                    let bytes = handle.bytes().unwrap_or_default();
+                    let body = bytes.get(offset..offset + len).unwrap_or(&[]);
+                    send_two(&self.sock, t.head, body, flags, buf)
+                }
+            },
+            BodyRef::Listing {
+                listing,
+                offset,
+                len,
+            } => {
+                let body = listing.get(offset..offset + len).unwrap_or(&[]);
+                send_two(&self.sock, t.head, body, flags, buf)
+            }
+            BodyRef::File { len, .. } => {
+                // The head (while still owed) and the next piece of the file in one write, from
+                // the worker's buffer. After a partial write the rest is read again: cheap, and
+                // no per-connection buffer is needed.
+                match t.copy_to(ctx.site, buf) {
+                    Ok(n) => {
+                        if (n.saturating_sub(t.head.len()) as u64) < len {
+                            flags = SendFlags::empty();
+                        }
+                        rustix::net::send(&self.sock, &buf[..n], flags).map_err(io::Error::from)
+                    }
+                    // The file ended before its length (it shrank under us) or cannot be read:
+                    // nothing truthful can follow, so the connection ends.
+                    Err(_) => {
+                        self.conn.abort();
+                        return Wrote::Done;
+                    }
+                }
+            }
+        };
+        Wrote::Sent {
+            result,
+            more: flags.contains(SendFlags::MORE),
+        }
+    }
+}
+
+/// What [`Slot::write_next`] did.
+enum Wrote {
+    /// Nothing is owed (or the response was abandoned): sending is over for now.
+    Done,
+    /// One write, and whether it went with `MSG_MORE`.
+    Sent {
+        result: io::Result<usize>,
+        more: bool,
+    },
 }
 
 /// Counts a connection's event in the worker's metrics: a planned response by its status, an
