@@ -45,9 +45,11 @@ pub enum SourceError {
     /// [`Ticket`]). Only the `_waiting` methods answer it.
     Pending(Ticket),
     /// Answering would mean waiting, and the source started nothing: from
-    /// [`FileSource::probe`] only, where it sends the connection straight on to
+    /// [`FileSource::probe`], where it sends the connection straight on to
     /// [`FileSource::open_waiting`] (the probe only validates a cached entry, and a source
-    /// that knows the cache holds nothing under the path need not look).
+    /// that knows the cache holds nothing under the path need not look); and from
+    /// [`FileSource::read_at`] of a file still streaming in, whose bytes at the offset have
+    /// not arrived (the response sends nothing until they do).
     WouldBlock,
     /// The file comes from an upstream server, which could not deliver it (see
     /// [`UpstreamError`]): the server answers `502 Bad Gateway`, or `504 Gateway Timeout`
@@ -214,6 +216,13 @@ pub trait FileSource {
         true
     }
 
+    /// The server is done with `file`: its response ended, was cut short, or sent no body
+    /// (`HEAD`, `304`). A source streaming the file from elsewhere stops fetching it; the
+    /// default does nothing.
+    fn close(&self, file: &Self::File) {
+        let _ = file;
+    }
+
     /// The metadata of an open file as it is now (`fstat` on the host).
     ///
     /// The server compares it with what `open` reported after reading a file into the cache,
@@ -226,7 +235,9 @@ pub trait FileSource {
     /// Reads up to `buf.len()` bytes at `offset`; `Ok(0)` means the end of the file.
     ///
     /// # Errors
-    /// [`SourceError::Io`] on a read failure.
+    /// [`SourceError::Io`] on a read failure; [`SourceError::WouldBlock`] from a source that
+    /// streams the file and has not received the bytes at `offset` yet (the response waits
+    /// for them).
     fn read_at(&self, file: &Self::File, offset: u64, buf: &mut [u8])
         -> Result<usize, SourceError>;
 
