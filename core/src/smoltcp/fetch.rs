@@ -240,6 +240,8 @@ impl<const STAGE: usize> Fetcher<STAGE> {
         self.staged += got;
         let mut consumed = 0;
         let mut moved = got > 0;
+        // Staged bytes the source had no room for yet: upstream's end waits until they are in.
+        let mut held_back;
         loop {
             // A streamed body goes no faster than its reader takes it: what the source has
             // no room for stays staged, then in the socket (whose window closes upstream).
@@ -253,6 +255,7 @@ impl<const STAGE: usize> Fetcher<STAGE> {
                 }
             };
             let data = self.stage.get(consumed..self.staged).unwrap_or_default();
+            held_back = room < data.len();
             let data = data.get(..room.min(data.len())).unwrap_or_default();
             let (n, event) = self.download.handle_input(now, data);
             consumed += n;
@@ -290,7 +293,7 @@ impl<const STAGE: usize> Fetcher<STAGE> {
                     self.download.handle_broken(now);
                     return true;
                 }
-                _ if !socket.may_recv() => {
+                _ if !socket.may_recv() && !held_back => {
                     self.download.handle_eof(now);
                     return true;
                 }
