@@ -644,9 +644,12 @@ fn edge_checks(net: &TapNet, script: &Path, dir: &Path, qemu: &Qemu, upstream: U
     // Not upstream either: its 404.
     assert_eq!(status_of(net, &[&url("/edge/none.txt")]), "404");
 
+    // Upstream killed mid-stream: curl gets a prefix of the file and a connection that ends
+    // before Content-Length, never success.
+    killed_mid_stream(net, dir, upstream);
+
     // Upstream stopped: a clear 502 (refused) or 504, quickly (curl's 10 s limit), with a
     // reason; the flash files are still served.
-    upstream.stop();
     let (status, bytes, h) = get("/edge/a.txt");
     assert!(status == "502" || status == "504", "{status}: {h}");
     let text = String::from_utf8_lossy(&bytes);
@@ -716,6 +719,63 @@ fn edge_checks(net: &TapNet, script: &Path, dir: &Path, qemu: &Qemu, upstream: U
     assert!(bytes == second, "the current bytes after upstream returned");
     assert_eq!(cache_status(&h), "satchel; hit", "{h}");
     drop(upstream);
+}
+
+/// A download of a file far larger than what upstream's kernel can hold in its socket
+/// buffers (at most 4 MiB), upstream SIGKILLed once curl has 256 KiB: the board gets what was
+/// queued, then upstream's end, and cuts the client short.
+fn killed_mid_stream(net: &TapNet, dir: &Path, upstream: Upstream) {
+    let root = dir.join("upstream");
+    let huge = satchel_tests::content(16 << 20, 5);
+    std::fs::write(root.join("edge/huge.bin"), &huge).unwrap();
+    let out = dir.join("huge-body");
+    let mut curl = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.netns])
+        .args(["curl", "-sS", "--max-time", "60", "--noproxy", "*", "-o"])
+        .arg(&out)
+        .arg(url("/edge/huge.bin"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start curl");
+    let deadline = Instant::now() + WAIT;
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 256 << 10 {
+        if Instant::now() >= deadline || !matches!(curl.try_wait(), Ok(None)) {
+            let _ = curl.kill();
+            let _ = curl.wait();
+            panic!("curl did not get 256 KiB of huge.bin");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    upstream.stop();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let code = loop {
+        match curl.try_wait() {
+            Ok(Some(status)) => break status.code(),
+            _ if Instant::now() >= deadline => {
+                let _ = curl.kill();
+                let _ = curl.wait();
+                panic!("curl still running 90 s after upstream died");
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let got = std::fs::read(&out).unwrap_or_default();
+    assert!(
+        code == Some(18) || code == Some(56),
+        "curl exit {code:?} after {} bytes: a short transfer (18) or a reset mid-body (56)",
+        got.len()
+    );
+    assert!(
+        got.len() < huge.len() && got == huge[..got.len()],
+        "{} bytes of {}, a prefix",
+        got.len(),
+        huge.len()
+    );
+    eprintln!(
+        "board_qemu: upstream killed mid-stream: curl got {} of {} bytes, exit {code:?}",
+        got.len(),
+        huge.len()
+    );
 }
 
 fn status_of(net: &TapNet, args: &[&str]) -> String {
