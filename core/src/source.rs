@@ -71,7 +71,8 @@ pub enum UpstreamError {
     BadAnswer,
     /// Upstream answered an error status (other than `404`, which is passed on as not found).
     Status(u16),
-    /// The file is larger than the fetch buffer: never served truncated.
+    /// The body, of unannounced length (chunked, or ended by closing), overflows the fetch
+    /// buffer: never served truncated (a larger body with a `Content-Length` streams).
     TooLarge,
     /// The path is too long to be fetched.
     PathTooLong,

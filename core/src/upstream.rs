@@ -28,15 +28,40 @@
 //! # Bounded
 //!
 //! One fetch at a time, its body in a fixed `BODY`-byte buffer, from which the connection fills
-//! the cache (the cache's `max_entry_bytes` should be `BODY`). A larger file is refused with
-//! [`UpstreamError::TooLarge`] (a `502` saying so), never sent truncated. Upstream's `404` is
-//! passed on as not found; any other failure is a `502`, or a `504` for a timeout.
+//! the cache (the cache's `max_entry_bytes` should be `BODY`). Upstream's `404` is passed on as
+//! not found; any other failure is a `502`, or a `504` for a timeout.
+//!
+//! # Larger files stream
+//!
+//! A `200` whose `Content-Length` exceeds `BODY` is not buffered: [`Upstream::begin`] turns
+//! the buffer into a ring, [`Upstream::poll_ready`] names the ticket at once, and the waiting
+//! request opens the file ([`EdgeFile::Streamed`], with upstream's length, never cached:
+//! `Cache-Status: satchel; fwd=bypass`). The connection reads it in order as it arrives
+//! (`read_at` answers [`SourceError::WouldBlock`] until the bytes are in), and the driver
+//! appends only as far as [`Upstream::room`] allows: upstream is read no faster than the
+//! client takes the bytes, and the buffer never holds more than `BODY` of them.
+//!
+//! - Upstream dies or times out mid-body: the bytes received are sent, then `read_at` fails
+//!   and the server aborts the connection before its `Content-Length`: never padded, never a
+//!   response that ends cleanly short.
+//! - One reader: another request for the file while it streams waits for a fetch of its own
+//!   (the slot frees when the reader is done).
+//! - `HEAD`, a `304` and a `416` answer from upstream's head and read nothing; the server's
+//!   [`FileSource::close`] lets the fetch go at once. A `Range` is answered `206` from the
+//!   full upstream body, the bytes before the range skipped as they arrive (the fetch is let
+//!   go once the range is sent).
+//! - The ETag clients see names upstream's strong ETag (or, without one, this fetch only:
+//!   a client's validator then never matches, so it gets the whole file).
+//! - A body of unannounced length (chunked, or ended by closing) longer than `BODY` is
+//!   [`UpstreamError::TooLarge`], a `502` saying so: a response needs its length before its
+//!   first byte, and a server never sends a body that looks complete but is not.
 //!
 //! Requests for other paths while a fetch runs wait under a retry ticket and try again when
 //! it ends. The requests waiting for a fetch are answered (and the cache filled) in the round
 //! of the driver's loop in which it ends; its body stays readable until the next fetch is
 //! asked for (a response the cache could not store streams from it meanwhile, and is cut short
-//! if the next fetch takes the buffer first).
+//! if the next fetch takes the buffer first). A streamed body keeps the slot until its reader
+//! is done (the server's send timeout bounds a stalled one).
 
 use core::cell::RefCell;
 
@@ -376,7 +401,8 @@ fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
 }
 
 /// A local source in front of an upstream HTTP server, with the site's cache `C` (see the
-/// [module docs](self)). `BODY`: the largest file fetched; `KNOWN`: how many fetched files'
+/// [module docs](self)). `BODY`: the largest file fetched and cached (a larger one streams through the buffer);
+/// `KNOWN`: how many fetched files'
 /// ETags are kept for revalidation (the cache's entry count).
 pub struct Upstream<'c, L, C, const BODY: usize, const KNOWN: usize> {
     local: L,

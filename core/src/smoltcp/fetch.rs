@@ -13,6 +13,13 @@
 //!
 //! Each fetch is a new connection (closed with a reset when it ends, so the socket is free at
 //! once for the next); no retries (a board answers `502`/`504` and the client may retry).
+//!
+//! A body larger than the source's buffer streams to its client (see the upstream module):
+//! the fetcher feeds the session only as many body bytes as [`Upstream::room`] allows, the
+//! rest wait in the staging buffer and then in the socket, whose window closes on upstream,
+//! so upstream sends no faster than the client takes. A client that takes less than the
+//! session's progress minimum (1 KiB per timeout window) loses the stream as a timeout would
+//! (its connection is cut short), and a client that goes away lets the fetch go.
 //! Time limits are the session's: the connection, the response head, then body progress, each
 //! within the configured timeout, which should be shorter than the server's send timeout so
 //! the waiting request gets the `504` rather than a `503`.
