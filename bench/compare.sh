@@ -3,6 +3,9 @@
 #
 #   bench/compare.sh                  ROUNDS=3 DURATION=10s: ~35 min on the 2-core box
 #   SCENARIOS=g ROUNDS=5 bench/compare.sh   one row (here: a new connection per request)
+#   BIG_CACHE=1 bench/compare.sh      adds "satchel-1g": the same binary with a cache that holds
+#                                     the 256 MiB file (--cache-size 1GiB --max-cached-file
+#                                     512MiB), run on the big-body rows (c d e) only
 #
 # Uses ../shared/bench/run.sh (wrk pinned to cpu 1, each server to cpu 0, quiet gate, foreign
 # CPU accounting) for every unit, in interleaved rounds (each round runs every server once, in
@@ -10,6 +13,8 @@
 # (median [min-max] per scenario and server) go to bench/results/<UTC timestamp>/. For the
 # 64 KiB, 1 MiB and 256 MiB rows the summary also gives the machine's CPU per request (server
 # core + wrk core, bench/machine_cpu.py), where a copy moved to the receiver still counts.
+# The README's speed table comes out as <run>/readme_table.md (bench/readme_table.py); the line
+# printed at the end splices it into README.md between its speed-table markers.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -48,6 +53,10 @@ LIMIT=/tmp/satchel-bench-limit/release/limit
 UNITS="satchel:28085 nginx:28080 lighttpd:28081"
 command -v h2o >/dev/null && UNITS="$UNITS h2o:28082"
 UNITS="$UNITS limit"
+# By default the 256 MiB file is larger than satchel's cache (64 MiB), so it is streamed with
+# pread + send (sendfile from the file could send a mixed body that looks complete: see the
+# README's Speed section). satchel-1g shows the cached path (sealed memfd + sendfile) on it.
+[ "${BIG_CACHE:-0}" = 1 ] && UNITS="$UNITS satchel-1g:28086"
 
 run_unit() { # name:port | limit
     local u=$1 round=$2
@@ -64,6 +73,13 @@ run_unit() { # name:port | limit
             SCENARIOS=$picked REPS_A=1 REPS=1 TAG=round$round \
                 ./run.sh limit "$LIMIT --mode epoll --size ${sz%%:*} --addr 127.0.0.1:\$PORT" 28090
         done
+    elif [ "${u%%:*}" = satchel-1g ]; then
+        local big=""
+        for s in c d e; do case " $WANTED " in *" $s "*) big="$big $s" ;; esac; done
+        [ -n "$big" ] || return 0
+        SCENARIOS=$big REPS_A=1 REPS=1 TAG=round$round ./run.sh satchel-1g \
+            "$SATCHEL \$PORT \$CORPUS --bind 127.0.0.1 --quiet --cache-size 1GiB --max-cached-file 512MiB" \
+            "${u##*:}"
     elif [ "${u%%:*}" = satchel ]; then
         REPS_A=1 REPS=1 TAG=round$round ./run.sh satchel \
             "$SATCHEL \$PORT \$CORPUS --bind 127.0.0.1 --quiet" "${u##*:}"
@@ -96,3 +112,7 @@ if grep -q '^FAILED' "$OUT"; then
       grep '^FAILED' "$OUT" | sed 's/^FAILED /- /'; } >> "$RES/summary.md"
 fi
 cat "$RES/summary.md"
+SHARED="$SHARED" python3 "$HERE/readme_table.py" "$RES" > "$RES/readme_table.md"
+echo
+echo "README table: $RES/readme_table.md; into README.md with:"
+echo "  SHARED=$SHARED python3 $HERE/readme_table.py $RES --splice $ROOT/README.md"

@@ -64,11 +64,10 @@ impl ETag {
             bytes: [0; MAX_ETAG_LEN],
             len: 0,
         };
-        tag.push(b'"');
-        for b in digest.base64() {
-            tag.push(b);
-        }
-        tag.push(b'"');
+        tag.bytes[0] = b'"';
+        tag.bytes[1..=BASE64_LEN].copy_from_slice(&digest.base64());
+        tag.bytes[BASE64_LEN + 1] = b'"';
+        tag.len = (BASE64_LEN + 2) as u8;
         tag
     }
 
