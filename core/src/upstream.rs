@@ -1520,5 +1520,26 @@ pub(crate) mod tests {
         assert!(body == bytes[5000..5100], "{body:?}");
         assert!(st.let_go && st.sent < bytes.len(), "sent {}", st.sent);
         assert!(!c.aborted);
+        // The ETag names upstream's: the next fetch of the same version matches it (a 304,
+        // nothing read); a new version upstream does not.
+        let etag = String::from(header(&head, "ETag").expect("an ETag"));
+        let conditional =
+            std::format!("GET /big.bin HTTP/1.1\r\nHost: edge\r\nIf-None-Match: {etag}\r\n\r\n");
+        let mut c = Client::new(site);
+        c.pump(site, &conditional);
+        let st = stream(site, &mut c, &bytes, None);
+        assert_eq!(c.last().0, "HTTP/1.1 304 Not Modified");
+        assert!(st.let_go && st.sent < bytes.len(), "sent {}", st.sent);
+        let mut c = Client::new(site);
+        c.pump(site, &conditional);
+        let order = site.source.take_order().unwrap();
+        site.source
+            .begin(order.ticket, Some(6145), Some(b"\"other\""), None)
+            .unwrap();
+        round(site, &mut [&mut c]);
+        assert!(
+            c.last().0 == "HTTP/1.1 200 OK",
+            "another version: the whole file"
+        );
     }
 }
