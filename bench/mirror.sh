@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Mirroring a 20,000-file folder: satchel-client -r beside wget -r, on the same satchel-server.
 #
-#   bench/mirror.sh                 # ROUNDS=5 FILES=20000 CONNECTIONS=4
+#   bench/mirror.sh                 # ROUNDS=5 FILES=20000 CONNECTIONS=4 PIPELINE=16
 #   ROUNDS=3 FILES=5000 bench/mirror.sh
 #
 # Builds the tree (FILES files of 20-200 bytes in one folder, plus 1/10 of that in a
 # subfolder), starts satchel-server (release) on 127.0.0.1, then runs interleaved rounds; each
 # round times, in turn:
-#   satchel  fresh   satchel-client -q -r /tree -d DEST                (DEST empty)
+#   satchel  fresh   satchel-client -q --pipeline N -r /tree -d DEST   (DEST empty)
 #   satchel  no-sync the same with --no-sync (no syncfs, as wget) into another DEST
 #   wget     fresh   wget -q -r -np -nH --reject-regex "[?]" -P DEST http://127.0.0.1:P/tree/
 #                    (the folder page's sort links are not followed)
@@ -25,6 +25,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-5}
 FILES=${FILES:-20000}
 CONNECTIONS=${CONNECTIONS:-4}
+PIPELINE=${PIPELINE:-16}
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/satchel-mirror-bench.XXXXXX")
 server_pid=
@@ -83,28 +84,28 @@ for round in $(seq "$ROUNDS"); do
     # Flush the removal's dirty metadata now, untimed: satchel-client's syncfs would otherwise
     # pay for the previous round's cleanup (wget never syncs, so it never would).
     sync
-    s1=$(seconds "$client" -q --connections "$CONNECTIONS" -r "$url" -d "$work/s")
+    s1=$(seconds "$client" -q --connections "$CONNECTIONS" --pipeline "$PIPELINE" -r "$url" -d "$work/s")
     n=$(count "$work/s")
     [ "$n" -eq "$expected" ] || { echo "satchel-client saved $n of $expected files" >&2; exit 1; }
-    n1=$(seconds "$client" -q --no-sync --connections "$CONNECTIONS" -r "$url" -d "$work/n")
+    n1=$(seconds "$client" -q --no-sync --connections "$CONNECTIONS" --pipeline "$PIPELINE" -r "$url" -d "$work/n")
     w1=$(seconds wget -q -r -np -nH --reject-regex "[?]" -P "$work/w" "$url")
-    s2=$(seconds "$client" -q --connections "$CONNECTIONS" -r "$url" -d "$work/s")
+    s2=$(seconds "$client" -q --connections "$CONNECTIONS" --pipeline "$PIPELINE" -r "$url" -d "$work/s")
     w2=$(seconds wget -q -r -N -np -nH --reject-regex "[?]" -P "$work/w" "$url")
     echo "round $round: satchel fresh $s1 s, --no-sync $n1 s, wget fresh $w1 s, satchel again $s2 s, wget -N again $w2 s" >&2
     printf '%s %s %s %s %s\n' "$s1" "$w1" "$s2" "$w2" "$n1" >>"$results"
 done
 
-python3 - "$results" "$FILES" "$CONNECTIONS" "$ROUNDS" <<'EOF'
+python3 - "$results" "$FILES" "$CONNECTIONS" "$ROUNDS" "$PIPELINE" <<'EOF'
 import statistics, sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
-files, conns, rounds = sys.argv[2], sys.argv[3], sys.argv[4]
+files, conns, rounds, pipeline = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 cols = list(zip(*rows))
 med = [statistics.median(c) for c in cols]
 lo = [min(c) for c in cols]
 hi = [max(c) for c in cols]
 print(f"{int(files) * 11 // 10} files, {rounds} interleaved rounds, median [min-max] seconds")
 print()
-print(f"| | satchel-client -r (--connections {conns}) | wget -r |")
+print(f"| | satchel-client -r (--connections {conns} --pipeline {pipeline}) | wget -r |")
 print("|---|---:|---:|")
 print(f"| fresh mirror | {med[0]:.2f} [{lo[0]:.2f}-{hi[0]:.2f}] | {med[1]:.2f} [{lo[1]:.2f}-{hi[1]:.2f}] |")
 print(f"| fresh mirror, satchel-client --no-sync | {med[4]:.2f} [{lo[4]:.2f}-{hi[4]:.2f}] | |")

@@ -14,7 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${FUZZ_SECONDS:-60}"
-all_targets=(request_head path range_and_conditionals connection cache_ops response_head client names proxy_header)
+all_targets=(request_head path range_and_conditionals connection cache_ops response_head client client_pipeline names proxy_header)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -31,7 +31,7 @@ fi
 dict_for() {
     case "$1" in
         path | names) echo fuzz/url.dict ;;
-        client | proxy_header) echo "" ;;
+        client | client_pipeline | proxy_header) echo "" ;;
         cache_ops) echo "" ;;
         *) echo fuzz/http.dict ;;
     esac

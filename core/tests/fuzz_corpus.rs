@@ -66,6 +66,7 @@ replay_tests!(
     cache_ops,
     response_head,
     client,
+    client_pipeline,
     names,
     proxy_header
 );
@@ -74,7 +75,7 @@ replay_tests!(
 fn every_target_is_replayed_and_every_seed_is_checked_in() {
     assert_eq!(
         checks::TARGETS.len(),
-        9,
+        10,
         "add the new target to replay_tests!"
     );
     for (target, name, data) in checks::seeds::all() {

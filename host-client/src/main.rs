@@ -29,7 +29,7 @@ use satchel_core::time::Duration;
 
 use fail::{Fail, EXIT_CODES_HELP, EXIT_OK};
 use mirror::MirrorOptions;
-use session::{Options, Save, Session};
+use session::{FileJob, Options, Save, Session};
 
 /// Download files over HTTP/1.1, atomically: the final file holds the whole content or is
 /// untouched.
@@ -98,6 +98,12 @@ struct Cli {
     /// With -r: connections used at once for the files
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     connections: u16,
+
+    /// With -r or several names: requests sent ahead on a connection while earlier answers arrive (HTTP/1.1
+    /// pipelining; 1 sends one at a time). Requests a server leaves unanswered when it closes
+    /// are sent again on a new connection
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pipeline: u16,
 }
 
 /// One thing to fetch.
@@ -224,6 +230,7 @@ fn run(cli: &Cli) -> Result<u8, Fail> {
     let mirror_opts = MirrorOptions {
         delete: cli.delete,
         connections: usize::from(cli.connections),
+        pipeline: usize::from(cli.pipeline),
     };
 
     if let Some(path) = &cli.list {
@@ -268,15 +275,12 @@ fn run(cli: &Cli) -> Result<u8, Fail> {
     let mut session: Option<Session> = None;
     let mut first_failure: Option<Fail> = None;
     let mut skipped = false;
-    for (job, dest) in jobs.iter().zip(&dests) {
+    let mut i = 0;
+    while let (Some(job), Some(dest)) = (jobs.get(i), dests.get(i)) {
         let s = match &mut session {
             Some(s) if s.is_for(&job.host, job.port) => s,
             _ => session.insert(Session::new(&job.host, job.port, opts.clone())),
         };
-        let label = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         if cli.recursive {
             let summary = mirror::mirror(s, &job.target, dest, &opts, mirror_opts);
             match summary.first {
@@ -286,22 +290,87 @@ fn run(cli: &Cli) -> Result<u8, Fail> {
                 None if summary.skipped > 0 => skipped = true,
                 None => {}
             }
+            i += 1;
             continue;
         }
-        let save = Save {
-            make_dir,
-            ..Save::default()
+        // The names that follow on the same server (each saved under its own name) go on one
+        // connection, pipelined.
+        let mut names = std::collections::HashSet::new();
+        let run = jobs[i..]
+            .iter()
+            .zip(&dests[i..])
+            .take_while(|(j, d)| s.is_for(&j.host, j.port) && names.insert(d.as_path()))
+            .count();
+        let failures = if run > 1 && cli.pipeline > 1 {
+            download_several(
+                s,
+                &jobs[i..i + run],
+                &dests[i..i + run],
+                make_dir,
+                cli,
+                &opts,
+            )
+        } else {
+            let label = dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let save = Save {
+                make_dir,
+                ..Save::default()
+            };
+            s.download(&job.target, dest, &label, save)
+                .err()
+                .into_iter()
+                .collect()
         };
-        if let Err(fail) = s.download(&job.target, dest, &label, save) {
+        for fail in failures {
             eprintln!("satchel-client: {fail}");
             first_failure.get_or_insert(fail);
         }
+        i += run.max(1);
     }
     Ok(match first_failure {
         Some(f) => f.code,
         None if skipped => fail::EXIT_SKIPPED,
         None => EXIT_OK,
     })
+}
+
+/// Several names on one server, pipelined on one connection (no progress bars: several files
+/// arrive at once); returns the failures in the order the downloads ended.
+fn download_several(
+    s: &mut Session,
+    jobs: &[Job],
+    dests: &[PathBuf],
+    make_dir: Option<&Path>,
+    cli: &Cli,
+    opts: &Options,
+) -> Vec<Fail> {
+    let quiet = Options {
+        progress: false,
+        ..opts.clone()
+    };
+    let mut next = jobs.iter().zip(dests).enumerate();
+    let mut failures = Vec::new();
+    let next_file = || {
+        let (i, (job, dest)) = next.next()?;
+        let label = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = FileJob::prepare(&quiet, dest, &label, make_dir, None);
+        Some((i, job.target.as_str(), file))
+    };
+    let done = |_: usize, result: Result<_, Fail>, _: Option<&mut _>| {
+        if let Err(fail) = result {
+            failures.push(fail);
+        }
+    };
+    if let Err(fail) = s.download_pipelined(usize::from(cli.pipeline), next_file, done, None) {
+        failures.push(fail);
+    }
+    failures
 }
 
 /// `--list PATH`: PATH is a URL, or a path on the server named by HOST PORT (or by a URL among

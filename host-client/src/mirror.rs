@@ -4,7 +4,8 @@
 //!    every entry name is decoded and checked to be one plain path component. A name that is
 //!    not is skipped with a warning and counted (exit code 8 when nothing else failed).
 //! 2. The files are fetched by `connections` workers, each with its own kept-alive connection
-//!    and its own core download session per file. A file saved by an earlier mirror is asked
+//!    and its own core download session per file, the next files' requests sent ahead on it
+//!    (`pipeline` deep: the core's `client::pipeline`). A file saved by an earlier mirror is asked
 //!    for conditionally (`If-None-Match` its `ETag`, `If-Modified-Since` its `Last-Modified`);
 //!    a `304` keeps it. Each saved file gets the server's `Last-Modified` as its modification
 //!    time. Parts are made durable a batch at a time (one `syncfs`), then renamed.
@@ -28,7 +29,7 @@ use satchel_core::client::ListingEntry;
 use satchel_core::http::date::parse_http_date;
 
 use crate::fail::{Fail, EXIT_LOCAL_IO};
-use crate::session::{folder_target, printable, Batch, Got, Options, Save, Session};
+use crate::session::{folder_target, printable, Batch, FileJob, Got, Options, Session};
 
 /// The record of what a mirror saved in a folder; names starting with it are reserved.
 pub(crate) const RECORD: &str = ".satchel-mirror";
@@ -42,6 +43,8 @@ pub(crate) struct MirrorOptions {
     pub(crate) delete: bool,
     /// Connections used at once for the files.
     pub(crate) connections: usize,
+    /// Requests sent ahead on each connection (1: one at a time).
+    pub(crate) pipeline: usize,
 }
 
 /// What one mirror did.
@@ -111,7 +114,7 @@ pub(crate) fn mirror(
         },
     );
 
-    let results = fetch_all(session, &jobs, &folders, opts, mirror.connections);
+    let results = fetch_all(session, &jobs, &folders, opts, mirror);
     let mut saved: Vec<HashMap<String, Record>> = vec![HashMap::new(); folders.len()];
     for (job, result) in jobs.iter().zip(results) {
         match result {
@@ -248,15 +251,15 @@ fn skip(summary: &mut Summary, folder: &str, encoded: &str, why: &str) {
 /// Parts a worker hands to the committer at a time.
 const HAND_OVER: usize = 64;
 
-/// Fetches every job over `connections` connections (the first is `session`'s own). Saved
-/// parts go to one committer thread, which makes whatever has gathered durable with one
+/// Fetches every job over `connections` connections (the first is `session`'s own), each
+/// carrying up to `pipeline` requests at once. Saved parts go to one committer thread, which makes whatever has gathered durable with one
 /// `syncfs` and renames it, while the workers go on downloading.
 fn fetch_all(
     session: &mut Session,
     jobs: &[Job],
     folders: &[Folder],
     opts: &Options,
-    connections: usize,
+    mirror: MirrorOptions,
 ) -> Vec<Result<Got, Fail>> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Got, Fail>>>> =
@@ -265,13 +268,30 @@ fn fetch_all(
     let work = |s: &mut Session, out: std::sync::mpsc::Sender<Batch>| {
         let mut batch = Batch::default();
         let mut done = Vec::new();
-        loop {
+        let next_file = || {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(job) = jobs.get(i) else { break };
-            batch.tag = i;
-            done.push((i, fetch_one(s, job, &folders[job.folder], &mut batch)));
-            if batch.len() >= HAND_OVER {
-                let _ = out.send(std::mem::take(&mut batch));
+            let job = jobs.get(i)?;
+            Some((
+                i,
+                job.target.as_str(),
+                prepare(opts, job, &folders[job.folder]),
+            ))
+        };
+        let file_done = |i: usize, r: Result<Got, Fail>, batch: Option<&mut Batch>| {
+            done.push((i, r));
+            if let Some(batch) = batch.filter(|b| b.len() >= HAND_OVER) {
+                let _ = out.send(std::mem::take(batch));
+            }
+        };
+        let piped = s.download_pipelined(mirror.pipeline, next_file, file_done, Some(&mut batch));
+        if let Err(fail) = piped {
+            // No poller for the connection: every file this worker would take fails.
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= jobs.len() {
+                    break;
+                }
+                done.push((i, Err(Fail::new(fail.code, fail.message.clone()))));
             }
         }
         let _ = out.send(batch);
@@ -302,7 +322,7 @@ fn fetch_all(
         }
         failed
     };
-    let extra = connections.clamp(1, 64).min(jobs.len().max(1)) - 1;
+    let extra = mirror.connections.clamp(1, 64).min(jobs.len().max(1)) - 1;
     let mut siblings: Vec<Session> = (0..extra).map(|_| session.sibling(opts.clone())).collect();
     let failed = std::thread::scope(|scope| {
         let committer = scope.spawn(commit);
@@ -327,8 +347,8 @@ fn fetch_all(
         .collect()
 }
 
-/// One file: conditional when the record vouches for the copy on disk.
-fn fetch_one(s: &mut Session, job: &Job, folder: &Folder, batch: &mut Batch) -> Result<Got, Fail> {
+/// One file, prepared: conditional when the record vouches for the copy on disk.
+fn prepare<'t>(opts: &Options, job: &Job, folder: &Folder) -> Result<FileJob<'t>, Fail> {
     // A file the record lists is the mirror's own: asked for conditionally while it is the
     // copy saved, fetched again and replaced when it was changed here. A file the record does
     // not know is not replaced without --force.
@@ -341,16 +361,7 @@ fn fetch_one(s: &mut Session, job: &Job, folder: &Folder, batch: &mut Batch) -> 
     });
     // Messages name the file as the user will find it under DEST.
     let label = printable(job.dest.as_os_str().as_encoded_bytes());
-    s.download(
-        &job.target,
-        &job.dest,
-        &label,
-        Save {
-            make_dir: None,
-            copy,
-            batch: Some(batch),
-        },
-    )
+    FileJob::prepare(opts, &job.dest, &label, None, copy)
 }
 
 /// Whether the file at `dest` is the copy `record` describes: a regular file whose

@@ -3,12 +3,14 @@
 //! spinning on `WouldBlock`, and the connect step the core's session asks for.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use embedded_nal::TcpClientStack;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use satchel_core::client::nal::{self, Buffers, DownloadError, FetchError, Sink, Waiter};
+use satchel_core::client::nal::{self, Buffers, DownloadError, FetchError, Jobs, Sink, Waiter};
+use satchel_core::client::pipeline::Pipeline;
 use satchel_core::client::session::{ConnectFailure, Download, Saved};
 use satchel_core::time::{Duration, Instant};
 use std_embedded_nal::Stack;
@@ -48,8 +50,9 @@ pub(crate) struct Net {
     stack: Stack,
     socket: Option<Socket>,
     waiter: FdWaiter,
-    /// What the last failed connect said, for the user.
-    last_connect_error: String,
+    /// What the last failed connect said, for the user (shared with a pipeline's jobs, which
+    /// report failures while the connection is in use).
+    last_connect_error: Arc<Mutex<String>>,
 }
 
 impl Net {
@@ -68,7 +71,7 @@ impl Net {
                 events: Events::with_capacity(4),
                 origin: StdInstant::now(),
             },
-            last_connect_error: String::new(),
+            last_connect_error: Arc::default(),
         })
     }
 
@@ -77,19 +80,14 @@ impl Net {
         self.waiter.now()
     }
 
-    /// The server's host name.
-    pub(crate) fn host(&self) -> &str {
-        &self.host
-    }
-
     /// Whether a kept-alive connection is open.
     pub(crate) fn is_connected(&self) -> bool {
         self.socket.is_some()
     }
 
     /// Why the last connect failed, as the system said it.
-    pub(crate) fn last_connect_error(&self) -> &str {
-        &self.last_connect_error
+    pub(crate) fn last_connect_error(&self) -> Arc<Mutex<String>> {
+        Arc::clone(&self.last_connect_error)
     }
 
     /// Runs `session` to its end through the core's driver (see [`nal::download`]).
@@ -102,6 +100,32 @@ impl Net {
         buffers: Buffers<'_>,
         sink: &mut K,
     ) -> Result<Saved, DownloadError<K::Error>> {
+        let (stack, socket, waiter, connect) = self.parts();
+        nal::download(stack, waiter, socket, connect, session, buffers, sink)
+    }
+
+    /// Runs `pipeline` until `jobs` has no more downloads, through the core's driver (see
+    /// [`nal::pipeline`]); the connection is closed at the end.
+    pub(crate) fn pipeline<'a, J: Jobs<'a, N>, const N: usize>(
+        &mut self,
+        pipeline: &mut Pipeline<'a, N>,
+        buffers: Buffers<'_>,
+        jobs: &mut J,
+    ) {
+        let (stack, socket, waiter, connect) = self.parts();
+        nal::pipeline(stack, waiter, socket, connect, pipeline, buffers, jobs);
+    }
+
+    /// The stack, the socket, the waiter, and the connect step the core's drivers take.
+    #[allow(clippy::type_complexity)]
+    fn parts(
+        &mut self,
+    ) -> (
+        &mut Stack,
+        &mut Option<Socket>,
+        &mut FdWaiter,
+        impl FnMut(&mut Stack, &mut FdWaiter, Instant) -> Result<Socket, ConnectFailure> + '_,
+    ) {
         let Self {
             host,
             port,
@@ -110,13 +134,16 @@ impl Net {
             waiter,
             last_connect_error,
         } = self;
-        let connect = |_: &mut Stack, w: &mut FdWaiter, deadline: Instant| {
-            open(host, *port, w, deadline).map_err(|(why, message)| {
-                *last_connect_error = message;
+        let (host, port) = (&*host, *port);
+        let connect = move |_: &mut Stack, w: &mut FdWaiter, deadline: Instant| {
+            open(host, port, w, deadline).map_err(|(why, message)| {
+                if let Ok(mut last) = last_connect_error.lock() {
+                    *last = message;
+                }
                 why
             })
         };
-        nal::download(stack, waiter, socket, connect, session, buffers, sink)
+        (stack, socket, waiter, connect)
     }
 }
 

@@ -19,15 +19,17 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime};
 
 use satchel_core::client::digest::Sha256 as Digest256;
-use satchel_core::client::nal::{Buffers, DownloadError, Sink};
+use satchel_core::client::nal::{Buffers, DownloadError, Jobs, Sink};
+use satchel_core::client::pipeline::Pipeline;
 use satchel_core::client::session::{self, Config, Download, Resume, Retry, Saved, Start};
 use satchel_core::client::target::decode_name;
 use satchel_core::client::{ListingEntry, Plan, Url};
 use satchel_core::http::date::{format_http_date, parse_http_date};
-use satchel_core::time::Duration;
+use satchel_core::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 
 use crate::fail::{Fail, EXIT_HTTP, EXIT_INTEGRITY, EXIT_NETWORK, EXIT_NOT_FOUND};
@@ -195,10 +197,10 @@ impl Check {
 
 /// Writes a download's body into its part file.
 struct PartFile<'a> {
-    part: &'a Path,
-    meta: &'a Path,
+    part: PathBuf,
+    meta: PathBuf,
     /// What the user asked for, for messages.
-    label: &'a str,
+    label: String,
     verbose: bool,
     progress: Progress,
     file: Option<File>,
@@ -215,13 +217,13 @@ struct PartFile<'a> {
     last_modified: Option<String>,
 }
 
-impl<'a> PartFile<'a> {
+impl PartFile<'_> {
     /// A sink for `part` (and its `meta`) with nothing written yet and no progress bar.
-    fn new(part: &'a Path, meta: &'a Path, label: &'a str, opts: &Options) -> Self {
+    fn new(part: PathBuf, meta: PathBuf, label: &str, opts: &Options) -> Self {
         Self {
             part,
             meta,
-            label,
+            label: label.to_owned(),
             verbose: opts.verbose,
             progress: Progress::new(label, false),
             file: None,
@@ -236,7 +238,7 @@ impl<'a> PartFile<'a> {
     }
 
     fn local(&self, e: &std::io::Error) -> Fail {
-        Fail::local(self.label, e)
+        Fail::local(&self.label, e)
     }
 }
 
@@ -253,7 +255,7 @@ impl Sink for PartFile<'_> {
         self.last_modified = text(s.response.last_modified);
         if self.probe && !matches!(s.plan, Plan::Complete) {
             return Err(Fail::local(
-                self.label,
+                &self.label,
                 &std::io::Error::other(
                     "already exists and is not the server's current version (use --force to replace it)",
                 ),
@@ -275,17 +277,17 @@ impl Sink for PartFile<'_> {
                 match s.validator.filter(|_| !small) {
                     Some(v) => {
                         self.meta_maybe = true;
-                        fs::write(self.meta, v)
+                        fs::write(&self.meta, v)
                     }
-                    None if self.meta_maybe => remove_if_present(self.meta),
+                    None if self.meta_maybe => remove_if_present(&self.meta),
                     None => Ok(()),
                 }
                 .map_err(|e| self.local(&e))?;
-                self.file = Some(open_part(self.part, true).map_err(|e| self.local(&e))?);
+                self.file = Some(open_part(&self.part, true).map_err(|e| self.local(&e))?);
                 (0, total)
             }
             Plan::Append { offset, total } => {
-                let file = open_part(self.part, false).map_err(|e| self.local(&e))?;
+                let file = open_part(&self.part, false).map_err(|e| self.local(&e))?;
                 let len = file.metadata().map_err(|e| self.local(&e))?.len();
                 if len != offset {
                     return Err(self.local(&std::io::Error::other(
@@ -301,7 +303,7 @@ impl Sink for PartFile<'_> {
             }
         };
         if let Some(expected) = s.digest {
-            self.check = Some(Check::start(expected, self.part, offset)?);
+            self.check = Some(Check::start(expected, &self.part, offset)?);
         }
         self.progress.begin(offset, total);
         Ok(())
@@ -310,7 +312,7 @@ impl Sink for PartFile<'_> {
     fn body(&mut self, data: &[u8]) -> Result<(), Fail> {
         if let Some(file) = &mut self.file {
             file.write_all(data)
-                .map_err(|e| Fail::local(self.label, &e))?;
+                .map_err(|e| Fail::local(&self.label, &e))?;
             if let Some(check) = &mut self.check {
                 check.hasher.update(data);
             }
@@ -395,6 +397,346 @@ fn with_suffix(dest: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Downloads a pipeline holds at once (sent up to `--pipeline` deep; the others wait their
+/// turn or a backoff).
+const SLOTS: usize = 32;
+
+/// One file to download, prepared (no network yet): where its body goes, and what its session
+/// is told.
+pub(crate) struct FileJob<'a> {
+    dest: PathBuf,
+    sink: PartFile<'a>,
+    /// A part left by an earlier run: its length and validator.
+    resume: Option<(u64, String)>,
+    /// `If-None-Match` and `If-Modified-Since` for a copy saved before.
+    copy: Option<(Option<String>, Option<String>)>,
+}
+
+impl<'a> FileJob<'a> {
+    /// Checks `dest` and any part an earlier run left (and says what it does with it).
+    ///
+    /// # Errors
+    /// A [`Fail`] when `dest` may not be written (it exists, or is a folder).
+    pub(crate) fn prepare(
+        opts: &Options,
+        dest: &Path,
+        label: &str,
+        make_dir: Option<&'a Path>,
+        copy: Option<(Option<&str>, Option<&str>)>,
+    ) -> Result<Self, Fail> {
+        let exists = |why: &str| Fail::local(label, &std::io::Error::other(why.to_owned()));
+        match fs::symlink_metadata(dest) {
+            Ok(m) if m.is_dir() => return Err(exists("is a folder here")),
+            Ok(_) if opts.force || copy.is_some() => {}
+            // `--continue` on a file that exists: a conditional request on its modification
+            // time (which the client set from `Last-Modified` when it saved it); 304 is
+            // success.
+            Ok(m) if opts.resume && m.is_file() => {
+                let date = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map(|d| format_http_date(d.as_secs()))
+                    .and_then(|d| String::from_utf8(d.to_vec()).ok());
+                return Ok(Self {
+                    dest: dest.to_path_buf(),
+                    sink: PartFile {
+                        probe: true,
+                        ..PartFile::new(PathBuf::new(), PathBuf::new(), label, opts)
+                    },
+                    resume: None,
+                    copy: Some((None, date)),
+                });
+            }
+            Ok(_) => return Err(exists("already exists (use --force to replace it)")),
+            Err(_) => {}
+        }
+        let part = with_suffix(dest, ".part");
+        let meta = with_suffix(dest, ".part.meta");
+        let mut resume = None;
+        let part_left = fs::symlink_metadata(&part);
+        if let Ok(m) = &part_left {
+            let v = fs::read_to_string(&meta).unwrap_or_default();
+            let v = v.trim();
+            if m.is_file() && !v.is_empty() && m.len() > 0 {
+                resume = Some((m.len(), v.to_owned()));
+                if !opts.resume && opts.verbose {
+                    eprintln!(
+                        "satchel-client: {label}: resuming from byte {} of the part an earlier run left ({})",
+                        m.len(),
+                        part.display()
+                    );
+                }
+            } else if opts.verbose {
+                eprintln!(
+                    "satchel-client: {label}: starting over: the part an earlier run left ({}) cannot be resumed",
+                    part.display()
+                );
+            }
+        }
+        let offset = resume.as_ref().map_or(0, |(offset, _)| *offset);
+        let sink = PartFile {
+            progress: Progress::new(label, opts.progress),
+            make_dir,
+            resumed_from: offset,
+            meta_maybe: part_left.is_ok(),
+            ..PartFile::new(part, meta, label, opts)
+        };
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        Ok(Self {
+            dest: dest.to_path_buf(),
+            sink,
+            // A resumed part asks with If-Range; the copy's validators would contradict it.
+            copy: copy
+                .filter(|_| resume.is_none())
+                .map(|(etag, date)| (owned(etag), owned(date))),
+            resume,
+        })
+    }
+
+    /// After the download: checks the digest, then saves the part under its name (or leaves
+    /// that to `batch`); a failure keeps a resumable part and says so, or removes bytes that
+    /// cannot be trusted.
+    fn complete(
+        mut self,
+        opts: &Options,
+        outcome: Result<(Saved, bool), Fail>,
+        batch: Option<&mut Batch>,
+    ) -> Result<Got, Fail> {
+        self.sink.progress.finish();
+        let label = self.sink.label.clone();
+        if self.sink.probe {
+            let (_, kept) = outcome?;
+            if !kept {
+                return Err(Fail::local(
+                    &label,
+                    &std::io::Error::other("already exists (use --force to replace it)"),
+                ));
+            }
+            if opts.verbose {
+                eprintln!("satchel-client: {label}: already complete");
+            }
+            return Ok(Got {
+                kept: true,
+                ..Got::default()
+            });
+        }
+        let result = self.save(opts, outcome, batch);
+        let (part, meta) = (&self.sink.part, &self.sink.meta);
+        match &result {
+            Err(f) if f.code == EXIT_INTEGRITY => {
+                // Bytes we cannot trust must not be resumed from later.
+                let _ = remove_if_present(part);
+                let _ = remove_if_present(meta);
+            }
+            Err(f) if f.code == EXIT_NETWORK => {
+                let kept = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+                if kept > 0 && meta.exists() {
+                    return Err(Fail::new(
+                        f.code,
+                        format!(
+                            "{f}; {} keeps {kept} bytes, and a rerun (or --continue) resumes it",
+                            part.display()
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        result
+    }
+
+    fn save(
+        &mut self,
+        opts: &Options,
+        outcome: Result<(Saved, bool), Fail>,
+        batch: Option<&mut Batch>,
+    ) -> Result<Got, Fail> {
+        let (saved, kept) = outcome?;
+        let sink = &mut self.sink;
+        let label = sink.label.as_str();
+        let got = Got {
+            kept,
+            etag: sink.etag.take(),
+            last_modified: sink.last_modified.take(),
+        };
+        if kept {
+            return Ok(got);
+        }
+        if let Some(check) = sink.check.take() {
+            if check.hasher.finalize().as_slice() != check.expected {
+                return Err(Fail::integrity(format!(
+                    "{label}: SHA-256 differs from the digest the server announced"
+                )));
+            }
+        }
+        let file = match sink.file.take() {
+            Some(file) => file,
+            None => open_part(&sink.part, false).map_err(|e| Fail::local(label, &e))?,
+        };
+        let mtime = got
+            .last_modified
+            .as_deref()
+            .and_then(|d| parse_http_date(d.as_bytes()))
+            .map(|secs| SystemTime::UNIX_EPOCH + StdDuration::from_secs(secs));
+        let meta = sink.meta_maybe.then_some(sink.meta.as_path());
+        finish(
+            file,
+            saved.len,
+            mtime,
+            label,
+            (&sink.part, meta, &self.dest),
+            batch,
+            opts.sync,
+        )?;
+        Ok(got)
+    }
+}
+
+/// A [`FileJob`]'s part to resume from, as the session takes it.
+fn resume_of(resume: &Option<(u64, String)>) -> Option<Resume<'_>> {
+    resume.as_ref().map(|(offset, validator)| Resume {
+        offset: *offset,
+        validator,
+    })
+}
+
+/// A [`FileJob`]'s conditional validators, as the session takes them.
+fn copy_of(
+    copy: &Option<(Option<String>, Option<String>)>,
+) -> Option<(Option<&str>, Option<&str>)> {
+    copy.as_ref()
+        .map(|(etag, date)| (etag.as_deref(), date.as_deref()))
+}
+
+/// The files of a [`Session::download_pipelined`], as the core's pipeline driver sees them.
+struct Piped<'p, 't, 'b, F, G> {
+    host: &'p str,
+    port: u16,
+    host_header: &'p str,
+    opts: &'p Options,
+    config: Config<'static>,
+    /// Each slot's file and its tag.
+    files: Vec<Option<(usize, FileJob<'t>)>>,
+    last_connect_error: Arc<Mutex<String>>,
+    next: F,
+    done: G,
+    batch: Option<&'b mut Batch>,
+}
+
+impl<'p, 't: 'p, F, G> Jobs<'p, SLOTS> for Piped<'p, 't, '_, F, G>
+where
+    F: FnMut() -> Option<(usize, &'t str, Result<FileJob<'t>, Fail>)>,
+    G: FnMut(usize, Result<Got, Fail>, Option<&mut Batch>),
+{
+    type Error = Fail;
+
+    fn refill(&mut self, pipeline: &mut Pipeline<'p, SLOTS>, now: Instant) {
+        while pipeline.has_room() {
+            let Some((tag, target, prepared)) = (self.next)() else {
+                return;
+            };
+            let file = match prepared {
+                Ok(file) => file,
+                Err(fail) => {
+                    (self.done)(tag, Err(fail), self.batch.as_deref_mut());
+                    continue;
+                }
+            };
+            let url = Url {
+                host: self.host,
+                port: self.port,
+                target,
+            };
+            let resume = resume_of(&file.resume);
+            let made = Download::new(url, self.host_header, self.config, resume, false, now);
+            let mut download = match made {
+                Ok(d) => d,
+                Err(e) => {
+                    (self.done)(
+                        tag,
+                        Err(Fail::usage(format!("{target}: {e}"))),
+                        self.batch.as_deref_mut(),
+                    );
+                    continue;
+                }
+            };
+            if let Some((etag, date)) = copy_of(&file.copy) {
+                download.set_conditional(etag, date);
+            }
+            if let Ok(slot) = pipeline.push(download) {
+                self.files[slot] = Some((tag, file));
+            }
+        }
+    }
+
+    fn start(&mut self, slot: usize, start: &Start<'_>) -> Result<(), Fail> {
+        match self.files.get_mut(slot).and_then(Option::as_mut) {
+            Some((_, file)) => file.sink.start(start),
+            None => Ok(()),
+        }
+    }
+
+    fn body(&mut self, slot: usize, data: &[u8]) -> Result<(), Fail> {
+        match self.files.get_mut(slot).and_then(Option::as_mut) {
+            Some((_, file)) => file.sink.body(data),
+            None => Ok(()),
+        }
+    }
+
+    fn retry(&mut self, slot: usize, retry: &Retry) {
+        if let Some((_, file)) = self.files.get_mut(slot).and_then(Option::as_mut) {
+            file.sink.retry(retry);
+        }
+    }
+
+    fn done(
+        &mut self,
+        slot: usize,
+        download: Download<'p>,
+        result: Result<Saved, DownloadError<Fail>>,
+    ) {
+        let Some((tag, file)) = self.files.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let last_connect_error = self
+            .last_connect_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        let outcome = download_outcome(
+            result,
+            &download,
+            (self.host, self.port, &last_connect_error),
+            self.opts.timeout,
+        );
+        if let Some(batch) = self.batch.as_deref_mut() {
+            batch.tag = tag;
+        }
+        let got = file.complete(self.opts, outcome, self.batch.as_deref_mut());
+        (self.done)(tag, got, self.batch.as_deref_mut());
+    }
+}
+
+/// What a download's end means for the caller: what it saved and whether the copy was kept
+/// (a 304), or the failure for the user.
+fn download_outcome(
+    result: Result<Saved, DownloadError<Fail>>,
+    download: &Download<'_>,
+    server: (&str, u16, &str),
+    timeout: Duration,
+) -> Result<(Saved, bool), Fail> {
+    let target = download.target();
+    result
+        .map_err(|e| match e {
+            DownloadError::Sink(fail) => fail,
+            DownloadError::Encode(e) => Fail::usage(format!("{target}: {e}")),
+            DownloadError::Session(e) => session_fail(&e, download, server, timeout),
+            _ => Fail::new(EXIT_NETWORK, "download failed"),
+        })
+        .map(|saved| (saved, download.not_modified()))
+}
+
 impl Session {
     /// A session with `host:port`; connects on first use.
     pub(crate) fn new(host: &str, port: u16, opts: Options) -> Self {
@@ -461,16 +803,18 @@ impl Session {
             tx: &mut self.tx,
             rx: &mut self.rx,
         };
-        net.download(&mut download, buffers, sink)
-            .map_err(|e| match e {
-                DownloadError::Sink(fail) => fail,
-                DownloadError::Encode(e) => Fail::usage(format!("{target}: {e}")),
-                DownloadError::Session(e) => {
-                    session_fail(&e, &download, net, self.port, self.opts.timeout)
-                }
-                _ => Fail::new(EXIT_NETWORK, "download failed"),
-            })
-            .map(|saved| (saved, download.not_modified()))
+        let result = net.download(&mut download, buffers, sink);
+        let last_connect_error = net
+            .last_connect_error()
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        download_outcome(
+            result,
+            &download,
+            (&self.host, self.port, &last_connect_error),
+            self.opts.timeout,
+        )
     }
 
     /// Downloads `target` into `dest` (see the module doc for the file protocol).
@@ -489,165 +833,60 @@ impl Session {
         label: &str,
         save: Save<'_>,
     ) -> Result<Got, Fail> {
-        let mut probe = false;
-        match fs::symlink_metadata(dest) {
-            Ok(m) if m.is_dir() => {
-                return Err(Fail::local(
-                    label,
-                    &std::io::Error::other("is a folder here"),
-                ))
-            }
-            Ok(_) if self.opts.force || save.copy.is_some() => {}
-            Ok(m) if self.opts.resume && m.is_file() => probe = true,
-            Ok(_) => {
-                return Err(Fail::local(
-                    label,
-                    &std::io::Error::other("already exists (use --force to replace it)"),
-                ))
-            }
-            Err(_) => {}
-        }
-        let part = with_suffix(dest, ".part");
-        let meta = with_suffix(dest, ".part.meta");
-        if probe {
-            return self.check_complete(target, dest, label);
-        }
-        let result = self.download_into(target, dest, &part, &meta, label, save);
-        match &result {
-            Err(f) if f.code == EXIT_INTEGRITY => {
-                // Bytes we cannot trust must not be resumed from later.
-                let _ = remove_if_present(&part);
-                let _ = remove_if_present(&meta);
-            }
-            Err(f) if f.code == EXIT_NETWORK => {
-                let kept = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-                if kept > 0 && meta.exists() {
-                    return Err(Fail::new(
-                        f.code,
-                        format!(
-                            "{f}; {} keeps {kept} bytes, and a rerun (or --continue) resumes it",
-                            part.display()
-                        ),
-                    ));
-                }
-            }
-            _ => {}
-        }
-        result
+        let mut file = FileJob::prepare(&self.opts, dest, label, save.make_dir, save.copy)?;
+        let FileJob {
+            sink, resume, copy, ..
+        } = &mut file;
+        let outcome = self.run(target, None, resume_of(resume), sink, copy_of(copy));
+        file.complete(&self.opts, outcome, save.batch)
     }
 
-    /// `--continue` on a file that exists: a conditional request on its modification time
-    /// (which the client set from `Last-Modified` when it saved it); 304 is success.
-    fn check_complete(&mut self, target: &str, dest: &Path, label: &str) -> Result<Got, Fail> {
-        let date = fs::metadata(dest)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map(|d| format_http_date(d.as_secs()))
-            .and_then(|d| String::from_utf8(d.to_vec()).ok());
-        let unused = Path::new("");
-        let mut sink = PartFile {
-            probe: true,
-            ..PartFile::new(unused, unused, label, &self.opts)
-        };
-        let (_, kept) = self.run(target, None, None, &mut sink, Some((None, date.as_deref())))?;
-        if !kept {
-            return Err(Fail::local(
-                label,
-                &std::io::Error::other("already exists (use --force to replace it)"),
-            ));
-        }
-        if self.opts.verbose {
-            eprintln!("satchel-client: {label}: already complete");
-        }
-        Ok(Got {
-            kept: true,
-            ..Got::default()
-        })
-    }
-
-    fn download_into(
+    /// Downloads files over one connection, pipelined `depth` requests deep (see the core's
+    /// `client::pipeline`): `next` hands out the next file (a tag, its target, and the file
+    /// prepared, or why it cannot be), `done` gets each file's result with its tag and the
+    /// batch its part went to (without a batch, each file is flushed and renamed on its own).
+    ///
+    /// # Errors
+    /// A [`Fail`] when the connection's poller cannot be made (nothing was fetched).
+    pub(crate) fn download_pipelined<'t>(
         &mut self,
-        target: &str,
-        dest: &Path,
-        part: &Path,
-        meta: &Path,
-        label: &str,
-        save: Save<'_>,
-    ) -> Result<Got, Fail> {
-        let mut validator = None;
-        let mut offset = 0;
-        let part_left = fs::symlink_metadata(part);
-        if let Ok(m) = &part_left {
-            let v = fs::read_to_string(meta).unwrap_or_default();
-            let v = v.trim();
-            if m.is_file() && !v.is_empty() && m.len() > 0 {
-                validator = Some(v.to_owned());
-                offset = m.len();
-                if !self.opts.resume && self.opts.verbose {
-                    eprintln!(
-                        "satchel-client: {label}: resuming from byte {offset} of the part an earlier run left ({})",
-                        part.display()
-                    );
-                }
-            } else if self.opts.verbose {
-                eprintln!(
-                    "satchel-client: {label}: starting over: the part an earlier run left ({}) cannot be resumed",
-                    part.display()
-                );
-            }
-        }
-        let resume = validator
-            .as_deref()
-            .map(|validator| Resume { offset, validator });
-        let mut sink = PartFile {
-            progress: Progress::new(label, self.opts.progress),
-            make_dir: save.make_dir,
-            resumed_from: offset,
-            meta_maybe: part_left.is_ok(),
-            ..PartFile::new(part, meta, label, &self.opts)
+        depth: usize,
+        next: impl FnMut() -> Option<(usize, &'t str, Result<FileJob<'t>, Fail>)>,
+        done: impl FnMut(usize, Result<Got, Fail>, Option<&mut Batch>),
+        batch: Option<&mut Batch>,
+    ) -> Result<(), Fail> {
+        let host = self.host.clone();
+        let host_header = self.host_header.clone();
+        let net = match &mut self.net {
+            Some(net) => net,
+            None => self
+                .net
+                .insert(Net::new(&self.host, self.port).map_err(|e| Fail::local("poll", &e))?),
         };
-        // A resumed part asks with If-Range; the copy's validators would contradict it.
-        let copy = save.copy.filter(|_| resume.is_none());
-        let result = self.run(target, None, resume, &mut sink, copy);
-        sink.progress.finish();
-        let (saved, kept) = result?;
-        let got = Got {
-            kept,
-            etag: sink.etag.take(),
-            last_modified: sink.last_modified.take(),
-        };
-        if kept {
-            return Ok(got);
-        }
-        if let Some(check) = sink.check.take() {
-            if check.hasher.finalize().as_slice() != check.expected {
-                return Err(Fail::integrity(format!(
-                    "{label}: SHA-256 differs from the digest the server announced"
-                )));
-            }
-        }
-        let file = match sink.file.take() {
-            Some(file) => file,
-            None => open_part(part, false).map_err(|e| Fail::local(label, &e))?,
-        };
-        let mtime = got
-            .last_modified
-            .as_deref()
-            .and_then(|d| parse_http_date(d.as_bytes()))
-            .map(|secs| SystemTime::UNIX_EPOCH + StdDuration::from_secs(secs));
-        let meta = sink.meta_maybe.then_some(meta);
-        let batch = save.batch;
-        finish(
-            file,
-            saved.len,
-            mtime,
-            label,
-            (part, meta, dest),
+        let mut jobs = Piped {
+            host: &host,
+            port: self.port,
+            host_header: &host_header,
+            opts: &self.opts,
+            config: Config {
+                timeout: self.opts.timeout,
+                retries: self.opts.retries,
+                head_capacity: self.rx.len(),
+                accept: None,
+            },
+            files: (0..SLOTS).map(|_| None).collect(),
+            last_connect_error: net.last_connect_error(),
+            next,
+            done,
             batch,
-            self.opts.sync,
-        )?;
-        Ok(got)
+        };
+        let mut pipeline: Box<Pipeline<'_, SLOTS>> = Box::new(Pipeline::new(depth));
+        let buffers = Buffers {
+            tx: &mut self.tx,
+            rx: &mut self.rx,
+        };
+        net.pipeline(&mut pipeline, buffers, &mut jobs);
+        Ok(())
     }
 
     /// Fetches a small text resource (a listing), following redirects; returns its body.
@@ -696,8 +935,7 @@ pub(crate) fn folder_target(target: &str) -> String {
 fn session_fail(
     e: &session::Error,
     download: &Download<'_>,
-    net: &Net,
-    port: u16,
+    (host, port, last_connect_error): (&str, u16, &str),
     timeout: Duration,
 ) -> Fail {
     let target = download.target();
@@ -719,13 +957,13 @@ fn session_fail(
             format!("{target}: is a folder on the server (use -r to mirror it)"),
         ),
         session::Error::Connect(_) => {
-            let why = match net.last_connect_error() {
+            let why = match last_connect_error {
                 "" => e.to_string(),
                 system => system.to_owned(),
             };
             Fail::new(
                 EXIT_NETWORK,
-                format!("cannot connect to {}:{port}: {why}", net.host()),
+                format!("cannot connect to {host}:{port}: {why}"),
             )
         }
         e if e.is_network() => Fail::new(EXIT_NETWORK, format!("{target}: {e}")),

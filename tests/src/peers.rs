@@ -126,7 +126,8 @@ impl Peer {
              error_log {err} warn;\n\
              events {{ worker_connections 64; }}\n\
              http {{\n\
-               access_log off;\n\
+               log_format pipe '$connection $connection_requests $pipe $request_uri';\n\
+               access_log {p}/access.log pipe;\n\
                default_type application/octet-stream;\n\
                client_body_temp_path {p}/body;\n\
                proxy_temp_path {p}/proxy;\n\
@@ -176,6 +177,15 @@ impl Peer {
             addr,
             _dir: Some(dir),
         })
+    }
+
+    /// nginx's access log so far: a line per request, `connection-serial requests-on-it
+    /// pipelined(p or .) target` (empty for another peer).
+    pub fn access_log(&self) -> String {
+        self._dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.path().join("access.log")).ok())
+            .unwrap_or_default()
     }
 
     /// The address it listens on.

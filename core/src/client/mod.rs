@@ -9,7 +9,8 @@
 //! resume    206/416/200 after a Range request -> Plan (append, restart, complete, refuse)
 //! target    URLs, request targets, redirects on the same server, safe local file names
 //! session   one download: redirects, retries with backoff, resume, timeouts (time is an input)
-//! nal       a blocking driver over embedded-nal's TcpClientStack, for an exchange or a session
+//! pipeline  download sessions sharing one connection, the next requests sent ahead
+//! nal       blocking drivers over embedded-nal's TcpClientStack: an exchange, a session, a pipeline
 //! ```
 //!
 //! [`Exchange`] ties head and body together for one request on a connection: feed it the bytes
@@ -29,6 +30,9 @@ pub mod head;
 pub mod nal;
 #[cfg(test)]
 mod pair;
+pub mod pipeline;
+#[cfg(test)]
+mod pipeline_pair;
 pub mod request;
 pub mod resume;
 pub mod session;
@@ -134,6 +138,9 @@ pub struct Exchange {
     decoder: BodyDecoder,
     keep_alive: bool,
     seen_bytes: bool,
+    /// Another request follows this one on the connection (a pipeline): bytes after the end
+    /// of this response are the next response, not a lie.
+    followed: bool,
 }
 
 impl Exchange {
@@ -148,7 +155,15 @@ impl Exchange {
             decoder: BodyDecoder::new(Framing::Empty),
             keep_alive: false,
             seen_bytes: false,
+            followed: false,
         }
+    }
+
+    /// Says another request was sent after this one on the same connection (a pipeline):
+    /// bytes after the end of this response then belong to the next one and are left
+    /// unconsumed, instead of being [`ExchangeError::TrailingBytes`].
+    pub fn set_followed(&mut self) {
+        self.followed = true;
     }
 
     /// Whether the response is complete.
@@ -225,7 +240,7 @@ impl Exchange {
                         return Ok((consumed, Event::Body(body)));
                     }
                 }
-                Phase::Done if rest.is_empty() => {
+                Phase::Done if rest.is_empty() || self.followed => {
                     return Ok((
                         consumed,
                         Event::Done {

@@ -18,6 +18,7 @@ use core::net::SocketAddr;
 
 use embedded_nal::{nb, TcpClientStack};
 
+use super::pipeline::{Action as PipelineAction, Event as PipelineEvent, Pipeline};
 use super::session::{
     self, Action, ConnectFailure, Download, Event, ResponseTimer, Retry, Saved, Start,
 };
@@ -316,13 +317,7 @@ where
     K: Sink,
     C: FnMut(&mut S, &mut W, Instant) -> Result<S::TcpSocket, ConnectFailure>,
 {
-    let mut io = Io {
-        tx: buffers.tx,
-        rx: buffers.rx,
-        sent: 0,
-        len: 0,
-        filled: 0,
-    };
+    let mut io = Io::new(buffers);
     let result = loop {
         let now = waiter.now();
         match session.poll(now) {
@@ -383,7 +378,17 @@ struct Io<'b> {
     filled: usize,
 }
 
-impl Io<'_> {
+impl<'b> Io<'b> {
+    fn new(buffers: Buffers<'b>) -> Self {
+        Self {
+            tx: buffers.tx,
+            rx: buffers.rx,
+            sent: 0,
+            len: 0,
+            filled: 0,
+        }
+    }
+
     /// Encodes the next request; nothing of it is sent and nothing of its answer received yet.
     fn load(&mut self, request: &Request<'_>) -> Result<(), super::EncodeError> {
         self.len = request.encode(self.tx)?;
@@ -460,6 +465,225 @@ fn feed<K: Sink>(
             Event::Start(start) => sink.start(&start)?,
             Event::Body(data) => sink.body(data)?,
         }
+    }
+}
+
+/// What a [`pipeline`] run saves, and where its downloads come from.
+pub trait Jobs<'a, const N: usize> {
+    /// The jobs' own error (e.g. a file write failing).
+    type Error;
+
+    /// Fills free slots with new downloads ([`Pipeline::push`]); called before every step.
+    fn refill(&mut self, pipeline: &mut Pipeline<'a, N>, now: Instant);
+
+    /// Called with each response `slot` saves, before its body (as [`Sink::start`]).
+    ///
+    /// # Errors
+    /// Any error ends that download (and the connection: the requests behind it are sent
+    /// again on a new one).
+    fn start(&mut self, slot: usize, start: &Start<'_>) -> Result<(), Self::Error>;
+
+    /// Called with each run of `slot`'s body data, in order.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    fn body(&mut self, slot: usize, data: &[u8]) -> Result<(), Self::Error>;
+
+    /// `slot`'s download is about to wait until `retry.at`.
+    fn retry(&mut self, slot: usize, retry: &Retry) {
+        let _ = (slot, retry);
+    }
+
+    /// `slot`'s download is over and out of the pipeline (the slot is free again).
+    fn done(
+        &mut self,
+        slot: usize,
+        download: Download<'a>,
+        result: Result<Saved, DownloadError<Self::Error>>,
+    );
+}
+
+/// The longest request head a [`pipeline`] expects to encode: the driver sends no new request
+/// while its send buffer has less room than this (and one at a time when it is smaller).
+pub const MAX_REQUEST: usize = super::target::MAX_TARGET + 2 * session::MAX_VALIDATOR + 1024;
+
+/// Runs a [`Pipeline`] over a [`TcpClientStack`] until `jobs` has no more downloads: the
+/// requests are sent ahead on one connection, up to the pipeline's depth, and the answers fed
+/// back in order; each download keeps every rule of its session. `buffers.tx` holds the
+/// requests not yet sent (best a few [`MAX_REQUEST`]s long), `buffers.rx` must be the
+/// sessions' [`Config::head_capacity`](session::Config) long. The connection is closed at the
+/// end.
+pub fn pipeline<'a, S, W, J, C, const N: usize>(
+    stack: &mut S,
+    waiter: &mut W,
+    socket: &mut Option<S::TcpSocket>,
+    mut connect: C,
+    pipeline: &mut Pipeline<'a, N>,
+    buffers: Buffers<'_>,
+    jobs: &mut J,
+) where
+    S: TcpClientStack,
+    W: Waiter,
+    J: Jobs<'a, N>,
+    C: FnMut(&mut S, &mut W, Instant) -> Result<S::TcpSocket, ConnectFailure>,
+{
+    let mut io = Io::new(buffers);
+    // Every byte in rx has been offered to the pipeline since the last receive.
+    let mut offered = true;
+    loop {
+        let now = waiter.now();
+        jobs.refill(pipeline, now);
+        if io.sent == io.len {
+            (io.sent, io.len) = (0, 0);
+        }
+        let room = io.tx.len() - io.len;
+        match pipeline.poll(now, room >= MAX_REQUEST) {
+            PipelineAction::Connect => {
+                close(stack, socket);
+                (io.sent, io.len, io.filled, offered) = (0, 0, 0, true);
+                let deadline = pipeline.poll_timeout().unwrap_or(now);
+                match connect(stack, waiter, deadline) {
+                    Ok(s) => {
+                        *socket = Some(s);
+                        pipeline.handle_connected(waiter.now());
+                    }
+                    Err(why) => pipeline.handle_connect_failed(waiter.now(), why),
+                }
+            }
+            PipelineAction::Send { slot, request } => {
+                let encoded = io.tx.get_mut(io.len..).map(|free| request.encode(free));
+                match encoded {
+                    Some(Ok(n)) => io.len += n,
+                    Some(Err(e)) => fail_slot(pipeline, jobs, slot, now, DownloadError::Encode(e)),
+                    None => fail_slot(
+                        pipeline,
+                        jobs,
+                        slot,
+                        now,
+                        DownloadError::Encode(super::EncodeError::BufferTooSmall),
+                    ),
+                }
+            }
+            PipelineAction::Receive if !offered => {
+                offered = true;
+                if let Err((slot, e)) = io.offer(pipeline, waiter.now(), jobs) {
+                    fail_slot(pipeline, jobs, slot, waiter.now(), DownloadError::Sink(e));
+                }
+            }
+            PipelineAction::Receive => {
+                let Some(sock) = socket.as_mut() else {
+                    pipeline.handle_broken(now);
+                    continue;
+                };
+                offered = !io.exchange(stack, sock, waiter, pipeline);
+            }
+            PipelineAction::Retry { slot, retry } => jobs.retry(slot, &retry),
+            PipelineAction::Wait(t) => {
+                close(stack, socket);
+                (io.sent, io.len, io.filled, offered) = (0, 0, 0, true);
+                waiter.wait(t);
+            }
+            PipelineAction::Done { slot, result } => {
+                if let Some(download) = pipeline.remove(slot, now) {
+                    jobs.done(slot, download, result.map_err(DownloadError::Session));
+                }
+            }
+            PipelineAction::Idle => break,
+        }
+    }
+    close(stack, socket);
+}
+
+/// Ends `slot`'s download with `error` (the connection goes with it).
+fn fail_slot<'a, J: Jobs<'a, N>, const N: usize>(
+    pipeline: &mut Pipeline<'a, N>,
+    jobs: &mut J,
+    slot: usize,
+    now: Instant,
+    error: DownloadError<J::Error>,
+) {
+    if let Some(download) = pipeline.remove(slot, now) {
+        jobs.done(slot, download, Err(error));
+    }
+}
+
+impl Io<'_> {
+    /// Sends what is waiting and receives what has come, reporting to the pipeline; parks
+    /// until its next deadline when the socket has nothing. Returns whether bytes arrived.
+    fn exchange<S: TcpClientStack, W: Waiter, const N: usize>(
+        &mut self,
+        stack: &mut S,
+        sock: &mut S::TcpSocket,
+        waiter: &mut W,
+        pipeline: &mut Pipeline<'_, N>,
+    ) -> bool {
+        let now = waiter.now();
+        let mut progress = false;
+        if let Some(out) = self.tx.get(self.sent..self.len).filter(|o| !o.is_empty()) {
+            match stack.send(sock, out) {
+                Ok(n) => {
+                    self.sent += n;
+                    progress = true;
+                }
+                Err(nb::Error::WouldBlock) => {}
+                Err(nb::Error::Other(_)) => {
+                    pipeline.handle_broken(now);
+                    return false;
+                }
+            }
+        }
+        // Receive even while requests wait to be sent: a server may stop reading until its
+        // answers are read.
+        let Some(space) = self.rx.get_mut(self.filled..).filter(|s| !s.is_empty()) else {
+            // Not reached: a head that does not fit rx ends its session first.
+            pipeline.handle_broken(now);
+            return false;
+        };
+        match stack.receive(sock, space) {
+            Ok(0) => pipeline.handle_eof(now),
+            Ok(n) => {
+                self.filled += n;
+                return true;
+            }
+            Err(nb::Error::WouldBlock) if progress => {}
+            Err(nb::Error::WouldBlock) => match pipeline.poll_timeout() {
+                Some(t) if now < t => waiter.wait(t),
+                _ => pipeline.handle_timeout(now),
+            },
+            Err(nb::Error::Other(_)) => pipeline.handle_broken(waiter.now()),
+        }
+        false
+    }
+
+    /// Feeds what was received to the pipeline (and what it saves to `jobs`); keeps the rest.
+    fn offer<'a, J: Jobs<'a, N>, const N: usize>(
+        &mut self,
+        pipeline: &mut Pipeline<'a, N>,
+        now: Instant,
+        jobs: &mut J,
+    ) -> Result<(), (usize, J::Error)> {
+        let mut used = 0usize;
+        let result = loop {
+            let input = self.rx.get(used..self.filled).unwrap_or_default();
+            let (n, event) = pipeline.handle_input(now, input);
+            used += n;
+            match event {
+                PipelineEvent::NeedMore => break Ok(()),
+                PipelineEvent::Start { slot, start } => {
+                    if let Err(e) = jobs.start(slot, &start) {
+                        break Err((slot, e));
+                    }
+                }
+                PipelineEvent::Body { slot, data } => {
+                    if let Err(e) = jobs.body(slot, data) {
+                        break Err((slot, e));
+                    }
+                }
+            }
+        };
+        self.rx.copy_within(used..self.filled, 0);
+        self.filled -= used;
+        result
     }
 }
 

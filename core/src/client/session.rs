@@ -587,6 +587,57 @@ impl<'a> Download<'a> {
         }
     }
 
+    /// Whether a request was sent and its response is not over yet.
+    pub fn is_receiving(&self) -> bool {
+        matches!(self.state, State::Receiving(_))
+    }
+
+    /// For a driver that shares one connection among sessions (a
+    /// [`Pipeline`](super::pipeline::Pipeline)): whether a connection is `open` that the next
+    /// request may use, and whether it has carried requests before (`reused`: a close before
+    /// any byte of the response is then a stale connection, tried again at once). Only a
+    /// session between tries (not receiving, connecting or done) takes it.
+    pub fn set_connection(&mut self, open: bool, reused: bool) {
+        if let State::Ready(_) = self.state {
+            self.connected = open;
+            self.reused = open && reused;
+        }
+    }
+
+    /// Another request was sent after this one on the connection: bytes after the end of this
+    /// response are the next response (see [`Exchange::set_followed`]).
+    pub fn handle_followed(&mut self) {
+        if let State::Receiving(r) = &mut self.state {
+            r.exchange.set_followed();
+        }
+    }
+
+    /// The response before this one on a pipelined connection is over, so this one's time
+    /// limits start now (not when its request was sent).
+    pub fn handle_front(&mut self, now: Instant) {
+        if let State::Receiving(r) = &mut self.state {
+            if !r.exchange.head_received() {
+                r.timer = ResponseTimer::new(now, self.config.timeout);
+            }
+        }
+    }
+
+    /// The request was sent but the connection ended before any byte of its response (the
+    /// server closed after answering earlier requests, RFC 9112 §9.3.2): it is sent again, on a
+    /// new connection, at once, and this counts as no retry. The request is a GET, so
+    /// repeating it is safe.
+    pub fn handle_unanswered(&mut self, now: Instant) {
+        if let State::Receiving(r) = &self.state {
+            self.connected = false;
+            if r.exchange.head_received() {
+                // Not unanswered after all: a response cut short.
+                self.fail(now, Error::Broken, None);
+            } else {
+                self.state = State::Ready(now);
+            }
+        }
+    }
+
     /// The connection asked for by [`Action::Connect`] is open.
     pub fn handle_connected(&mut self, now: Instant) {
         if let State::Connecting(_) = self.state {

@@ -12,6 +12,7 @@
 
 pub mod cache_ops;
 pub mod client;
+pub mod client_pipeline;
 pub mod connection;
 pub mod names;
 pub mod path;
@@ -34,6 +35,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("cache_ops", cache_ops::check),
     ("response_head", response_head::check),
     ("client", client::check),
+    ("client_pipeline", client_pipeline::check),
     ("names", names::check),
     ("proxy_header", proxy_header::check),
 ];

@@ -41,6 +41,9 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
     for (i, s) in client_seeds().into_iter().enumerate() {
         seeds.push(("client", format!("seed-{i:02}"), s));
     }
+    for (i, s) in client_pipeline_seeds().into_iter().enumerate() {
+        seeds.push(("client_pipeline", format!("seed-{i:02}"), s));
+    }
     for (i, (op, text)) in NAMES.iter().enumerate() {
         seeds.push(("names", format!("seed-{i:02}"), [&[*op][..], text].concat()));
     }
@@ -151,6 +154,45 @@ const RESPONSES: &[&[u8]] = &[
         b"HTTP/1.1 600 Beyond\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nX\0: y\r\n\r\n",
 ];
+
+/// `client_pipeline` inputs: the scenarios of `core/src/client/pipeline_pair.rs` (answers in
+/// order in any read size, a server closing after some answers with or without a word, a
+/// redirect and a `404` mid-line), and raw pipelined answers.
+fn client_pipeline_seeds() -> Vec<Vec<u8>> {
+    let mut seeds = Vec::new();
+    // (depth, reads, close after, announce, acts)
+    let cases: &[(u8, u8, u8, u8, &[u8])] = &[
+        (3, 255, 0, 0, &[0, 1, 0, 1]),
+        (3, 1, 0, 0, &[1, 0, 1, 0]),
+        (3, 60, 2, 1, &[]),
+        (3, 60, 2, 0, &[]),
+        (3, 200, 1, 0, &[1, 1, 1, 1, 1, 1]),
+        (3, 100, 0, 0, &[0, 2, 0, 0, 0]),
+        (3, 100, 3, 0, &[0, 3, 2, 0, 0]),
+        (0, 255, 0, 0, &[0, 0, 0, 0]),
+    ];
+    for &(depth, read, close_after, announce, acts) in cases {
+        let mut w = Writer::default();
+        w.u8(3);
+        for len in [300, 0, 1200, 77] {
+            w.u16(len);
+        }
+        w.u8(depth).u16(512).u8(read).u8(read / 2).u8(read).u8(7);
+        w.u8(1).u8(close_after).u8(announce).bytes(acts);
+        seeds.push(w.finish());
+    }
+    for raw in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdefHTTP/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 302 Found\r\nLocation: /a\r\nContent-Length: 0\r\n\r\nHTTP/1.1 503 Busy\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        let mut w = Writer::default();
+        w.u8(1).u16(3).u16(1).u16(0).u16(0).u8(1).u16(256);
+        w.u8(9).u8(30).u8(1).u8(255).u8(0).raw(raw);
+        seeds.push(w.finish());
+    }
+    seeds
+}
 
 /// (file length, asked from, framing, bare LF, interim, corruption kind).
 type ClientCase = (u16, Option<u16>, u8, u8, u8, u8);
