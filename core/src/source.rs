@@ -46,9 +46,11 @@ pub enum SourceError {
     /// [`Ticket`]). Only the `_waiting` methods answer it.
     Pending(Ticket),
     /// Answering would mean waiting, and the source started nothing: from
-    /// [`FileSource::probe`] only, where it sends the connection straight on to
+    /// [`FileSource::probe`], where it sends the connection straight on to
     /// [`FileSource::open_waiting`] (the probe only validates a cached entry, and a source
-    /// that knows the cache holds nothing under the path need not look).
+    /// that knows the cache holds nothing under the path need not look); and from
+    /// [`FileSource::read_at`] of a file still streaming in, whose bytes at the offset have
+    /// not arrived (the response sends nothing until they do).
     WouldBlock,
     /// The file comes from an upstream server, which could not deliver it (see
     /// [`UpstreamError`]): the server answers `502 Bad Gateway`, or `504 Gateway Timeout`
@@ -70,7 +72,8 @@ pub enum UpstreamError {
     BadAnswer,
     /// Upstream answered an error status (other than `404`, which is passed on as not found).
     Status(StatusCode),
-    /// The file is larger than the fetch buffer: never served truncated.
+    /// The body, of unannounced length (chunked, or ended by closing), overflows the fetch
+    /// buffer: never served truncated (a larger body with a `Content-Length` streams).
     TooLarge,
     /// The path is too long to be fetched.
     PathTooLong,
@@ -225,6 +228,13 @@ pub trait FileSource {
         true
     }
 
+    /// The server is done with `file`: its response ended, was cut short, or sent no body
+    /// (`HEAD`, `304`). A source streaming the file from elsewhere stops fetching it; the
+    /// default does nothing.
+    fn close(&self, file: &Self::File) {
+        let _ = file;
+    }
+
     /// The metadata of an open file as it is now (`fstat` on the host).
     ///
     /// The server compares it with what `open` reported after reading a file into the cache,
@@ -237,7 +247,9 @@ pub trait FileSource {
     /// Reads up to `buf.len()` bytes at `offset`; `Ok(0)` means the end of the file.
     ///
     /// # Errors
-    /// [`SourceError::Io`] on a read failure.
+    /// [`SourceError::Io`] on a read failure; [`SourceError::WouldBlock`] from a source that
+    /// streams the file and has not received the bytes at `offset` yet (the response waits
+    /// for them).
     fn read_at(&self, file: &Self::File, offset: u64, buf: &mut [u8])
         -> Result<usize, SourceError>;
 

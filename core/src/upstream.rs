@@ -28,15 +28,40 @@
 //! # Bounded
 //!
 //! One fetch at a time, its body in a fixed `BODY`-byte buffer, from which the connection fills
-//! the cache (the cache's `max_entry_bytes` should be `BODY`). A larger file is refused with
-//! [`UpstreamError::TooLarge`] (a `502` saying so), never sent truncated. Upstream's `404` is
-//! passed on as not found; any other failure is a `502`, or a `504` for a timeout.
+//! the cache (the cache's `max_entry_bytes` should be `BODY`). Upstream's `404` is passed on as
+//! not found; any other failure is a `502`, or a `504` for a timeout.
+//!
+//! # Larger files stream
+//!
+//! A `200` whose `Content-Length` exceeds `BODY` is not buffered: [`Upstream::begin`] turns
+//! the buffer into a ring, [`Upstream::poll_ready`] names the ticket at once, and the waiting
+//! request opens the file ([`EdgeFile::Streamed`], with upstream's length, never cached:
+//! `Cache-Status: satchel; fwd=bypass`). The connection reads it in order as it arrives
+//! (`read_at` answers [`SourceError::WouldBlock`] until the bytes are in), and the driver
+//! appends only as far as [`Upstream::room`] allows: upstream is read no faster than the
+//! client takes the bytes, and the buffer never holds more than `BODY` of them.
+//!
+//! - Upstream dies or times out mid-body: the bytes received are sent, then `read_at` fails
+//!   and the server aborts the connection before its `Content-Length`: never padded, never a
+//!   response that ends cleanly short.
+//! - One reader: another request for the file while it streams waits for a fetch of its own
+//!   (the slot frees when the reader is done).
+//! - `HEAD`, a `304` and a `416` answer from upstream's head and read nothing; the server's
+//!   [`FileSource::close`] lets the fetch go at once. A `Range` is answered `206` from the
+//!   full upstream body, the bytes before the range skipped as they arrive (the fetch is let
+//!   go once the range is sent).
+//! - The ETag clients see names upstream's strong ETag (or, without one, this fetch only:
+//!   a client's validator then never matches, so it gets the whole file).
+//! - A body of unannounced length (chunked, or ended by closing) longer than `BODY` is
+//!   [`UpstreamError::TooLarge`], a `502` saying so: a response needs its length before its
+//!   first byte, and a server never sends a body that looks complete but is not.
 //!
 //! Requests for other paths while a fetch runs wait under a retry ticket and try again when
 //! it ends. The requests waiting for a fetch are answered (and the cache filled) in the round
 //! of the driver's loop in which it ends; its body stays readable until the next fetch is
 //! asked for (a response the cache could not store streams from it meanwhile, and is cut short
-//! if the next fetch takes the buffer first).
+//! if the next fetch takes the buffer first). A streamed body keeps the slot until its reader
+//! is done (the server's send timeout bounds a stalled one).
 
 use core::cell::RefCell;
 
@@ -67,6 +92,9 @@ pub enum EdgeFile<F> {
     Local(F),
     /// Fetched from upstream under this ticket; readable while the fetch's body is kept.
     Fetched(Ticket),
+    /// Streaming from upstream under this ticket (larger than the fetch buffer): read once,
+    /// in order, as it arrives; never cached.
+    Streamed(Ticket),
 }
 
 /// How a fetch ended, as the driver reports it to [`Upstream::finish`].
@@ -145,6 +173,28 @@ enum Phase {
     Done { outcome: Outcome, announced: bool },
 }
 
+/// A fetch whose body is larger than the buffer: the buffer is a ring between the driver,
+/// which appends as far as [`Upstream::room`] allows, and the one connection reading it.
+/// The byte at file offset `o` sits at `body[o % BODY]`; the ring holds `base..filled`.
+#[derive(Debug, Clone, Copy)]
+struct Stream {
+    /// The length upstream announced (the response's `Content-Length`).
+    total: u64,
+    /// Body bytes received so far.
+    filled: u64,
+    /// The reader's position: bytes before it are done with (a range's first byte skips the
+    /// bytes before it as they arrive).
+    base: u64,
+    /// The version's stamp (upstream's strong ETag hashed, else its date and the ticket).
+    stamp: u64,
+    /// Named to the waiting requests by [`Upstream::poll_ready`].
+    announced: bool,
+    /// A connection opened it (one may: a second request waits for a fetch of its own).
+    claimed: bool,
+    /// The connection let it go ([`FileSource::close`]).
+    released: bool,
+}
+
 /// What is known of a file fetched before: the version it was cached under and its ETag.
 #[derive(Debug, Clone, Copy)]
 struct Known {
@@ -196,6 +246,8 @@ struct State<const BODY: usize, const KNOWN: usize> {
     /// Where a request for another path than the fetch's waits: named by `poll_ready` once
     /// the fetch is over.
     retry: Option<Ticket>,
+    /// The fetch's body streams through the buffer (it is larger).
+    stream: Option<Stream>,
     known: [Known; KNOWN],
     next_known: usize,
 }
@@ -216,19 +268,95 @@ impl<const BODY: usize, const KNOWN: usize> State<BODY, KNOWN> {
             .find(|k| k.path_len > 0 && k.path() == path)
     }
 
-    /// The metadata of the fetched body (its version hashes the ETag and the bytes).
+    /// The metadata of the fetched body (its version hashes the ETag and the bytes), or of
+    /// the streamed one (upstream's length; see [`Stream::stamp`]).
     fn fetched_meta(&self) -> Metadata {
         let body = self.body.get(..self.body_len).unwrap_or_default();
         let etag = self.etag.get(..self.etag_len).unwrap_or_default();
+        let (len, stamp) = match self.stream {
+            Some(s) => (s.total, s.stamp),
+            None => (self.body_len as u64, fnv1a(fnv1a(FNV_OFFSET, etag), body)),
+        };
         Metadata {
             kind: FileKind::File,
             version: FileVersion {
-                len: self.body_len as u64,
-                stamp: fnv1a(fnv1a(FNV_OFFSET, etag), body),
+                len,
+                stamp,
                 id: UPSTREAM_ID,
             },
             modified: self.modified,
         }
+    }
+
+    /// The stream of `ticket`'s fetch, if its body streams.
+    fn stream_of(&mut self, ticket: Ticket) -> Option<&mut Stream> {
+        match self.ticket == ticket {
+            true => self.stream.as_mut(),
+            false => None,
+        }
+    }
+
+    /// Whether a connection still reads the stream: the fetch slot stays taken (the next
+    /// fetch would overwrite the bytes it has yet to send).
+    fn streaming(&self) -> bool {
+        self.stream.is_some_and(|s| s.claimed && !s.released)
+    }
+
+    /// Reads the streamed body at `offset` (see [`FileSource::read_at`]).
+    fn read_stream(
+        &mut self,
+        ticket: Ticket,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, SourceError> {
+        let over = self.phase != Phase::Running;
+        let Some(s) = self.stream_of(ticket) else {
+            return Err(SourceError::Io);
+        };
+        // Gone (read before, and the ring moved on), or let go.
+        if offset < s.base || s.released {
+            return Err(SourceError::Io);
+        }
+        s.base = offset;
+        let held = s.filled.saturating_sub(offset);
+        if held == 0 {
+            return match (offset >= s.total, over) {
+                (true, _) => Ok(0),
+                // The fetch ended short (failed): what follows never comes.
+                (false, true) => Err(SourceError::Io),
+                (false, false) => Err(SourceError::WouldBlock),
+            };
+        }
+        let n = usize::try_from(held).map_or(buf.len(), |h| h.min(buf.len()));
+        let at = (offset % BODY as u64) as usize;
+        let first = n.min(BODY - at);
+        buf[..first].copy_from_slice(&self.body[at..at + first]);
+        buf[first..n].copy_from_slice(&self.body[..n - first]);
+        Ok(n)
+    }
+
+    /// Appends streamed body bytes (the driver keeps within [`Upstream::room`]); bytes before
+    /// the reader's position are skipped.
+    fn append_stream(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        let Some(s) = self.stream.as_mut() else {
+            return Err(UpstreamError::Broken);
+        };
+        let n = bytes.len() as u64;
+        let end = s.filled + n;
+        if end > s.base + BODY as u64 || end > s.total {
+            return Err(UpstreamError::BadAnswer);
+        }
+        let skip = usize::try_from(s.base.saturating_sub(s.filled))
+            .map_or(bytes.len(), |k| k.min(bytes.len()));
+        let mut at = ((s.filled + skip as u64) % BODY as u64) as usize;
+        s.filled = end;
+        for chunk in bytes[skip..].chunks(BODY) {
+            let first = chunk.len().min(BODY - at);
+            self.body[at..at + first].copy_from_slice(&chunk[..first]);
+            self.body[..chunk.len() - first].copy_from_slice(&chunk[first..]);
+            at = (at + chunk.len()) % BODY;
+        }
+        Ok(())
     }
 
     /// Remembers the fetched file's ETag and version for the next request's revalidation.
@@ -273,7 +401,8 @@ fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
 }
 
 /// A local source in front of an upstream HTTP server, with the site's cache `C` (see the
-/// [module docs](self)). `BODY`: the largest file fetched; `KNOWN`: how many fetched files'
+/// [module docs](self)). `BODY`: the largest file fetched and cached (a larger one streams through the buffer);
+/// `KNOWN`: how many fetched files'
 /// ETags are kept for revalidation (the cache's entry count).
 pub struct Upstream<'c, L, C, const BODY: usize, const KNOWN: usize> {
     local: L,
@@ -303,6 +432,7 @@ impl<'c, L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>
                 body_len: 0,
                 held: None,
                 retry: None,
+                stream: None,
                 known: [Known::EMPTY; KNOWN],
                 next_known: 0,
             }),
@@ -341,9 +471,14 @@ impl<'c, L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>
     /// The `200` for `ticket` starts: `total` is its announced length, `etag` and
     /// `last_modified` its validators.
     ///
+    /// A body longer than `BODY` streams: [`poll_ready`](Self::poll_ready) names the ticket
+    /// at once, the waiting request opens the file and reads the body as it arrives, and the
+    /// driver appends only as far as [`room`](Self::room) allows (the client's pace).
+    ///
     /// # Errors
-    /// [`UpstreamError::TooLarge`] when `total` exceeds `BODY`: the driver ends the fetch
-    /// (and reports it failed).
+    /// [`UpstreamError::TooLarge`] when the length is not announced (chunked, or ended by
+    /// closing) and the body turns out longer than `BODY` in [`append`](Self::append): a
+    /// response needs its length before its first byte.
     pub fn begin(
         &self,
         ticket: Ticket,
@@ -352,24 +487,71 @@ impl<'c, L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>
         last_modified: Option<&[u8]>,
     ) -> Result<(), UpstreamError> {
         let mut st = self.running(ticket)?;
-        if total.is_some_and(|t| t > BODY as u64) {
-            return Err(UpstreamError::TooLarge);
-        }
         st.body_len = 0;
         // A tag too long to keep is not kept: the next request asks unconditionally.
         let tag = etag.filter(|t| t.len() <= MAX_ETAG).unwrap_or_default();
         st.etag[..tag.len()].copy_from_slice(tag);
         st.etag_len = tag.len();
         st.modified = last_modified.and_then(parse_http_date);
+        if let Some(total) = total.filter(|&t| t > BODY as u64) {
+            // The version clients see (the ETag the server makes of it): upstream's strong
+            // ETag names these bytes; without one, its date and this fetch's ticket, which
+            // matches no earlier fetch's (a client's validator then never matches: a full 200).
+            let stamp = match tag {
+                t if !t.is_empty() && !t.starts_with(b"W/") => fnv1a(FNV_OFFSET, t),
+                _ => fnv1a(
+                    fnv1a(FNV_OFFSET, &ticket.0.to_le_bytes()),
+                    &st.modified.unwrap_or(0).to_le_bytes(),
+                ),
+            };
+            st.stream = Some(Stream {
+                total,
+                filled: 0,
+                base: 0,
+                stamp: fnv1a(stamp, &total.to_le_bytes()),
+                announced: false,
+                claimed: false,
+                released: false,
+            });
+            // The copy cached before (if any) is not the current version.
+            let (path, len) = (st.path, st.path_len);
+            st.forget(&path[..len]);
+        }
         Ok(())
+    }
+
+    /// How many body bytes [`append`](Self::append) takes now for `ticket`: unbounded for a
+    /// body that fits the buffer, the ring's free room for a streamed one (none until its
+    /// reader takes bytes: the driver stops reading from upstream meanwhile).
+    ///
+    /// # Errors
+    /// The fetch is no longer wanted: its reader let the stream go (or the fetch is not
+    /// running). The driver ends it.
+    pub fn room(&self, ticket: Ticket) -> Result<usize, UpstreamError> {
+        let Ok(mut st) = self.running(ticket) else {
+            return Err(UpstreamError::Broken);
+        };
+        match st.stream_of(ticket) {
+            None => Ok(usize::MAX),
+            Some(s) if s.released => Err(UpstreamError::Broken),
+            Some(s) => {
+                let room = (s.base + BODY as u64).saturating_sub(s.filled);
+                Ok(usize::try_from(room).unwrap_or(usize::MAX))
+            }
+        }
     }
 
     /// Body bytes of the `200` for `ticket`.
     ///
     /// # Errors
-    /// [`UpstreamError::TooLarge`] when they overflow `BODY`.
+    /// [`UpstreamError::TooLarge`] when they overflow `BODY` (a body of unannounced length);
+    /// [`UpstreamError::BadAnswer`] when a streamed body's exceed [`room`](Self::room) or its
+    /// announced length.
     pub fn append(&self, ticket: Ticket, bytes: &[u8]) -> Result<(), UpstreamError> {
         let mut st = self.running(ticket)?;
+        if st.stream.is_some() {
+            return st.append_stream(bytes);
+        }
         let start = st.body_len;
         let end = start
             .checked_add(bytes.len())
@@ -386,6 +568,8 @@ impl<'c, L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>
             return;
         };
         match outcome {
+            // Streamed: not kept (its reader holds the slot until it is done).
+            Outcome::Fetched if st.stream.is_some() => {}
             Outcome::Fetched => {
                 st.remember();
                 st.held = Some(ticket);
@@ -409,6 +593,10 @@ impl<'c, L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>
     /// another path are named (they try again, and one of them starts the next fetch).
     pub fn poll_ready(&self) -> Option<Ticket> {
         let mut st = self.state.try_borrow_mut().ok()?;
+        if let Some(s) = st.stream.as_mut().filter(|s| !s.announced) {
+            s.announced = true;
+            return Some(st.ticket);
+        }
         match st.phase {
             Phase::Done {
                 outcome,
@@ -420,6 +608,8 @@ impl<'c, L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>
                 };
                 Some(st.ticket)
             }
+            // A connection still sends the streamed body from the buffer.
+            Phase::Done { .. } if st.streaming() => None,
             Phase::Done { .. } | Phase::Idle => {
                 st.phase = Phase::Idle;
                 st.retry.take()
@@ -463,6 +653,7 @@ impl<'c, L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>
         st.etag_len = 0;
         st.body_len = 0;
         st.held = None;
+        st.stream = None;
         st.modified = None;
         st.phase = Phase::Ordered;
         SourceError::Pending(ticket)
@@ -479,7 +670,24 @@ impl<'c, L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>
         }
         let mut st = self.state.try_borrow_mut().map_err(|_| SourceError::Io)?;
         let mine = wait.is_some_and(|t| t == st.ticket) && st.path() == path;
-        match st.phase {
+        let phase = st.phase;
+        if let Some(s) = st.stream.as_mut().filter(|s| mine && !s.claimed) {
+            // Streaming: the first request opens it; upstream's failure before that is its
+            // answer. Another request for it waits below for a fetch of its own.
+            match phase {
+                Phase::Running => {
+                    s.claimed = true;
+                    return Ok((EdgeFile::Streamed(st.ticket), st.fetched_meta()));
+                }
+                Phase::Done {
+                    outcome: Outcome::Failed(e),
+                    ..
+                } => return Err(SourceError::Upstream(e)),
+                _ => {}
+            }
+        }
+        match phase {
+            _ if st.stream.is_some() => {}
             Phase::Done { outcome, .. } if mine => match outcome {
                 Outcome::Fetched => return Ok((EdgeFile::Fetched(st.ticket), st.fetched_meta())),
                 Outcome::NotModified => {
@@ -503,8 +711,10 @@ impl<'c, L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>
             // path may join): wait for it.
             Phase::Ordered | Phase::Running if mine => return Err(SourceError::Pending(st.ticket)),
             Phase::Ordered if st.path() == path => return Err(SourceError::Pending(st.ticket)),
-            Phase::Idle => return Err(self.order(&mut st, path)),
             _ => {}
+        }
+        if phase == Phase::Idle {
+            return Err(self.order(&mut st, path));
         }
         // The fetch slot is taken (by another path, or by a fetch that may have been
         // answered before this request was sent): wait for the retry.
@@ -562,8 +772,23 @@ impl<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize> File
     /// Local files are not copied into the cache (they are already at hand); fetched ones are.
     fn cacheable(&self, file: &Self::File) -> bool {
         match file {
-            EdgeFile::Local(_) => false,
+            EdgeFile::Local(_) | EdgeFile::Streamed(_) => false,
             EdgeFile::Fetched(_) => true,
+        }
+    }
+
+    /// A streamed file let go: its fetch ends (the driver sees [`Upstream::room`] fail).
+    fn close(&self, file: &Self::File) {
+        match file {
+            EdgeFile::Local(f) => self.local.close(f),
+            EdgeFile::Fetched(_) => {}
+            EdgeFile::Streamed(t) => {
+                if let Ok(mut st) = self.state.try_borrow_mut() {
+                    if let Some(s) = st.stream_of(*t) {
+                        s.released = true;
+                    }
+                }
+            }
         }
     }
 
@@ -573,6 +798,13 @@ impl<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize> File
             EdgeFile::Fetched(t) => {
                 let st = self.state.try_borrow().map_err(|_| SourceError::Io)?;
                 match st.held == Some(*t) {
+                    true => Ok(st.fetched_meta()),
+                    false => Err(SourceError::Io),
+                }
+            }
+            EdgeFile::Streamed(t) => {
+                let st = self.state.try_borrow().map_err(|_| SourceError::Io)?;
+                match st.ticket == *t && st.stream.is_some() {
                     true => Ok(st.fetched_meta()),
                     false => Err(SourceError::Io),
                 }
@@ -601,6 +833,11 @@ impl<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize> File
                 buf[..n].copy_from_slice(&body[start..start + n]);
                 Ok(n)
             }
+            EdgeFile::Streamed(t) => self
+                .state
+                .try_borrow_mut()
+                .map_err(|_| SourceError::Io)?
+                .read_stream(*t, offset, buf),
         }
     }
 
@@ -748,6 +985,10 @@ pub(crate) mod tests {
         starts: Vec<Instant>,
         /// The driver's clock.
         now: Instant,
+        /// The most body bytes one pump sends (a slow client's socket takes few).
+        chunk: usize,
+        /// The response was cut short (the driver aborted the connection).
+        aborted: bool,
     }
 
     impl Client {
@@ -759,6 +1000,8 @@ pub(crate) mod tests {
                 log: Vec::new(),
                 starts: Vec::new(),
                 now: Instant::from_millis(1),
+                chunk: usize::MAX,
+                aborted: false,
             }
         }
 
@@ -776,12 +1019,27 @@ pub(crate) mod tests {
                     }
                 }
                 while let Some(tx) = self.conn.poll_transmit() {
-                    let mut buf = std::vec![0u8; tx.len() as usize];
-                    let n = tx.copy_to(site, &mut buf).unwrap();
+                    let len = tx.head.len() + (tx.body.len() as usize).min(self.chunk);
+                    let mut buf = std::vec![0u8; len];
+                    let Ok(n) = tx.copy_to(site, &mut buf) else {
+                        // As a driver does: never a byte more.
+                        self.conn.abort();
+                        self.aborted = true;
+                        break;
+                    };
                     self.out.extend_from_slice(&buf[..n]);
+                    // Nothing to send yet (a stream waits for upstream): the next pump.
+                    let stalled = n == 0 && !tx.is_empty();
                     self.conn.transmitted(t, n);
-                    moved = true;
                     while self.conn.poll_event().is_some() {}
+                    if stalled {
+                        break;
+                    }
+                    if self.chunk < usize::MAX {
+                        // A slow client: one piece per pump.
+                        return;
+                    }
+                    moved = true;
                 }
                 if !moved {
                     break;
@@ -919,7 +1177,6 @@ pub(crate) mod tests {
     fn upstream_failures_are_502_or_504_with_a_reason_and_404_passes_through() {
         let site = site();
         let mut fake = Fake::default();
-        fake.put("big.bin", "\"b\"", &[3u8; BODY + 1]);
         let cases = [
             (
                 "/a.txt",
@@ -945,7 +1202,6 @@ pub(crate) mod tests {
                 "504",
                 "in time",
             ),
-            ("/big.bin", Answer::Serve, "502", "larger"),
             ("/chunked", Answer::Chunked, "502", "larger"),
             ("/missing", Answer::Serve, "404", "not found"),
         ];
@@ -1051,5 +1307,239 @@ pub(crate) mod tests {
         site.source.finish(again.ticket, Outcome::Fetched);
         round(site, &mut [&mut c]);
         assert_eq!(c.last().2, b"aaa\n");
+    }
+
+    /// Bytes that show any misplaced piece.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    /// How a streamed fetch went, seen from upstream's side.
+    struct Streamed {
+        /// Body bytes upstream sent.
+        sent: usize,
+        /// The most bytes sent but not yet sent on to the client.
+        most_ahead: usize,
+        /// Rounds in which the edge took less than upstream had (it waited for the client).
+        throttled: usize,
+        /// The edge let the fetch go before its end (its reader was done with it).
+        let_go: bool,
+    }
+
+    /// Upstream answers the order `c` waits for with `bytes` (their length announced), as
+    /// fast as the edge takes them (at most 700 bytes a round); `cut`: it dies after that many
+    /// bytes.
+    fn stream(site: &EdgeSite, c: &mut Client, bytes: &[u8], cut: Option<usize>) -> Streamed {
+        let order = site.source.take_order().expect("an order");
+        let t = order.ticket;
+        site.source
+            .begin(t, Some(bytes.len() as u64), Some(b"\"big\""), None)
+            .unwrap();
+        let mut st = Streamed {
+            sent: 0,
+            most_ahead: 0,
+            throttled: 0,
+            let_go: false,
+        };
+        let end = cut.unwrap_or(bytes.len());
+        let head = |c: &Client| {
+            let text = String::from_utf8_lossy(&c.out).into_owned();
+            text.find("\r\n\r\n").map_or(c.out.len(), |h| h + 4)
+        };
+        for _ in 0..100 * (bytes.len() / 100 + 1) {
+            round(site, &mut [&mut *c]);
+            let delivered = c.out.len() - head(c);
+            st.most_ahead = st.most_ahead.max(st.sent - delivered);
+            if st.sent == end {
+                break;
+            }
+            let Ok(room) = site.source.room(t) else {
+                st.let_go = true;
+                break;
+            };
+            let want = (end - st.sent).min(700);
+            let n = room.min(want);
+            if n < want {
+                st.throttled += 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            site.source.append(t, &bytes[st.sent..st.sent + n]).unwrap();
+            st.sent += n;
+        }
+        let outcome = match st.sent == bytes.len() {
+            true => Outcome::Fetched,
+            false => Outcome::Failed(UpstreamError::Broken),
+        };
+        site.source.finish(t, outcome);
+        for _ in 0..100 {
+            round(site, &mut [&mut *c]);
+        }
+        st
+    }
+
+    fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+    }
+
+    #[test]
+    fn a_file_larger_than_the_buffer_streams_byte_exact_and_is_never_cached() {
+        let site = site();
+        let bytes = pattern(5 * BODY + 123);
+        let mut c = Client::new(site);
+        c.pump(site, &get("/big.bin"));
+        let st = stream(site, &mut c, &bytes, None);
+        let (status, head, body) = c.last();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(header(&head, "Content-Length"), Some("10363"));
+        assert_eq!(cache_status(&head), Some("satchel; fwd=bypass"));
+        assert!(body == bytes, "byte for byte");
+        assert_eq!(c.log, [(200, Some(CacheStatus::Bypass))]);
+        assert!(st.most_ahead <= BODY, "never more than the buffer ahead");
+        assert!(!c.aborted && !c.conn.is_closed(), "kept alive");
+
+        // Not cached: asked again, it is fetched again, unconditionally, and streamed again.
+        let mut d = Client::new(site);
+        d.pump(site, &get("/big.bin"));
+        let order = site
+            .source
+            .state
+            .borrow()
+            .known(b"big.bin")
+            .map(|k| k.etag_len);
+        assert_eq!(order, None, "no ETag kept for a conditional fetch");
+        stream(site, &mut d, &bytes, None);
+        assert!(d.last().2 == bytes);
+        assert_eq!(d.log, [(200, Some(CacheStatus::Bypass))]);
+    }
+
+    #[test]
+    fn a_second_request_for_a_streaming_file_waits_for_a_fetch_of_its_own() {
+        let site = site();
+        let bytes = pattern(3 * BODY);
+        let (mut c, mut d) = (Client::new(site), Client::new(site));
+        c.pump(site, &get("/big.bin"));
+        let order = site.source.take_order().unwrap();
+        site.source
+            .begin(
+                order.ticket,
+                Some(bytes.len() as u64),
+                Some(b"\"big\""),
+                None,
+            )
+            .unwrap();
+        site.source.append(order.ticket, &bytes[..100]).unwrap();
+        round(site, &mut [&mut c]);
+        // c reads it; d asks while it streams: not for the same bytes (one reader).
+        d.pump(site, &get("/big.bin"));
+        assert!(d.conn.is_waiting() && d.conn.waiting_for() != Some(order.ticket));
+        round(site, &mut [&mut c, &mut d]);
+        assert!(d.conn.is_waiting() && site.source.take_order().is_none());
+        site.source.append(order.ticket, &bytes[100..]).unwrap_err();
+        site.source
+            .finish(order.ticket, Outcome::Failed(UpstreamError::Broken));
+        for _ in 0..4 {
+            round(site, &mut [&mut c, &mut d]);
+        }
+        assert!(c.aborted, "c saw upstream die");
+        assert!(
+            d.conn.is_waiting(),
+            "d waits for its own fetch, now ordered"
+        );
+        stream(site, &mut d, &bytes, None);
+        assert!(d.last().2 == bytes);
+    }
+
+    #[test]
+    fn a_slow_client_throttles_the_fetch() {
+        let site = site();
+        let bytes = pattern(4 * BODY + 7);
+        let mut c = Client::new(site);
+        c.chunk = 100;
+        c.pump(site, &get("/big.bin"));
+        let st = stream(site, &mut c, &bytes, None);
+        assert!(c.last().2 == bytes, "byte for byte");
+        assert!(
+            st.throttled > 10,
+            "upstream waited for the client ({} times)",
+            st.throttled
+        );
+        assert!(st.most_ahead <= BODY, "{} bytes ahead", st.most_ahead);
+    }
+
+    #[test]
+    fn upstream_dying_mid_body_cuts_the_client_short() {
+        let site = site();
+        let bytes = pattern(4 * BODY);
+        let mut c = Client::new(site);
+        c.pump(site, &get("/big.bin"));
+        let cut = 2 * BODY + 10;
+        let st = stream(site, &mut c, &bytes, Some(cut));
+        assert_eq!(st.sent, cut);
+        let (status, head, body) = c.last();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(header(&head, "Content-Length"), Some("8192"));
+        // Every byte upstream sent, then the connection closed: short, never padded.
+        assert!(body == bytes[..cut], "{} bytes", body.len());
+        assert!(c.aborted && c.conn.is_closed());
+        // The slot is free: the next file is fetched as usual.
+        let mut fake = Fake::default();
+        fake.put("ok.txt", "\"k\"", b"ok\n");
+        assert_eq!(
+            fetch(site, &mut fake, "/ok.txt", Answer::Serve).last().2,
+            b"ok\n"
+        );
+    }
+
+    #[test]
+    fn head_and_range_of_a_streamed_file() {
+        let site = site();
+        let bytes = pattern(3 * BODY + 1);
+        // HEAD: upstream's length, no body, and the fetch let go at once.
+        let mut c = Client::new(site);
+        c.pump(site, "HEAD /big.bin HTTP/1.1\r\nHost: edge\r\n\r\n");
+        let st = stream(site, &mut c, &bytes, None);
+        assert!(st.let_go && st.sent < bytes.len(), "sent {}", st.sent);
+        let text = String::from_utf8_lossy(&c.out).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("Content-Length: 6145\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "no body: {text}");
+        // A range: upstream sends the file from its start, the bytes before the range are
+        // skipped, and the fetch is let go once the range is sent.
+        let mut c = Client::new(site);
+        c.pump(
+            site,
+            "GET /big.bin HTTP/1.1\r\nHost: edge\r\nRange: bytes=5000-5099\r\n\r\n",
+        );
+        let st = stream(site, &mut c, &bytes, None);
+        let (status, head, body) = c.last();
+        assert_eq!(status, "HTTP/1.1 206 Partial Content");
+        assert_eq!(header(&head, "Content-Range"), Some("bytes 5000-5099/6145"));
+        assert!(body == bytes[5000..5100], "{body:?}");
+        assert!(st.let_go && st.sent < bytes.len(), "sent {}", st.sent);
+        assert!(!c.aborted);
+        // The ETag names upstream's: the next fetch of the same version matches it (a 304,
+        // nothing read); a new version upstream does not.
+        let etag = String::from(header(&head, "ETag").expect("an ETag"));
+        let conditional =
+            std::format!("GET /big.bin HTTP/1.1\r\nHost: edge\r\nIf-None-Match: {etag}\r\n\r\n");
+        let mut c = Client::new(site);
+        c.pump(site, &conditional);
+        let st = stream(site, &mut c, &bytes, None);
+        assert_eq!(c.last().0, "HTTP/1.1 304 Not Modified");
+        assert!(st.let_go && st.sent < bytes.len(), "sent {}", st.sent);
+        let mut c = Client::new(site);
+        c.pump(site, &conditional);
+        let order = site.source.take_order().unwrap();
+        site.source
+            .begin(order.ticket, Some(6145), Some(b"\"other\""), None)
+            .unwrap();
+        round(site, &mut [&mut c]);
+        assert!(
+            c.last().0 == "HTTP/1.1 200 OK",
+            "another version: the whole file"
+        );
     }
 }

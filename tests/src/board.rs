@@ -275,6 +275,29 @@ elif mode == "silent":
     threading.Thread(target=accept, daemon=True).start()
     print("listening", flush=True)
     sys.stdin.read()
+elif mode == "dying":
+    # dying HOST PORT LEN SENT: an upstream that answers one request with a 200 announcing
+    # LEN bytes, sends the first SENT of them (byte i is i * 7 % 251) and dies: it closes the
+    # connection mid-body.
+    l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((host, port))
+    l.listen(1)
+    l.settimeout(10)
+    print("listening", flush=True)
+    c, _ = l.accept()
+    c.settimeout(10)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = c.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    total, sent = int(sys.argv[4]), int(sys.argv[5])
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nETag: \"dying\"\r\n\r\n" % total
+    c.sendall(head + bytes(i * 7 % 251 for i in range(sent)))
+    c.close()
+    print("died", flush=True)
 elif mode == "ping":
     # ping HOST 0: one ICMP echo request; prints "reply" when the echo comes back.
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)

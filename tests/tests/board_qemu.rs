@@ -10,9 +10,11 @@
 //! Then the board as a caching edge: satchel-server in the namespace on the TAP's host side
 //! (`192.168.69.1:8080`, the board's configured upstream) serves a folder this test writes;
 //! through the board: a miss, then a hit revalidated upstream (its `304`), a change upstream
-//! served at once, a file too large for the board (`502` saying so), upstream's `404`,
-//! upstream stopped (`502` with a reason, flash still served), an upstream that never answers
-//! (`504`), and upstream started again.
+//! served at once, a file far larger than the board's fetch buffer streamed through byte for
+//! byte (SHA-256 compared; its HEAD and a range too), upstream's `404`, upstream stopped
+//! (`502` with a reason, flash still served), an upstream that never answers (`504`), one
+//! that dies mid-body (curl sees a short transfer, never success), and upstream started
+//! again.
 //!
 //! It needs root, `/dev/net/tun`, `ip`, `qemu-system-arm`, curl, python3 and the
 //! `thumbv7em-none-eabihf` target (or a built firmware in `SATCHEL_BOARD_ELF`); without them
@@ -21,6 +23,8 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
 
 use satchel_tests::board::{self, Helper, Qemu, Upstream, BOARD_IP, BOARD_PORT};
 use satchel_tests::smol::{
@@ -523,11 +527,9 @@ fn edge_checks(net: &TapNet, script: &Path, dir: &Path, qemu: &Qemu, upstream: U
     std::fs::create_dir_all(root.join("edge")).unwrap();
     let first = satchel_tests::content(1500, 7);
     std::fs::write(root.join("edge/a.txt"), &first).unwrap();
-    std::fs::write(
-        root.join("edge/too-big.bin"),
-        satchel_tests::content(FETCH_BODY + 1, 9),
-    )
-    .unwrap();
+    // Far larger than the board's fetch buffer (and its RAM).
+    let big = satchel_tests::content(32 * FETCH_BODY + 17, 9);
+    std::fs::write(root.join("edge/big.bin"), &big).unwrap();
 
     let body = dir.join("edge-body");
     let headers = dir.join("edge-headers");
@@ -592,17 +594,62 @@ fn edge_checks(net: &TapNet, script: &Path, dir: &Path, qemu: &Qemu, upstream: U
     assert!(bytes == second, "the new bytes, cached");
     assert_eq!(cache_status(&h), "satchel; hit", "{h}");
 
-    // Too large for the board: a 502 that says so, never a truncated body.
-    let (status, bytes, h) = get("/edge/too-big.bin");
-    assert_eq!(status, "502", "{h}");
-    let text = String::from_utf8_lossy(&bytes);
-    assert!(text.contains("larger"), "{text}");
+    // Larger than the fetch buffer: streamed from upstream through the board at curl's pace,
+    // byte for byte, never cached (`bypass` both times).
+    for n in 1..=2 {
+        let (status, bytes, h) = get("/edge/big.bin");
+        assert_eq!(status, "200", "{h}");
+        let len = big.len().to_string();
+        assert_eq!(header(&h, "content-length"), Some(len.as_str()), "{h}");
+        assert_eq!(
+            Sha256::digest(&bytes),
+            Sha256::digest(&big),
+            "streamed bytes ({} of {})",
+            bytes.len(),
+            big.len()
+        );
+        assert_eq!(cache_status(&h), "satchel; fwd=bypass", "{h}");
+        let line = wait_log_line(qemu, "192.168.69.1 GET /edge/big.bin ", n);
+        assert!(
+            line.contains(" 200 ") && line.contains(" bypass ") && line.ends_with(" complete"),
+            "{line}"
+        );
+    }
+    // HEAD: upstream's length, no body; the fetch slot comes back (the next file is served).
+    let (code, out) = curl(net, &["-sI", &url("/edge/big.bin")]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert_eq!(
+        header(&out, "content-length"),
+        Some(big.len().to_string().as_str())
+    );
+    let (_, bytes, h) = get("/edge/a.txt");
+    assert!(bytes == second, "{h}");
+    // A range: exactly its bytes (the board skips upstream's bytes before it).
+    let _ = std::fs::remove_file(&body);
+    let (code, out) = curl(
+        net,
+        &[
+            "-r",
+            "70000-70999",
+            "-o",
+            body.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+            &url("/edge/big.bin"),
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "206"));
+    assert!(std::fs::read(&body).unwrap() == big[70000..71000]);
     // Not upstream either: its 404.
     assert_eq!(status_of(net, &[&url("/edge/none.txt")]), "404");
 
+    // Upstream killed mid-stream: curl gets a prefix of the file and a connection that ends
+    // before Content-Length, never success.
+    killed_mid_stream(net, dir, upstream);
+
     // Upstream stopped: a clear 502 (refused) or 504, quickly (curl's 10 s limit), with a
     // reason; the flash files are still served.
-    upstream.stop();
     let (status, bytes, h) = get("/edge/a.txt");
     assert!(status == "502" || status == "504", "{status}: {h}");
     let text = String::from_utf8_lossy(&bytes);
@@ -625,6 +672,46 @@ fn edge_checks(net: &TapNet, script: &Path, dir: &Path, qemu: &Qemu, upstream: U
     assert_eq!(get("/hello.txt").0, "200");
     drop(silent);
 
+    // An upstream that dies mid-body: curl gets the bytes upstream sent and a connection that
+    // ends before Content-Length (a short transfer, never success, never padding).
+    let (total, sent) = (20 * FETCH_BODY, 9 * FETCH_BODY + 5);
+    let mut dying = Helper::start(
+        net,
+        script,
+        &[
+            "dying",
+            board::UPSTREAM_IP,
+            &port,
+            &total.to_string(),
+            &sent.to_string(),
+        ],
+    );
+    assert_eq!(dying.line(), "listening");
+    let _ = std::fs::remove_file(&body);
+    let (code, _) = curl(
+        net,
+        &["-o", body.to_str().unwrap(), &url("/edge/dying.bin")],
+    );
+    assert!(
+        code == 18 || code == 56,
+        "curl exit {code}: a short transfer (18) or a reset mid-body (56)"
+    );
+    let got = std::fs::read(&body).unwrap_or_default();
+    let expected: Vec<u8> = (0..sent).map(|i| (i * 7 % 251) as u8).collect();
+    assert!(
+        got.len() < total && got == expected[..got.len()],
+        "{} bytes of {total}, a prefix of what upstream sent ({sent})",
+        got.len()
+    );
+    assert_eq!(dying.line(), "died");
+    drop(dying);
+    let line = wait_log_line(qemu, "192.168.69.1 GET /edge/dying.bin ", 1);
+    assert!(
+        line.contains(" 200 ") && line.ends_with(" incomplete"),
+        "{line}"
+    );
+    assert_eq!(get("/hello.txt").0, "200");
+
     // Upstream back: served again (the copy cached before is still current).
     let upstream = Upstream::start(net, &root);
     let (status, bytes, h) = get("/edge/a.txt");
@@ -632,6 +719,63 @@ fn edge_checks(net: &TapNet, script: &Path, dir: &Path, qemu: &Qemu, upstream: U
     assert!(bytes == second, "the current bytes after upstream returned");
     assert_eq!(cache_status(&h), "satchel; hit", "{h}");
     drop(upstream);
+}
+
+/// A download of a file far larger than what upstream's kernel can hold in its socket
+/// buffers (at most 4 MiB), upstream SIGKILLed once curl has 256 KiB: the board gets what was
+/// queued, then upstream's end, and cuts the client short.
+fn killed_mid_stream(net: &TapNet, dir: &Path, upstream: Upstream) {
+    let root = dir.join("upstream");
+    let huge = satchel_tests::content(16 << 20, 5);
+    std::fs::write(root.join("edge/huge.bin"), &huge).unwrap();
+    let out = dir.join("huge-body");
+    let mut curl = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.netns])
+        .args(["curl", "-sS", "--max-time", "60", "--noproxy", "*", "-o"])
+        .arg(&out)
+        .arg(url("/edge/huge.bin"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start curl");
+    let deadline = Instant::now() + WAIT;
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 256 << 10 {
+        if Instant::now() >= deadline || !matches!(curl.try_wait(), Ok(None)) {
+            let _ = curl.kill();
+            let _ = curl.wait();
+            panic!("curl did not get 256 KiB of huge.bin");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    upstream.stop();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let code = loop {
+        match curl.try_wait() {
+            Ok(Some(status)) => break status.code(),
+            _ if Instant::now() >= deadline => {
+                let _ = curl.kill();
+                let _ = curl.wait();
+                panic!("curl still running 90 s after upstream died");
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let got = std::fs::read(&out).unwrap_or_default();
+    assert!(
+        code == Some(18) || code == Some(56),
+        "curl exit {code:?} after {} bytes: a short transfer (18) or a reset mid-body (56)",
+        got.len()
+    );
+    assert!(
+        got.len() < huge.len() && got == huge[..got.len()],
+        "{} bytes of {}, a prefix",
+        got.len(),
+        huge.len()
+    );
+    eprintln!(
+        "board_qemu: upstream killed mid-stream: curl got {} of {} bytes, exit {code:?}",
+        got.len(),
+        huge.len()
+    );
 }
 
 fn status_of(net: &TapNet, args: &[&str]) -> String {

@@ -43,8 +43,9 @@ pub const UPSTREAM_HOST: &str = "192.168.69.1:8080";
 /// send each 1 KiB of body; past it the request gets `504`. Shorter than
 /// [`SEND_TIMEOUT_SECS`], after which a waiting request would get `503` instead.
 pub const UPSTREAM_TIMEOUT_MS: u64 = 2000;
-/// The largest file fetched from upstream (its fetch buffer). A larger one is answered `502`
-/// with the reason, never sent truncated.
+/// The fetch buffer: the largest file fetched from upstream and cached. A larger one (with a
+/// `Content-Length`) streams through it to the client at the client's pace, uncached; one of
+/// unannounced length that overflows it is answered `502` with the reason.
 pub const FETCH_BODY: usize = 4096;
 /// The upstream socket's receive buffer (its window).
 pub const UPSTREAM_RX: usize = 1024;

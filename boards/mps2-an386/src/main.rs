@@ -15,7 +15,7 @@
 //! Files not in flash are fetched from the upstream HTTP server in [`config`] (a caching edge,
 //! [`satchel_core::upstream`]): the core's download session on one more TCP socket
 //! ([`Fetcher`]), every request revalidated upstream (`If-None-Match`), the bytes kept in the
-//! cache.
+//! cache; a file larger than the fetch buffer streams through it to the client, uncached.
 //!
 //! The register accesses are the only `unsafe`, all in [`hw`].
 #![no_std]

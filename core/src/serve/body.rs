@@ -2,7 +2,7 @@
 //! [`Transmit::copy_to`] every copying driver uses.
 
 use crate::cache::ContentCache;
-use crate::source::{FileSource, FileVersion};
+use crate::source::{FileSource, FileVersion, SourceError};
 
 use super::Site;
 
@@ -191,7 +191,9 @@ impl<H, F, L: AsRef<[u8]>> Transmit<'_, H, F, L> {
     /// Copies the head bytes, then as many body bytes as fit, into `buf`; returns how many were
     /// copied (report them with [`transmitted`](super::Connection::transmitted) once sent).
     ///
-    /// `Ok(0)` only when `buf` is empty or nothing is left. A body source that yields nothing
+    /// `Ok(0)` only when `buf` is empty, nothing is left, or the file's source has no bytes
+    /// yet (its `read_at` answered [`SourceError::WouldBlock`]: a body streamed from upstream;
+    /// poll again later). A body source that yields nothing
     /// while bytes are owed is `Err(SourceChanged)` when no head byte was copied either (with a
     /// head copied, the head goes out and the next call reports it).
     ///
@@ -230,7 +232,11 @@ impl<H, F, L: AsRef<[u8]>> Transmit<'_, H, F, L> {
                 version,
                 ..
             } => {
-                let got = site.source().read_at(file, *offset, dst).unwrap_or(0);
+                let got = match site.source().read_at(file, *offset, dst) {
+                    // A streaming source has no bytes yet: nothing to send this time.
+                    Err(SourceError::WouldBlock) => return Ok(h),
+                    read => read.unwrap_or(0),
+                };
                 // Size and modification time: what a write changes. Not the rest of the
                 // version: the ctime also moves when the file is only renamed over or unlinked,
                 // and the bytes of the inode being sent are then still the announced ones.

@@ -6,7 +6,7 @@ use crate::http::method::Method;
 use crate::http::request::parse_request;
 use crate::http::response::{CacheStatus, ResponseHead};
 use crate::http::status::StatusCode;
-use crate::source::{Arrival, Ticket};
+use crate::source::{Arrival, FileSource, Ticket};
 use crate::time::Instant;
 
 use super::body::{Body, Transmit};
@@ -465,9 +465,8 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     }
 
     fn release_body(&mut self) {
-        if let Body::Cached { handle, .. } = core::mem::replace(&mut self.body, Body::None) {
-            self.site.cache().release(handle);
-        }
+        let body = core::mem::replace(&mut self.body, Body::None);
+        self.drop_body(body);
     }
 
     fn finish_response(&mut self) {
@@ -582,8 +581,10 @@ impl<'s, S: Site, const TX: usize> Connection<'s, S, TX> {
     }
 
     pub(super) fn drop_body(&self, body: SiteBody<S>) {
-        if let Body::Cached { handle, .. } = body {
-            self.site.cache().release(handle);
+        match body {
+            Body::Cached { handle, .. } => self.site.cache().release(handle),
+            Body::File { file, .. } => self.site.source().close(&file),
+            Body::None | Body::Listing { .. } => {}
         }
     }
 }
