@@ -16,8 +16,8 @@
 //!   `Transfer-Encoding: chunked` never together with `Content-Length`; equal
 //!   `Content-Length` values only), persistence (RFC 9112 §9.3), the validators kept, and
 //!   `Response::header` finding the first field of each name;
-//! - both directions agree: the parsed view re-encoded (`Response::encode`) parses to the same
-//!   response, and the typed head the parser filled (`response.head`, the one `ResponseHead`
+//! - both directions agree: the parsed view written back canonically (from the plain line
+//!   reading) parses to the same response, and the typed head the parser filled (`response.head`, the one `ResponseHead`
 //!   the server encodes with) encodes to bytes that parse back to the same head, every field;
 //! - the resume decision (`plan`) for the whole file and for ranges from a few offsets obeys
 //!   RFC 9110 §14 (append only a 206 that starts where asked, reaches the end and agrees with
@@ -124,19 +124,11 @@ fn parse_whole<'b>(buf: &'b [u8], head_request: bool, what: &str) -> Response<'b
     }
 }
 
-/// `parse` → `encode` → `parse` gives the same response and the same fields.
+/// `parse` → canonical form → `parse` gives the same response and the same fields. The core
+/// has one emitter (`ResponseHead::encode`, checked below), which writes only the typed head;
+/// the wire-only parts (version, reason, unknown fields, spacing) are written back here from
+/// the plain line reading, without the core's code.
 fn reencodes_the_same(r: &Response<'_>, head_request: bool) {
-    let mut buf = vec![0; r.encoded_len()];
-    assert_eq!(r.encode(&mut buf), Ok(buf.len()));
-    let again = parse_whole(&buf, head_request, "re-encoded head");
-    assert_eq!(
-        Response {
-            fields: r.fields,
-            ..again
-        },
-        *r,
-        "re-encoded head parses differently"
-    );
     let names = |r: &Response<'_>| {
         lines(r.fields)
             .into_iter()
@@ -147,6 +139,22 @@ fn reencodes_the_same(r: &Response<'_>, head_request: bool) {
             })
             .collect::<Vec<_>>()
     };
+    let mut buf = format!("HTTP/1.{} {:03} ", r.minor_version, r.head.status.as_u16()).into_bytes();
+    buf.extend_from_slice(r.reason);
+    buf.extend_from_slice(b"\r\n");
+    for (name, value) in names(r) {
+        buf.extend_from_slice(&[&name[..], b": ", &value, b"\r\n"].concat());
+    }
+    buf.extend_from_slice(b"\r\n");
+    let again = parse_whole(&buf, head_request, "re-encoded head");
+    assert_eq!(
+        Response {
+            fields: r.fields,
+            ..again
+        },
+        *r,
+        "re-encoded head parses differently"
+    );
     assert_eq!(names(&again), names(r));
 }
 

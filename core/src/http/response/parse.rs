@@ -1,11 +1,8 @@
 //! The client's side: [`Response::parse`] reads a response head with the request parser's
 //! field scanner (`http/scan.rs`) into the same [`ResponseHead`] the server encodes, inside a
-//! checked view; [`Response::encode`] writes the view back as received, canonically.
+//! checked view. Encoding is [`ResponseHead::encode`]'s alone: re-encode `response.head`.
 
-use super::{
-    field, valid_value, BufSink, CacheStatus, ContentRange, Counter, EncodeError, ResponseHead,
-    Sink,
-};
+use super::{CacheStatus, ContentRange, ResponseHead};
 use crate::http::date::parse_http_date;
 use crate::http::digest::{from_dictionary, ContentDigest};
 use crate::http::scan::{
@@ -73,59 +70,6 @@ impl<'b> Response<'b> {
         }
     }
 
-    /// The exact number of bytes [`Response::encode`] writes.
-    pub fn encoded_len(&self) -> usize {
-        let mut counter = Counter(0);
-        match self.emit(&mut counter) {
-            Ok(()) => counter.0,
-            Err(EmitStop::Sink(never)) => match never {},
-            Err(EmitStop::Invalid) => 0,
-        }
-    }
-
-    /// Writes the head back in canonical form (CRLF line ends, `name: value` fields in the
-    /// order received), so `parse` → `encode` → `parse` gives the same response (the `Repr`
-    /// round trip); returns its length.
-    ///
-    /// # Errors
-    /// [`EncodeError::BufferTooSmall`] when `buf` is shorter than [`Response::encoded_len`];
-    /// [`EncodeError::InvalidFieldValue`] for a hand-built view whose version, reason or
-    /// fields `parse` would not have produced.
-    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let mut sink = BufSink { buf, pos: 0 };
-        match self.emit(&mut sink) {
-            Ok(()) => Ok(sink.pos),
-            Err(EmitStop::Sink(e)) => Err(e),
-            Err(EmitStop::Invalid) => Err(EncodeError::InvalidFieldValue),
-        }
-    }
-
-    fn emit<S: Sink>(&self, s: &mut S) -> Result<(), EmitStop<S::Error>> {
-        let status = self.head.status;
-        if self.minor_version > 9 || !valid_value(self.reason) {
-            return Err(EmitStop::Invalid);
-        }
-        let line = |s: &mut S| {
-            s.put(b"HTTP/1.")?;
-            s.put(&[b'0' + self.minor_version])?;
-            s.put(b" ")?;
-            s.put(&status.digits())?;
-            s.put(b" ")?;
-            s.put(self.reason)?;
-            s.put(b"\r\n")
-        };
-        line(s).map_err(EmitStop::Sink)?;
-        let mut cur = Cursor::new(self.fields, usize::MAX);
-        scan::fields(&mut cur, MAX_FIELDS, |h| {
-            field(s, h.name, h.value, b": ").map_err(EmitStop::Sink)
-        })
-        .map_err(|stop| match stop {
-            Stop::Error(e) => e,
-            Stop::Partial => EmitStop::Invalid,
-        })?;
-        s.put(b"\r\n").map_err(EmitStop::Sink)
-    }
-
     /// The value of the first field named `name` (compared case-insensitively), if any.
     pub fn header(&self, name: &[u8]) -> Option<&'b [u8]> {
         let mut cur = Cursor::new(self.fields, usize::MAX);
@@ -138,18 +82,6 @@ impl<'b> Response<'b> {
             Ok(())
         });
         found
-    }
-}
-
-/// Why [`Response::emit`] stopped: the sink failed, or the view is not one `parse` makes.
-enum EmitStop<E> {
-    Sink(E),
-    Invalid,
-}
-
-impl<E> From<ScanError> for EmitStop<E> {
-    fn from(_: ScanError) -> Self {
-        Self::Invalid
     }
 }
 
