@@ -32,7 +32,7 @@ use ::smoltcp::wire::IpEndpoint;
 use super::core_instant;
 use crate::cache::ContentCache;
 use crate::client::session::{self, Action, ConnectFailure, Download, Error, Event};
-use crate::client::{Plan, TargetError, Url};
+use crate::client::{Plan, Request, TargetError, Url};
 use crate::source::{FileSource, Ticket, UpstreamError};
 use crate::status::StatusCode;
 use crate::time::{Duration, Instant};
@@ -132,70 +132,34 @@ impl<const STAGE: usize> Fetcher<STAGE> {
         let mut progress = false;
         // Bounded: each turn either acts or returns.
         for _ in 0..16 {
-            let Some(run) = self.running.as_mut() else {
+            let Some(run) = self.running else {
                 return progress;
             };
-            match self.download.poll(now_core) {
-                Action::Connect if !run.connecting => {
-                    socket.abort();
-                    self.staged = 0;
-                    let port = self.next_port;
-                    self.next_port = port.checked_add(1).unwrap_or(EPHEMERAL_FIRST);
-                    match socket.connect(iface.context(), self.config.endpoint, port) {
-                        Ok(()) => run.connecting = true,
-                        Err(_) => self
-                            .download
-                            .handle_connect_failed(now_core, ConnectFailure::Other),
-                    }
-                    progress = true;
-                }
-                Action::Connect => match socket.state() {
-                    tcp::State::SynSent | tcp::State::SynReceived => return progress,
-                    tcp::State::Established => {
-                        run.connecting = false;
-                        self.download.handle_connected(now_core);
-                    }
-                    _ => {
-                        run.connecting = false;
-                        self.download
-                            .handle_connect_failed(now_core, ConnectFailure::Refused);
-                    }
-                },
+            let step = match self.download.poll(now_core) {
+                Action::Connect if !run.connecting => self.connect(now_core, iface, socket),
+                Action::Connect => self.await_connected(now_core, socket),
                 Action::Send(request) => {
-                    let mut head = [0u8; MAX_UPSTREAM_TARGET + 512];
-                    let sent = request
-                        .encode(&mut head)
-                        .ok()
-                        .and_then(|n| head.get(..n))
-                        .is_some_and(|h| socket.send_slice(h).is_ok_and(|m| m == h.len()));
-                    if !sent {
+                    if !send_request(&request, socket) {
                         self.download.handle_broken(now_core);
                     }
-                    progress = true;
+                    Step::Moved
                 }
-                Action::Receive => {
-                    if !self.receive(now_core, socket, upstream) {
-                        return progress;
-                    }
-                    progress = true;
-                }
+                Action::Receive => match self.receive(now_core, socket, upstream) {
+                    true => Step::Moved,
+                    false => Step::Wait,
+                },
                 // No retries are configured; a retry or a backoff is waited out by polling.
-                Action::Retry(_) => {}
-                Action::Wait(_) => return progress,
+                Action::Retry(_) => Step::Again,
+                Action::Wait(_) => Step::Wait,
                 Action::Done(result) => {
-                    let outcome = match (run.refused, result) {
-                        (Some(e), _) => Outcome::Failed(e),
-                        (None, Ok(_)) if self.download.not_modified() => Outcome::NotModified,
-                        (None, Ok(_)) => Outcome::Fetched,
-                        (None, Err(Error::Status(StatusCode::NOT_FOUND))) => Outcome::NotFound,
-                        (None, Err(e)) => Outcome::Failed(upstream_error(e)),
-                    };
-                    upstream.finish(run.ticket, outcome);
-                    socket.abort();
-                    self.staged = 0;
-                    self.running = None;
+                    self.finish(run, result, socket, upstream);
                     return true;
                 }
+            };
+            match step {
+                Step::Moved => progress = true,
+                Step::Again => {}
+                Step::Wait => return progress,
             }
         }
         progress
@@ -228,6 +192,67 @@ impl<const STAGE: usize> Fetcher<STAGE> {
         true
     }
 
+    /// Opens a new connection from the next local port, for the session's `Connect`.
+    fn connect(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        socket: &mut tcp::Socket<'_>,
+    ) -> Step {
+        socket.abort();
+        self.staged = 0;
+        let port = self.next_port;
+        self.next_port = port.checked_add(1).unwrap_or(EPHEMERAL_FIRST);
+        match socket.connect(iface.context(), self.config.endpoint, port) {
+            Ok(()) => self.set_connecting(true),
+            Err(_) => self
+                .download
+                .handle_connect_failed(now, ConnectFailure::Other),
+        }
+        Step::Moved
+    }
+
+    /// Waits out the handshake of the connection `connect` opened and tells the session how
+    /// it ended.
+    fn await_connected(&mut self, now: Instant, socket: &tcp::Socket<'_>) -> Step {
+        match socket.state() {
+            tcp::State::SynSent | tcp::State::SynReceived => return Step::Wait,
+            tcp::State::Established => self.download.handle_connected(now),
+            _ => self
+                .download
+                .handle_connect_failed(now, ConnectFailure::Refused),
+        }
+        self.set_connecting(false);
+        Step::Again
+    }
+
+    fn set_connecting(&mut self, connecting: bool) {
+        if let Some(run) = self.running.as_mut() {
+            run.connecting = connecting;
+        }
+    }
+
+    /// Reports the session's end to the source and frees the socket for the next fetch.
+    fn finish<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>(
+        &mut self,
+        run: Running,
+        result: Result<session::Saved, Error>,
+        socket: &mut tcp::Socket<'_>,
+        upstream: &Upstream<'_, L, C, BODY, KNOWN>,
+    ) {
+        let outcome = match (run.refused, result) {
+            (Some(e), _) => Outcome::Failed(e),
+            (None, Ok(_)) if self.download.not_modified() => Outcome::NotModified,
+            (None, Ok(_)) => Outcome::Fetched,
+            (None, Err(Error::Status(StatusCode::NOT_FOUND))) => Outcome::NotFound,
+            (None, Err(e)) => Outcome::Failed(upstream_error(e)),
+        };
+        upstream.finish(run.ticket, outcome);
+        socket.abort();
+        self.staged = 0;
+        self.running = None;
+    }
+
     /// Reads what the socket holds and feeds the session; the body goes to the source.
     /// Returns whether anything happened.
     #[inline(never)]
@@ -237,79 +262,131 @@ impl<const STAGE: usize> Fetcher<STAGE> {
         socket: &mut tcp::Socket<'_>,
         upstream: &Upstream<'_, L, C, BODY, KNOWN>,
     ) -> bool {
-        let Some(run) = self.running.as_mut() else {
+        let Some(run) = self.running else {
             return false;
         };
+        let got = self.stage_input(socket);
+        let fed = match self.feed(now, run.ticket, upstream) {
+            Ok(fed) => fed,
+            Err(e) => {
+                // Stop reading: the session ends as broken, reported as the refusal.
+                self.set_refused(e);
+                self.download.handle_broken(now);
+                self.staged = 0;
+                return true;
+            }
+        };
+        self.stage.copy_within(fed.consumed..self.staged, 0);
+        self.staged -= fed.consumed;
+        // Time limits are checked by the session's own poll.
+        if got == 0 && !socket.can_recv() && self.socket_ended(now, socket, fed.held_back) {
+            return true;
+        }
+        got > 0 || fed.moved
+    }
+
+    /// Moves what the socket holds into the staging buffer, as much as fits; returns how much.
+    fn stage_input(&mut self, socket: &mut tcp::Socket<'_>) -> usize {
         let room = self.stage.get_mut(self.staged..).unwrap_or_default();
         let got = match socket.can_recv() {
             true => socket.recv_slice(room).unwrap_or(0),
             false => 0,
         };
         self.staged += got;
-        let mut consumed = 0;
-        let mut moved = got > 0;
-        // Staged bytes the source had no room for yet: upstream's end waits until they are in.
-        let mut held_back;
+        got
+    }
+
+    /// Feeds the staged bytes to the session, no more than the source has room for, and hands
+    /// the session's events to the source.
+    ///
+    /// # Errors
+    /// The source refused the body (or has no room at all for it).
+    fn feed<L: FileSource, C: ContentCache, const BODY: usize, const KNOWN: usize>(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        upstream: &Upstream<'_, L, C, BODY, KNOWN>,
+    ) -> Result<Fed, UpstreamError> {
+        let mut fed = Fed {
+            consumed: 0,
+            moved: false,
+            held_back: false,
+        };
         loop {
             // A streamed body goes no faster than its reader takes it: what the source has
             // no room for stays staged, then in the socket (whose window closes upstream).
-            let room = match upstream.room(run.ticket) {
-                Ok(room) => room,
-                Err(e) => {
-                    run.refused = Some(e);
-                    self.download.handle_broken(now);
-                    self.staged = 0;
-                    return true;
-                }
-            };
-            let data = self.stage.get(consumed..self.staged).unwrap_or_default();
-            held_back = room < data.len();
+            let room = upstream.room(ticket)?;
+            let data = self
+                .stage
+                .get(fed.consumed..self.staged)
+                .unwrap_or_default();
+            fed.held_back = room < data.len();
             let data = data.get(..room.min(data.len())).unwrap_or_default();
             let (n, event) = self.download.handle_input(now, data);
-            consumed += n;
-            moved |= n > 0;
-            let refused = match event {
-                Event::NeedMore | Event::Ended => break,
-                Event::Start(start) => match start.plan {
-                    Plan::Write { total } => upstream
-                        .begin(
-                            run.ticket,
-                            total,
-                            start.response.head.etag,
-                            start.response.header(b"last-modified"),
-                        )
-                        .err(),
-                    _ => None,
-                },
-                Event::Body(bytes) => upstream.append(run.ticket, bytes).err(),
-            };
-            if let Some(e) = refused {
-                // Stop reading: the session ends as broken, reported as the refusal.
-                run.refused = Some(e);
-                self.download.handle_broken(now);
-                self.staged = 0;
-                return true;
+            fed.consumed += n;
+            fed.moved |= n > 0;
+            match event {
+                Event::NeedMore | Event::Ended => return Ok(fed),
+                Event::Start(start) => {
+                    if let Plan::Write { total } = start.plan {
+                        let etag = start.response.head.etag;
+                        let last_modified = start.response.header(b"last-modified");
+                        upstream.begin(ticket, total, etag, last_modified)?;
+                    }
+                }
+                Event::Body(bytes) => upstream.append(ticket, bytes)?,
             }
         }
-        self.stage.copy_within(consumed..self.staged, 0);
-        self.staged -= consumed;
-        // Time limits are checked by the session's own poll.
-        if got == 0 && !socket.can_recv() {
-            match socket.state() {
-                // Closed without a FIN read: reset (or aborted by smoltcp's own timeouts).
-                tcp::State::Closed => {
-                    self.download.handle_broken(now);
-                    return true;
-                }
-                _ if !socket.may_recv() && !held_back => {
-                    self.download.handle_eof(now);
-                    return true;
-                }
-                _ => {}
-            }
-        }
-        moved
     }
+
+    fn set_refused(&mut self, e: UpstreamError) {
+        if let Some(run) = self.running.as_mut() {
+            run.refused = Some(e);
+        }
+    }
+
+    /// With nothing left to read: tells the session if the connection was reset or upstream's
+    /// end has come (once every staged byte is in the source). Returns whether it did.
+    fn socket_ended(&mut self, now: Instant, socket: &tcp::Socket<'_>, held_back: bool) -> bool {
+        match socket.state() {
+            // Closed without a FIN read: reset (or aborted by smoltcp's own timeouts).
+            tcp::State::Closed => self.download.handle_broken(now),
+            _ if !socket.may_recv() && !held_back => self.download.handle_eof(now),
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// What one turn of [`Fetcher::poll`] did.
+enum Step {
+    /// Something changed: poll the interface.
+    Moved,
+    /// Nothing to send yet; ask the session again.
+    Again,
+    /// Nothing to do until the socket or the clock moves.
+    Wait,
+}
+
+/// What [`Fetcher::feed`] did with the staged bytes.
+struct Fed {
+    /// How many the session took.
+    consumed: usize,
+    /// Whether it took any.
+    moved: bool,
+    /// Staged bytes the source had no room for yet: upstream's end waits until they are in.
+    held_back: bool,
+}
+
+/// Encodes the session's request head and queues it whole on the socket; false when it does
+/// not fit.
+fn send_request(request: &Request<'_>, socket: &mut tcp::Socket<'_>) -> bool {
+    let mut head = [0u8; MAX_UPSTREAM_TARGET + 512];
+    request
+        .encode(&mut head)
+        .ok()
+        .and_then(|n| head.get(..n))
+        .is_some_and(|h| socket.send_slice(h).is_ok_and(|m| m == h.len()))
 }
 
 /// What a failed session means for the request waiting for it.
